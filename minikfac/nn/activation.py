@@ -1,0 +1,109 @@
+"""Element-wise activations, Identity and Flatten: layers without parameters.
+
+Caches (each exactly what its backward needs):
+
+==================  ====================  ==========================================
+layer               attribute             meaning
+==================  ====================  ==========================================
+ReLU                ``cache_mask``        x > 0 (bool, input's shape)
+Tanh, Sigmoid       ``cache_output``      y = f(x); f' is a function of y
+Flatten             ``cache_input_shape`` (N, ...) to restore in backward
+Identity            —
+==================  ====================  ==========================================
+
+Every backward accepts stacked cotangents ``(K, *output_shape)``: the cached
+arrays broadcast over the leading axis.
+"""
+
+from minikfac import backend
+from minikfac.nn.module import Module, check_grad_output
+
+
+class ReLU(Module):
+    """max(x, 0); the derivative at exactly 0 is taken as 0."""
+
+    def __init__(self):
+        self.cache_mask = None
+
+    def forward(self, x):
+        if self.training:
+            self.cache_mask = x > 0
+        return backend.get_array_module(x).maximum(x, 0)
+
+    def backward(self, dout):
+        self._check_cached("cache_mask")
+        check_grad_output(self, dout, self.cache_mask.shape)
+        return dout * self.cache_mask
+
+
+class Tanh(Module):
+    """tanh(x); backward uses tanh' = 1 − y²."""
+
+    def __init__(self):
+        self.cache_output = None
+
+    def forward(self, x):
+        y = backend.get_array_module(x).tanh(x)
+        if self.training:
+            self.cache_output = y
+        return y
+
+    def backward(self, dout):
+        self._check_cached("cache_output")
+        y = self.cache_output
+        check_grad_output(self, dout, y.shape)
+        return dout * (1 - y * y)
+
+
+class Sigmoid(Module):
+    """σ(x) = 1 / (1 + e^(−x)), computed as exp(−log(1 + e^(−x))) so that no
+    intermediate overflows; backward uses σ' = y (1 − y)."""
+
+    def __init__(self):
+        self.cache_output = None
+
+    def forward(self, x):
+        xp = backend.get_array_module(x)
+        y = xp.exp(-xp.logaddexp(0, -x))
+        if self.training:
+            self.cache_output = y
+        return y
+
+    def backward(self, dout):
+        self._check_cached("cache_output")
+        y = self.cache_output
+        check_grad_output(self, dout, y.shape)
+        return dout * (y * (1 - y))
+
+
+class Identity(Module):
+    """Returns its input; backward returns dout unchanged (the same array)."""
+
+    def forward(self, x):
+        return x
+
+    def backward(self, dout):
+        return dout
+
+
+class Flatten(Module):
+    """(N, d1, d2, ...) -> (N, d1·d2·...), row-major (C, H, W order for images)."""
+
+    def __init__(self):
+        self.cache_input_shape = None
+
+    def forward(self, x):
+        if x.ndim < 2:
+            raise ValueError(f"Flatten: input has shape {tuple(x.shape)}, expected (N, ...) with at least 2 axes")
+        if self.training:
+            self.cache_input_shape = tuple(x.shape)
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, dout):
+        self._check_cached("cache_input_shape")
+        shape = self.cache_input_shape
+        features = 1
+        for d in shape[1:]:
+            features *= d
+        check_grad_output(self, dout, (shape[0], features))
+        return dout.reshape(tuple(dout.shape[:-2]) + shape)

@@ -1,0 +1,76 @@
+"""Linear layer: s = W a + b, the building block K-FAC was first derived for.
+
+What it caches (read by backward, and by the curvature module after a backward):
+
+==========================  ===================  ========================================
+attribute                   shape                meaning
+==========================  ===================  ========================================
+``cache_input``             (N, D_in)            a, the layer's input (Martens & Grosse's a)
+``cache_grad_output``       (N, D_out) or        g = dL/ds from the last backward
+                            (K, N, D_out)        (K stacked cotangents, see module.py)
+==========================  ===================  ========================================
+"""
+
+import numpy as np
+
+from minikfac import backend
+from minikfac.nn import init as initializers
+from minikfac.nn.module import Module, check_grad_output, check_input, new_parameter
+
+
+class Linear(Module):
+    """Fully connected layer ``s = a Wᵀ + b`` for a batch of rows a.
+
+    Parameters
+    ----------
+    in_features, out_features : D_in and D_out.
+    bias : whether to add b.
+    init : initialiser of W (a name or callable, see :mod:`minikfac.nn.init`);
+        b starts at zero.
+    rng : None (global init generator), an int seed or a numpy Generator.
+
+    Attributes
+    ----------
+    weight : Parameter (D_out, D_in) — W acts as s = W a (DESIGN.md).
+    bias : Parameter (D_out,) or None.
+    """
+
+    def __init__(self, in_features, out_features, bias=True, init="xavier", rng=None):
+        for name, value in (("in_features", in_features), ("out_features", out_features)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"Linear: {name} must be a positive int, got {value!r}")
+        self.in_features = in_features
+        self.out_features = out_features
+        shape = (out_features, in_features)
+        dtype = backend.get_default_dtype()
+        self.weight = new_parameter(
+            initializers.initial_weight(init, shape, in_features, out_features, rng, dtype))
+        self.bias = new_parameter(np.zeros(out_features)) if bias else None
+        self.cache_input = None
+        self.cache_grad_output = None
+
+    def forward(self, x):
+        """x: (N, D_in) -> s: (N, D_out)."""
+        check_input(self, x, (self.in_features,))
+        out = x @ self.weight.data.T
+        if self.bias is not None:
+            out = out + self.bias.data
+        if self.training:
+            self.cache_input = x
+        return out
+
+    def backward(self, dout):
+        """dout: (..., N, D_out) -> dL/da: (..., N, D_in); accumulates dW (D_out, D_in), db (D_out,)."""
+        self._check_cached("cache_input")
+        a = self.cache_input
+        check_grad_output(self, dout, (a.shape[0], self.out_features))
+        self.cache_grad_output = dout
+        # Stacked cotangents share the same a, so sum g over them before the product.
+        g = dout if dout.ndim == 2 else dout.reshape(-1, *a.shape[:1], self.out_features).sum(axis=0)
+        self.weight.accumulate(g.T @ a)
+        if self.bias is not None:
+            self.bias.accumulate(g.sum(axis=0))
+        return dout @ self.weight.data
+
+    def extra_repr(self):
+        return f"{self.in_features}, {self.out_features}, bias={self.bias is not None}"

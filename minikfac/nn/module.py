@@ -1,0 +1,262 @@
+"""Module, Parameter and Sequential: the skeleton every layer hangs on.
+
+A Module computes ``forward(x)`` and caches what its ``backward(dout)`` needs in
+attributes named ``cache_*`` (so that they can be listed, cleared and moved in
+one place). ``backward`` returns dL/d(input), *adds* parameter gradients into
+``Parameter.grad`` (they accumulate until ``zero_grad()``, as in PyTorch) and
+never modifies ``dout``.
+
+Stacked cotangents: every ``backward`` accepts ``dout`` with extra *leading*
+axes, shape ``(K, *output_shape)``: K independent vectors are pulled back at
+once (the curvature module sends the K columns of the output-Fisher square
+root through the layers' own backward this way). Parameter gradients are then
+summed over K.
+
+Parameters are found by looking at the module's attributes in the order they
+were assigned, so ``parameters()`` yields them in network order, weight
+before bias.
+"""
+
+from collections import OrderedDict
+
+import numpy as np
+
+from minikfac import backend
+
+
+class Parameter:
+    """A trainable array: ``data`` and its accumulated gradient ``grad``.
+
+    Attributes
+    ----------
+    data : array, any shape (e.g. ``(D_out, D_in)`` for a Linear weight)
+    grad : array of ``data``'s shape, or ``None`` until the first backward
+        (and after ``zero_grad()``).
+    """
+
+    __slots__ = ("data", "grad")
+
+    def __init__(self, data):
+        self.data = data
+        self.grad = None
+
+    @property
+    def shape(self):
+        return tuple(self.data.shape)
+
+    def accumulate(self, grad):
+        """Add ``grad`` (same shape as ``data``) into ``self.grad``."""
+        if self.grad is None:
+            self.grad = grad
+        else:
+            self.grad += grad
+
+    def __repr__(self):
+        return f"Parameter(shape={self.shape}, dtype={self.data.dtype}, backend={backend.backend_of(self.data)})"
+
+
+class Module:
+    """Base class of layers and containers.
+
+    Subclasses implement ``forward(x)`` and ``backward(dout)``; they store
+    parameters as :class:`Parameter` attributes, sub-modules as Module
+    attributes, and caches as ``cache_*`` attributes.
+    """
+
+    training = True
+
+    # ------------------------------------------------------------------ #
+    # The computation
+    # ------------------------------------------------------------------ #
+    def __call__(self, x):
+        return self.forward(x)
+
+    def forward(self, x):
+        raise NotImplementedError(f"{type(self).__name__}.forward")
+
+    def backward(self, dout):
+        raise NotImplementedError(f"{type(self).__name__}.backward")
+
+    def _check_cached(self, *names):
+        for name in names:
+            if getattr(self, name, None) is None:
+                raise RuntimeError(
+                    f"{type(self).__name__}.backward needs the cache from a forward "
+                    "pass in training mode; call net.train() and net(x) first"
+                )
+
+    # ------------------------------------------------------------------ #
+    # Structure
+    # ------------------------------------------------------------------ #
+    def named_children(self):
+        """Yield ``(name, module)`` for the direct sub-modules, in assignment order."""
+        for name, value in vars(self).items():
+            if isinstance(value, Module):
+                yield name, value
+
+    def named_parameters(self, prefix=""):
+        """Yield ``(dotted_name, Parameter)`` in network order, weight before bias."""
+        for name, value in vars(self).items():
+            if isinstance(value, Parameter):
+                yield prefix + name, value
+        for name, child in self.named_children():
+            yield from child.named_parameters(prefix + name + ".")
+
+    def parameters(self):
+        """List of the :class:`Parameter` objects, in network order, weight before bias."""
+        return [p for _, p in self.named_parameters()]
+
+    def modules(self):
+        """Yield this module and all its descendants, depth first, in network order."""
+        yield self
+        for _, child in self.named_children():
+            yield from child.modules()
+
+    # ------------------------------------------------------------------ #
+    # State
+    # ------------------------------------------------------------------ #
+    def zero_grad(self):
+        """Forget the accumulated gradients (set every ``Parameter.grad`` to ``None``)."""
+        for p in self.parameters():
+            p.grad = None
+
+    def train(self, mode=True):
+        """Training mode (the default): forward keeps the caches backward needs."""
+        for m in self.modules():
+            m.training = bool(mode)
+        return self
+
+    def eval(self):
+        """Evaluation mode: forward keeps no caches (less memory); backward is refused."""
+        return self.train(False)
+
+    def clear_cache(self):
+        """Drop every ``cache_*`` attribute of this module and its descendants."""
+        for m in self.modules():
+            for name in list(vars(m)):
+                if name.startswith("cache_"):
+                    setattr(m, name, None)
+
+    def to(self, backend_name):
+        """Move parameters (and gradients) to backend ``backend_name``; caches are dropped.
+
+        Returns ``self``. Optimizers created before the move keep state on the
+        old backend: create them after ``to()`` (or reload their state_dict).
+        """
+        backend.module_of(backend_name)  # clear error before anything moves
+        for p in self.parameters():
+            p.data = backend.asarray(p.data, backend=backend_name)
+            if p.grad is not None:
+                p.grad = backend.asarray(p.grad, backend=backend_name)
+        self.clear_cache()
+        return self
+
+    def astype(self, dtype):
+        """Convert parameters to ``dtype`` ("float32"/"float64"); grads are dropped."""
+        for p in self.parameters():
+            p.data = p.data.astype(np.dtype(dtype))
+            p.grad = None
+        self.clear_cache()
+        return self
+
+    def state_dict(self):
+        """An ``OrderedDict`` name -> NumPy copy of each parameter, in network order."""
+        return OrderedDict((name, backend.to_numpy(p.data).copy()) for name, p in self.named_parameters())
+
+    def load_state_dict(self, state):
+        """Copy arrays from ``state`` (as made by :meth:`state_dict`) into the parameters.
+
+        The arrays move to each parameter's backend and dtype. Missing or
+        unexpected names and wrong shapes raise ``ValueError`` before anything
+        is changed.
+        """
+        params = OrderedDict(self.named_parameters())
+        missing = [k for k in params if k not in state]
+        unexpected = [k for k in state if k not in params]
+        if missing or unexpected:
+            raise ValueError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
+        for name, p in params.items():
+            got = tuple(np.shape(state[name])) if backend.backend_of(state[name]) is None else tuple(state[name].shape)
+            if got != p.shape:
+                raise ValueError(f"load_state_dict: {name} has shape {got}, expected {p.shape}")
+        for name, p in params.items():
+            p.data = backend.asarray(state[name], backend=backend.backend_of(p.data), dtype=p.data.dtype)
+            p.grad = None
+        return self
+
+    def extra_repr(self):
+        return ""
+
+    def __repr__(self):
+        children = list(self.named_children())
+        if not children:
+            return f"{type(self).__name__}({self.extra_repr()})"
+        lines = [f"  ({name}): " + repr(child).replace("\n", "\n  ") for name, child in children]
+        return f"{type(self).__name__}(\n" + "\n".join(lines) + "\n)"
+
+
+# --------------------------------------------------------------------------- #
+# Helpers shared by the layers
+# --------------------------------------------------------------------------- #
+def check_input(layer, x, trailing):
+    """Raise ValueError unless ``x`` is (N, *trailing) on the weight's backend."""
+    if x.ndim != 1 + len(trailing) or tuple(x.shape[1:]) != tuple(trailing):
+        expected = "(N, " + ", ".join(str(t) for t in trailing) + ")"
+        raise ValueError(f"{layer!r}: input has shape {tuple(x.shape)}, expected {expected}")
+    try:
+        backend.check_same_backend(input=x, weight=layer.weight.data)
+    except ValueError as err:
+        raise ValueError(f"{layer!r}: {err}") from None
+
+
+def check_grad_output(layer, dout, output_shape):
+    """Raise ValueError unless ``dout`` is (..., *output_shape) (leading axes are stacked cotangents)."""
+    n = len(output_shape)
+    if dout.ndim < n or tuple(dout.shape[dout.ndim - n:]) != tuple(output_shape):
+        raise ValueError(
+            f"{layer!r}.backward: dout has shape {tuple(dout.shape)}, expected "
+            f"{tuple(output_shape)} (optionally with leading stacked axes)"
+        )
+
+
+def new_parameter(host_array):
+    """A Parameter holding ``host_array`` on the current backend in the default dtype."""
+    return Parameter(backend.asarray(host_array, dtype=backend.get_default_dtype()))
+
+
+class Sequential(Module):
+    """Layers applied in order: ``Sequential(Linear(4, 5), Tanh(), Linear(5, 3))``.
+
+    ``forward`` runs the layers first to last; ``backward`` walks them last to
+    first, iteratively. ``net[i]`` and ``len(net)`` index the layers; parameter
+    names are ``"<index>.<name>"`` (``"0.weight"``).
+    """
+
+    def __init__(self, *layers):
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Module):
+                raise TypeError(f"Sequential: argument {i} is a {type(layer).__name__}, expected a Module")
+        self.layers = list(layers)
+
+    def named_children(self):
+        for i, layer in enumerate(self.layers):
+            yield str(i), layer
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+    def backward(self, dout):
+        for layer in reversed(self.layers):
+            dout = layer.backward(dout)
+        return dout
+
+    def __getitem__(self, index):
+        return self.layers[index]
+
+    def __len__(self):
+        return len(self.layers)
+
+    def __iter__(self):
+        return iter(self.layers)

@@ -1,0 +1,115 @@
+"""Max and average pooling over KH×KW windows (no padding), looping over kernel offsets only.
+
+Both see the input through the same strided slices as :func:`minikfac.nn.conv.im2col`:
+for each kernel offset (i, j), ``x[..., i::stride, j::stride]`` cut to the OH×OW
+output grid is one (N, C, OH, OW) array. Rows or columns left over when the
+window does not fit (H − KH not a multiple of the stride) are ignored, as in
+PyTorch, and get zero gradient.
+
+Caches:
+
+========================  ====================  =====================================
+attribute                 shape                 meaning
+========================  ====================  =====================================
+``cache_input_shape``     (N, C, H, W)          both layers
+``cache_argmax``          (N, C, OH, OW) ints   MaxPool2d: which offset won (first on ties)
+========================  ====================  =====================================
+"""
+
+from minikfac import backend
+from minikfac.nn.conv import _pair, output_size
+from minikfac.nn.module import Module, check_grad_output
+
+
+class _Pool2d(Module):
+    def __init__(self, kernel_size, stride=None):
+        name = type(self).__name__
+        self.kernel_size = _pair(kernel_size, f"{name}: kernel_size")
+        self.stride = _pair(stride if stride is not None else kernel_size, f"{name}: stride")
+        if min(self.kernel_size) < 1 or min(self.stride) < 1:
+            raise ValueError(f"{name}: kernel_size and stride must be >= 1, got {self.kernel_size}, {self.stride}")
+        self.cache_input_shape = None
+
+    def output_shape(self, input_shape):
+        """(N, C, OH, OW) for an input of shape (N, C, H, W)."""
+        n, c, h, w = input_shape
+        return (n, c, output_size(h, self.kernel_size[0], self.stride[0], 0),
+                output_size(w, self.kernel_size[1], self.stride[1], 0))
+
+    def _offsets(self):
+        """The kernel offsets (i, j) in row-major order (the order argmax refers to)."""
+        return [(i, j) for i in range(self.kernel_size[0]) for j in range(self.kernel_size[1])]
+
+    def _window(self, x, offset, out_hw):
+        (i, j), (sh, sw), (oh, ow) = offset, self.stride, out_hw
+        return x[..., i:i + sh * oh:sh, j:j + sw * ow:sw]
+
+    def _check(self, x):
+        if x.ndim != 4:
+            raise ValueError(f"{self!r}: input has shape {tuple(x.shape)}, expected (N, C, H, W)")
+        shape = self.output_shape(x.shape)
+        if shape[2] < 1 or shape[3] < 1:
+            raise ValueError(f"{self!r}: input of shape {tuple(x.shape)} is smaller than the window")
+        return shape
+
+    def _backward_setup(self, dout):
+        self._check_cached("cache_input_shape")
+        out_shape = self.output_shape(self.cache_input_shape)
+        check_grad_output(self, dout, out_shape)
+        xp = backend.get_array_module(dout)
+        dx = xp.zeros(tuple(dout.shape[:-4]) + self.cache_input_shape, dtype=dout.dtype)
+        return dx, out_shape[2:]
+
+    def extra_repr(self):
+        return f"kernel_size={self.kernel_size}, stride={self.stride}"
+
+
+class MaxPool2d(_Pool2d):
+    """Maximum over each KH×KW window: (N, C, H, W) -> (N, C, OH, OW).
+
+    The gradient flows to the winning input of each window (the first one on ties).
+    ``stride`` defaults to ``kernel_size``; overlapping windows (stride < kernel)
+    add up the gradients of every window an input wins.
+    """
+
+    def __init__(self, kernel_size, stride=None):
+        super().__init__(kernel_size, stride)
+        self.cache_argmax = None
+
+    def forward(self, x):
+        out_hw = self._check(x)[2:]
+        xp = backend.get_array_module(x)
+        windows = xp.stack([self._window(x, o, out_hw) for o in self._offsets()])  # (KH·KW, N, C, OH, OW)
+        if self.training:
+            self.cache_argmax = windows.argmax(axis=0)
+            self.cache_input_shape = tuple(x.shape)
+        return windows.max(axis=0)
+
+    def backward(self, dout):
+        """dout: (..., N, C, OH, OW) -> (..., N, C, H, W)."""
+        dx, out_hw = self._backward_setup(dout)
+        for k, offset in enumerate(self._offsets()):
+            self._window(dx, offset, out_hw)[...] += dout * (self.cache_argmax == k)
+        return dx
+
+
+class AvgPool2d(_Pool2d):
+    """Mean over each KH×KW window: (N, C, H, W) -> (N, C, OH, OW)."""
+
+    def forward(self, x):
+        out_hw = self._check(x)[2:]
+        offsets = self._offsets()
+        out = self._window(x, offsets[0], out_hw)
+        for offset in offsets[1:]:
+            out = out + self._window(x, offset, out_hw)
+        if self.training:
+            self.cache_input_shape = tuple(x.shape)
+        return out / len(offsets)
+
+    def backward(self, dout):
+        """dout: (..., N, C, OH, OW) -> (..., N, C, H, W)."""
+        dx, out_hw = self._backward_setup(dout)
+        share = dout / len(self._offsets())
+        for offset in self._offsets():
+            self._window(dx, offset, out_hw)[...] += share
+        return dx
