@@ -1,0 +1,357 @@
+"""Losses: negative log-likelihoods of the network's outputs, averaged over the batch.
+
+Every loss here is the negative log-likelihood of a distribution p(y | f) whose
+natural parameters are the network outputs f (DESIGN.md, "Conventions"):
+
+    L = (1/N) sum_n l_n,    l_n = -log p(y_n | f_n),    f = out of shape (N, D_out).
+
+Besides the value and its gradient, each loss knows its output distribution,
+which is what the curvature module needs:
+
+- ``sample_targets(out, rng)`` draws y ~ p(y | f) for the true (Monte-Carlo)
+  Fisher. The empirical Fisher uses the data labels instead, which is a
+  different matrix (Kunstner, Balles & Hennig 2019);
+- ``output_fisher_sqrt(out)`` gives S with sum_k S[k] S[k]^T =
+  E_y[grad_f l grad_f l^T] per example, the Fisher w.r.t. the outputs. For an
+  exponential family in its natural parameters this expectation equals the
+  Hessian of l w.r.t. f, so the true Fisher and the generalised Gauss-Newton
+  matrix coincide (Martens 2020, section 9.2). Backpropagating the K columns of
+  S gives the exact Fisher without sampling.
+
+The three losses: :class:`CrossEntropyLoss` (categorical over softmax logits),
+:class:`MSELoss` (Gaussian with unit variance), :class:`BCEWithLogitsLoss`
+(independent Bernoullis over sigmoid logits).
+"""
+
+import numpy as np
+
+from minikfac import backend
+
+
+def _log_softmax(out):
+    """Row-wise log-softmax of ``out`` (N, C); the row max is subtracted so exp never overflows."""
+    xp = backend.get_array_module(out)
+    shifted = out - xp.max(out, axis=1, keepdims=True)
+    return shifted - xp.log(xp.sum(xp.exp(shifted), axis=1, keepdims=True))
+
+
+def _sigmoid_and_variance(out):
+    """sigmoid(f) and sigmoid(f)(1 - sigmoid(f)) elementwise, without overflow.
+
+    With e = exp(-|f|) in (0, 1]: sigmoid(f) = 1/(1+e) for f >= 0 and e/(1+e)
+    for f < 0, and the Bernoulli variance is e/(1+e)^2 (symmetric in f, and
+    accurate where p(1-p) would round to 0).
+    """
+    xp = backend.get_array_module(out)
+    e = xp.exp(-xp.abs(out))
+    one_plus_e = 1 + e
+    probs = xp.where(out >= 0, 1 / one_plus_e, e / one_plus_e)
+    return probs, e / (one_plus_e * one_plus_e)
+
+
+class Loss:
+    """Shared mechanics of the losses: checks, the batch mean, caching, backward.
+
+    A subclass lists its caches in ``cache_names`` and implements
+
+    - ``_check_targets(out, y)`` -> y, validated (and cast where documented);
+    - ``_nll(out, y)`` -> (per-example NLL (N,), dict of arrays to cache, keyed
+      by the name after ``cache_``);
+    - ``_per_example_gradient()`` -> grad_f l_n, (N, D_out), read from the
+      caches without modifying them (callers may hold the caches);
+    - ``sample_targets``, ``output_fisher_sqrt``, ``output_hessian``.
+    """
+
+    cache_names = ()
+
+    def __init__(self):
+        self.clear_cache()
+
+    # ------------------------------------------------------------------ #
+    # Value and gradient
+    # ------------------------------------------------------------------ #
+    def __call__(self, out, y):
+        return self.forward(out, y)
+
+    def forward(self, out, y):
+        """Mean over the batch of the per-example NLL; caches what ``backward`` needs.
+
+        Parameters
+        ----------
+        out : (N, D_out) float array, the network outputs f.
+        y : targets (shape and dtype depend on the loss), on ``out``'s backend.
+
+        Returns
+        -------
+        0-d array on ``out``'s backend, ``out``'s dtype (never a Python float:
+        reading it would wait for the device).
+        """
+        xp = backend.get_array_module(out)
+        nll, cache = self._nll(out, self._check_targets(self._check_out(out), y))
+        for name, value in cache.items():
+            setattr(self, "cache_" + name, value)
+        # np.mean returns a NumPy scalar on the host; asarray keeps it a 0-d array.
+        return xp.asarray(xp.mean(nll))
+
+    def per_example(self, out, y):
+        """Per-example NLL l_n, shape (N,), ``out``'s dtype; nothing is cached."""
+        nll, _ = self._nll(out, self._check_targets(self._check_out(out), y))
+        return nll
+
+    def backward(self):
+        """dL/dout of the last forward: grad_f l_n / N, shape (N, D_out).
+
+        Returns a new array; the caches are left untouched, so calling it twice
+        gives the same result. Raises ``RuntimeError`` before any forward.
+        """
+        for name in self.cache_names:
+            if getattr(self, name) is None:
+                raise RuntimeError(
+                    f"{type(self).__name__}.backward needs the cache of a forward pass; "
+                    "call loss_fn(out, y) first"
+                )
+        grad = self._per_example_gradient()
+        return grad / grad.shape[0]  # not /=: grad may be a cache (MSE's residual)
+
+    def clear_cache(self):
+        """Drop the cached arrays (``backward`` then raises until the next forward)."""
+        for name in self.cache_names:
+            setattr(self, name, None)
+
+    # ------------------------------------------------------------------ #
+    # Checks shared by the subclasses
+    # ------------------------------------------------------------------ #
+    def _check_out(self, out):
+        name = type(self).__name__
+        if not backend.is_array(out):
+            raise TypeError(f"{name}: out must be an array of shape (N, D_out), got {type(out).__name__}")
+        if out.ndim != 2:
+            raise ValueError(f"{name}: out must have shape (N, D_out), got shape {tuple(out.shape)}")
+        if out.shape[0] < 1 or out.shape[1] < 1:
+            raise ValueError(f"{name}: out must have N >= 1 rows and D_out >= 1 columns, got shape {tuple(out.shape)}")
+        if out.dtype.kind != "f":
+            raise ValueError(f"{name}: out must be a float32 or float64 array, got dtype {out.dtype}")
+        return out
+
+    def _check_array_target(self, out, y):
+        """y must be an array on out's backend; return it."""
+        name = type(self).__name__
+        if not backend.is_array(y):
+            raise TypeError(
+                f"{name}: y must be an array on out's backend, got {type(y).__name__}; "
+                "convert it with minikfac.asarray(y)"
+            )
+        backend.check_same_backend(out=out, y=y)
+        return y
+
+    def _check_rng_draw(self, out, draw):
+        """The draw must come from out's backend (rng from default_rng(seed, like=out))."""
+        got, want = backend.backend_of(draw), backend.backend_of(out)
+        if got != want:
+            raise ValueError(
+                f"{type(self).__name__}.sample_targets: rng makes {got} arrays but out is a "
+                f"{want} array; create rng with minikfac.backend.default_rng(seed, like=out)"
+            )
+        return draw
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
+
+class CrossEntropyLoss(Loss):
+    """Categorical NLL over softmax logits (as PyTorch's ``CrossEntropyLoss``, mean reduction).
+
+    l_n = -log softmax(f_n)[y_n] = logsumexp(f_n) - f_{n, y_n}
+
+    Shapes: ``out`` (N, C) logits; ``y`` (N,) integer labels in [0, C).
+    Checking the label range reads one boolean back from the device per call
+    (a sync); a wrong label would otherwise index silently on the GPU.
+
+    Caches ``cache_probs`` (N, C) = softmax(f) and ``cache_labels`` (N,).
+    """
+
+    cache_names = ("cache_probs", "cache_labels")
+
+    def _check_targets(self, out, y):
+        y = self._check_array_target(out, y)
+        n, classes = out.shape
+        if tuple(y.shape) != (n,):
+            raise ValueError(
+                f"CrossEntropyLoss: y must hold one integer label per example, shape ({n},), "
+                f"got shape {tuple(y.shape)} (out has shape {tuple(out.shape)})"
+            )
+        if y.dtype.kind not in "iu":
+            raise ValueError(f"CrossEntropyLoss: y (labels) must have an integer dtype, got dtype {y.dtype}")
+        xp = backend.get_array_module(y)
+        if bool(xp.any((y < 0) | (y >= classes))):
+            low, high = int(xp.min(y)), int(xp.max(y))
+            raise ValueError(
+                f"CrossEntropyLoss: y (labels) must lie in [0, {classes}) for C = {classes} classes, "
+                f"got labels from {low} to {high}"
+            )
+        return y
+
+    def _nll(self, out, y):
+        xp = backend.get_array_module(out)
+        log_probs = _log_softmax(out)
+        nll = -xp.take_along_axis(log_probs, y[:, None], axis=1)[:, 0]
+        return nll, {"probs": xp.exp(log_probs), "labels": y}
+
+    def _per_example_gradient(self):
+        # grad_f l_n = softmax(f_n) - e_{y_n}; the subtraction makes a new array.
+        xp = backend.get_array_module(self.cache_probs)
+        classes = self.cache_probs.shape[1]
+        one_hot = xp.arange(classes)[None, :] == self.cache_labels[:, None]
+        return self.cache_probs - one_hot.astype(self.cache_probs.dtype)
+
+    def sample_targets(self, out, rng):
+        """Labels y_n ~ Categorical(softmax(f_n)), int64 of shape (N,), on ``out``'s backend.
+
+        Inverse CDF, one uniform u per example: y_n = #{c : cdf_nc <= u_n},
+        i.e. the first class whose cumulative probability exceeds u_n.
+        """
+        xp = backend.get_array_module(self._check_out(out))
+        n, classes = out.shape
+        u = self._check_rng_draw(out, rng.random((n, 1), dtype=out.dtype))
+        cdf = xp.cumsum(xp.exp(_log_softmax(out)), axis=1)
+        labels = xp.sum(cdf <= u, axis=1)
+        # Rounding can leave cdf[:, -1] slightly below 1 and u above it.
+        return xp.minimum(labels, classes - 1).astype(np.int64)
+
+    def output_fisher_sqrt(self, out):
+        """S of shape (C, N, C): S[c, n] = sqrt(p_nc) (e_c - p_n), with p_n = softmax(f_n).
+
+        S[c, n] is the gradient grad_f l_n for label c, weighted by sqrt of its
+        probability, so sum_c S[c, n] S[c, n]^T = E_y[grad l grad l^T] exactly
+        = diag(p_n) - p_n p_n^T, the Hessian (Martens 2020, section 9.2).
+        Per example, not divided by N.
+        """
+        xp = backend.get_array_module(self._check_out(out))
+        probs = xp.exp(_log_softmax(out))
+        eye = xp.eye(out.shape[1], dtype=out.dtype)
+        return xp.sqrt(probs).T[:, :, None] * (eye[:, None, :] - probs[None, :, :])
+
+    def output_hessian(self, out):
+        """Hessian of l_n w.r.t. f_n, (N, C, C): diag(p_n) - p_n p_n^T."""
+        xp = backend.get_array_module(self._check_out(out))
+        probs = xp.exp(_log_softmax(out))
+        eye = xp.eye(out.shape[1], dtype=out.dtype)
+        return probs[:, :, None] * eye[None] - probs[:, :, None] * probs[:, None, :]
+
+
+class MSELoss(Loss):
+    """Squared error as a Gaussian NLL with unit variance: l_n = 1/2 ||f_n - y_n||^2.
+
+    This is -log N(y_n; f_n, I) without its constant (D_out/2) log(2 pi).
+    Unlike PyTorch's ``MSELoss`` (which has no 1/2 and averages over the N * D_out
+    entries), ours halves and sums over outputs, then averages over examples:
+    ours = torch's * D_out / 2. That makes the output Fisher exactly I.
+
+    Shapes: ``out`` and ``y`` (N, D_out); ``y`` may have any real dtype and is
+    cast to ``out``'s. Caches ``cache_residual`` (N, D_out) = f - y.
+    """
+
+    cache_names = ("cache_residual",)
+
+    def _check_targets(self, out, y):
+        return _check_dense_targets(self, out, y)
+
+    def _nll(self, out, y):
+        xp = backend.get_array_module(out)
+        residual = out - y
+        return 0.5 * xp.sum(residual * residual, axis=1), {"residual": residual}
+
+    def _per_example_gradient(self):
+        # grad_f l_n = f_n - y_n; backward's division by N makes the new array.
+        return self.cache_residual
+
+    def sample_targets(self, out, rng):
+        """y_n ~ N(f_n, I): ``out`` plus standard normal noise, (N, D_out), ``out``'s dtype."""
+        self._check_out(out)
+        return out + self._check_rng_draw(out, rng.standard_normal(tuple(out.shape), dtype=out.dtype))
+
+    def output_fisher_sqrt(self, out):
+        """S of shape (D_out, N, D_out): S[k, n] = e_k, so sum_k S S^T = I per example.
+
+        The Fisher of N(f, I) w.r.t. its mean is I, which is also the Hessian
+        of l_n (Martens 2020, section 9.2). Per example, not divided by N.
+        """
+        xp = backend.get_array_module(self._check_out(out))
+        n, d_out = out.shape
+        eye = xp.eye(d_out, dtype=out.dtype)
+        return eye[:, None, :] * xp.ones((1, n, 1), dtype=out.dtype)
+
+    def output_hessian(self, out):
+        """Hessian of l_n w.r.t. f_n, (N, D_out, D_out): the identity for every example."""
+        xp = backend.get_array_module(self._check_out(out))
+        n, d_out = out.shape
+        return xp.eye(d_out, dtype=out.dtype)[None] * xp.ones((n, 1, 1), dtype=out.dtype)
+
+
+class BCEWithLogitsLoss(Loss):
+    """Independent Bernoullis over sigmoid logits, summed over outputs.
+
+    l_n = sum_j -[y_nj log s(f_nj) + (1 - y_nj) log(1 - s(f_nj))]
+        = sum_j max(f_nj, 0) - f_nj y_nj + log1p(exp(-|f_nj|))   (the stable form)
+
+    with s the sigmoid. PyTorch's ``BCEWithLogitsLoss`` averages over all
+    N * D_out entries; ours sums over outputs and averages over examples.
+
+    Shapes: ``out`` and ``y`` (N, D_out); targets in [0, 1] (soft targets are
+    allowed; the range is not checked, to avoid a device sync); any real dtype,
+    cast to ``out``'s. Caches ``cache_probs`` = s(f) and ``cache_targets`` = y.
+    """
+
+    cache_names = ("cache_probs", "cache_targets")
+
+    def _check_targets(self, out, y):
+        return _check_dense_targets(self, out, y)
+
+    def _nll(self, out, y):
+        xp = backend.get_array_module(out)
+        elementwise = xp.maximum(out, 0) - out * y + xp.log1p(xp.exp(-xp.abs(out)))
+        probs, _ = _sigmoid_and_variance(out)
+        return xp.sum(elementwise, axis=1), {"probs": probs, "targets": y}
+
+    def _per_example_gradient(self):
+        # grad_f l_n = s(f_n) - y_n (a new array).
+        return self.cache_probs - self.cache_targets
+
+    def sample_targets(self, out, rng):
+        """y_nj ~ Bernoulli(s(f_nj)), floats in {0, 1} of ``out``'s dtype and shape (N, D_out)."""
+        self._check_out(out)
+        u = self._check_rng_draw(out, rng.random(tuple(out.shape), dtype=out.dtype))
+        probs, _ = _sigmoid_and_variance(out)
+        return (u < probs).astype(out.dtype)
+
+    def output_fisher_sqrt(self, out):
+        """S of shape (D_out, N, D_out): S[k, n] = sqrt(v_nk) e_k, v = s(f)(1 - s(f)).
+
+        sum_k S S^T = diag(v_n), the Fisher of independent Bernoullis w.r.t.
+        their logits and the Hessian of l_n (Martens 2020, section 9.2). Per
+        example, not divided by N.
+        """
+        xp = backend.get_array_module(self._check_out(out))
+        _, variance = _sigmoid_and_variance(out)
+        eye = xp.eye(out.shape[1], dtype=out.dtype)
+        return eye[:, None, :] * xp.sqrt(variance)[None, :, :]
+
+    def output_hessian(self, out):
+        """Hessian of l_n w.r.t. f_n, (N, D_out, D_out): diag(s(f_n)(1 - s(f_n)))."""
+        xp = backend.get_array_module(self._check_out(out))
+        _, variance = _sigmoid_and_variance(out)
+        return variance[:, :, None] * xp.eye(out.shape[1], dtype=out.dtype)[None]
+
+
+def _check_dense_targets(loss, out, y):
+    """Targets of MSE and BCE: same shape as ``out``, real dtype, cast to ``out``'s dtype."""
+    y = loss._check_array_target(out, y)
+    name = type(loss).__name__
+    if tuple(y.shape) != tuple(out.shape):
+        raise ValueError(
+            f"{name}: y must have the shape of out, {tuple(out.shape)} (N, D_out), "
+            f"got shape {tuple(y.shape)}"
+        )
+    if y.dtype.kind not in "fiub":
+        raise ValueError(f"{name}: y must have a real (float, int or bool) dtype, got dtype {y.dtype}")
+    return y.astype(out.dtype, copy=False)
