@@ -177,13 +177,12 @@ def set_default_dtype(dtype):
     default: gradient checks and exact-Fisher work need it; float32 is fine
     for training.
     """
-    try:
-        resolved = np.dtype(dtype)
-    except TypeError:
-        resolved = None
-    if resolved not in (np.dtype(np.float32), np.dtype(np.float64)):
+    allowed = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64)}
+    # np.dtype(None) is float64, so resolve by name rather than through np.dtype.
+    name = None if dtype is None else getattr(dtype, "__name__", None) or str(dtype)
+    if name not in allowed:
         raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-    _state["dtype"] = resolved
+    _state["dtype"] = allowed[name]
 
 
 def get_default_dtype():

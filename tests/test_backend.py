@@ -24,6 +24,9 @@ def test_set_and_get_backend_and_dtype():
         mk.set_backend("torch")
     with pytest.raises(ValueError, match="dtype must be 'float32' or 'float64', got 'int8'"):
         mk.set_default_dtype("int8")
+    for bad in (None, "bogus", np.int32):
+        with pytest.raises(ValueError, match="dtype must be"):
+            mk.set_default_dtype(bad)
     assert mk.get_backend() == "fakegpu" and mk.get_default_dtype() == np.float32  # nothing changed
 
 
