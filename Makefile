@@ -1,0 +1,68 @@
+# minikfac — the two commands a newcomer needs are `make demo` and `make test`.
+# Everything runs inside .venv, created with $(PYTHON) -m venv on first use.
+# Stamp files in .venv remember what was installed, so repeated runs do not
+# reinstall; editing setup.cfg or pyproject.toml triggers a fresh install.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PY     := $(BIN)/python
+
+BASE_STAMP := $(VENV)/.stamp-base
+DEV_STAMP  := $(VENV)/.stamp-dev
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo test lint bench tutorials clean
+
+help:  ## show this help
+	@echo "minikfac make targets:"
+	@echo "  make demo       create .venv, install minikfac, train a small net, write report/"
+	@echo "  make test       create .venv, install minikfac[dev], run the whole test suite"
+	@echo "  make install    create .venv and install minikfac (editable) with its dev tools"
+	@echo "  make lint       ruff check (no changes made)"
+	@echo "  make bench      run every benchmarks/*.py"
+	@echo "  make tutorials  run every tutorials/*.py as a script"
+	@echo "  make clean      remove .venv and generated reports"
+	@echo "Variables: PYTHON=$(PYTHON) (interpreter used to create the venv), VENV=$(VENV)"
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(BASE_STAMP): setup.cfg pyproject.toml | $(PY)
+	$(PY) -m pip install -e .
+	touch $@
+
+# The dev extras include the base install, so they satisfy both stamps.
+$(DEV_STAMP): setup.cfg pyproject.toml | $(PY)
+	$(PY) -m pip install -e '.[dev]'
+	touch $@ $(BASE_STAMP)
+
+install: $(DEV_STAMP)
+
+demo: $(BASE_STAMP)
+	$(BIN)/minikfac demo
+
+test: $(DEV_STAMP)
+	$(PY) -m pytest -q
+
+lint: $(DEV_STAMP)
+	$(PY) -m ruff check .
+
+bench: $(BASE_STAMP)
+	@set -e; found=0; \
+	for script in benchmarks/*.py; do \
+		[ -e "$$script" ] || continue; found=1; \
+		echo "== $$script"; $(PY) "$$script"; \
+	done; \
+	[ $$found = 1 ] || echo "no benchmarks/*.py yet"
+
+tutorials: $(BASE_STAMP)
+	@set -e; found=0; \
+	for script in tutorials/*.py; do \
+		[ -e "$$script" ] || continue; found=1; \
+		echo "== $$script"; MPLBACKEND=Agg $(PY) "$$script"; \
+	done; \
+	[ $$found = 1 ] || echo "no tutorials/*.py yet"
+
+clean:
+	rm -rf $(VENV) report

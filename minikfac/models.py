@@ -1,0 +1,151 @@
+"""Ready-made networks for the command line, tutorials and benchmarks.
+
+Two families, both ending in logits for :class:`~minikfac.nn.CrossEntropyLoss`:
+
+- :func:`mlp` — a multilayer perceptron on flat inputs ``(N, D_in)``;
+- :func:`cnn` — a small LeNet-style conv net on images ``(N, C, H, W)``.
+
+:func:`build` picks one by name for a :class:`minikfac.data.Dataset`, and
+:func:`input_is_flat` says which input layout it expects (load the data with
+``minikfac.data.load(name, flat=input_is_flat(model))``).
+
+Every layer draws its initial weights from the global host generator of
+:mod:`minikfac.nn.init`, so ``mk.nn.init.manual_seed(seed)`` before building
+makes a network reproducible, on every backend.
+"""
+
+import math
+
+from minikfac import nn
+
+MODELS = ("mlp", "cnn")
+
+_ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
+
+# The initialiser that keeps activations at a steady scale for each nonlinearity:
+# He et al. (2015) for ReLU (half the units are zero), Glorot & Bengio (2010) otherwise.
+_DEFAULT_INIT = {"relu": "kaiming", "tanh": "xavier", "sigmoid": "xavier"}
+
+
+def _activation(name):
+    if name not in _ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {name!r}")
+    return _ACTIVATIONS[name]
+
+
+def _check_positive_int(owner, name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{owner}: {name} must be a positive int, got {value!r}")
+
+
+def mlp(in_features, num_classes, hidden=(128,), activation="relu", init=None):
+    """A multilayer perceptron ``Linear-act-...-Linear`` producing logits.
+
+    Parameters
+    ----------
+    in_features : int, D_in (64 for digits, 784 for MNIST, 256 for 16×16 MNIST).
+    num_classes : int, C.
+    hidden : sequence of int, the widths of the hidden layers (may be empty:
+        then the model is multinomial logistic regression).
+    activation : "relu", "tanh" or "sigmoid", applied after every hidden layer.
+    init : weight initialiser (name or callable, see :mod:`minikfac.nn.init`);
+        default "kaiming" for ReLU, "xavier" otherwise. Biases start at zero.
+
+    Shapes, for ``hidden=(H1, H2)``::
+
+        x (N, D_in) -> Linear(D_in, H1) -> act -> Linear(H1, H2) -> act
+                    -> Linear(H2, C) -> logits (N, C)
+
+    Returns a :class:`~minikfac.nn.Sequential`.
+    """
+    _check_positive_int("mlp", "in_features", in_features)
+    _check_positive_int("mlp", "num_classes", num_classes)
+    hidden = tuple(hidden)
+    for width in hidden:
+        _check_positive_int("mlp", "hidden width", width)
+    act = _activation(activation)
+    init = init or _DEFAULT_INIT[activation]
+    widths = (in_features,) + hidden
+    layers = []
+    for d_in, d_out in zip(widths[:-1], widths[1:], strict=True):
+        layers += [nn.Linear(d_in, d_out, init=init), act()]
+    # The output layer feeds a softmax, not a ReLU: Glorot's scale suits it.
+    layers.append(nn.Linear(widths[-1], num_classes, init="xavier"))
+    return nn.Sequential(*layers)
+
+
+def cnn(image_shape, num_classes, channels=(16, 32), hidden=None, activation="relu", init=None):
+    """A small conv net: blocks of ``Conv2d(3×3, padding 1)-act-MaxPool2d(2)``, then Linear.
+
+    Parameters
+    ----------
+    image_shape : (C, H, W) of the inputs, e.g. (1, 8, 8) digits, (1, 28, 28)
+        MNIST, (1, 16, 16) down-sampled MNIST. H and W must be at least
+        ``2**len(channels)`` so that every pooling step has a full window.
+    num_classes : int, the number of classes.
+    channels : output channels of the conv blocks (default two blocks, 16 and 32).
+    hidden : optional width of a fully connected hidden layer before the output.
+    activation, init : as in :func:`mlp` (init applies to every conv and hidden layer).
+
+    Shapes with the defaults (C_in = 1, ⌊·⌋ from the 2×2 pooling)::
+
+        x (N, 1, H, W)
+          -> Conv2d(1→16, 3×3, pad 1) -> act   (N, 16, H, W)
+          -> MaxPool2d(2)                       (N, 16, H/2, W/2)
+          -> Conv2d(16→32, 3×3, pad 1) -> act  (N, 32, H/2, W/2)
+          -> MaxPool2d(2)                       (N, 32, H/4, W/4)
+          -> Flatten                            (N, 32·⌊H/4⌋·⌊W/4⌋)
+          -> Linear(32·⌊H/4⌋·⌊W/4⌋, C)          logits (N, C)
+
+    i.e. 8×8 digits flatten to 32·2·2 = 128 features, 16×16 to 512 and
+    28×28 MNIST to 32·7·7 = 1568. Returns a :class:`~minikfac.nn.Sequential`.
+    """
+    if len(image_shape) != 3:
+        raise ValueError(f"cnn: image_shape must be (C, H, W), got {tuple(image_shape)!r}")
+    in_channels, height, width = (int(s) for s in image_shape)
+    _check_positive_int("cnn", "num_classes", num_classes)
+    channels = tuple(channels)
+    smallest = 2 ** len(channels)
+    if min(height, width) < smallest:
+        raise ValueError(
+            f"cnn: images of {height}×{width} are too small for {len(channels)} pooling steps; "
+            f"need at least {smallest}×{smallest} (or fewer channels=...)")
+    act = _activation(activation)
+    init = init or _DEFAULT_INIT[activation]
+
+    layers = []
+    c_in = in_channels
+    for c_out in channels:
+        _check_positive_int("cnn", "channels", c_out)
+        layers += [nn.Conv2d(c_in, c_out, 3, padding=1, init=init), act(), nn.MaxPool2d(2)]
+        c_in = c_out
+        height, width = height // 2, width // 2
+    layers.append(nn.Flatten())
+    features = c_in * height * width
+    if hidden:
+        _check_positive_int("cnn", "hidden", hidden)
+        layers += [nn.Linear(features, hidden, init=init), act()]
+        features = hidden
+    layers.append(nn.Linear(features, num_classes, init="xavier"))
+    return nn.Sequential(*layers)
+
+
+def input_is_flat(name):
+    """True if model ``name`` takes flat inputs (N, D_in), False if images (N, C, H, W)."""
+    if name not in MODELS:
+        raise ValueError(f"model must be one of {MODELS}, got {name!r}")
+    return name == "mlp"
+
+
+def build(name, dataset):
+    """The default network ``name`` ("mlp" or "cnn") for ``dataset``.
+
+    ``dataset`` is a :class:`minikfac.data.Dataset` (or anything with
+    ``image_shape`` = (C, H, W) and ``num_classes``). The MLP has two hidden
+    ReLU layers of 256 and 128 units on the flattened image (C·H·W inputs); the
+    CNN is :func:`cnn` with its defaults.
+    """
+    image_shape = tuple(dataset.image_shape)
+    if input_is_flat(name):
+        return mlp(math.prod(image_shape), dataset.num_classes, hidden=(256, 128))
+    return cnn(image_shape, dataset.num_classes)

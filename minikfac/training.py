@@ -1,0 +1,417 @@
+"""The training loop, evaluation and checkpoints (the command line is a thin layer over this).
+
+One step is the five lines every framework shares::
+
+    optimizer.zero_grad()
+    out = net(X)                       # forward: layers cache what backward needs
+    loss = loss_fn(out, y)             # mean NLL, a 0-d array
+    net.backward(loss_fn.backward())   # fills every Parameter.grad
+    optimizer.step()
+
+:func:`fit` runs a whole experiment from names (dataset, model, optimizer) and
+returns a JSON-ready report; :func:`train` and :func:`evaluate` are the pieces.
+
+Syncing with the device. Reading a loss as a Python float makes the host wait
+for the GPU, so the loop keeps each step's loss as a 0-d array and converts an
+epoch's worth in one transfer when the epoch ends. The progress bar (shown only
+on a terminal) reads the mean of the last few losses every ``REFRESH_STEPS``
+steps, one sync per refresh. Per-step ``wall_time`` is the host clock when the
+step was *issued*: on a GPU it runs ahead of the device within an epoch and
+catches up at the epoch's end.
+
+Checkpoints are ``.npz`` files readable without pickle (see
+:func:`save_checkpoint`). A run resumed from one continues exactly, bit for
+bit, as the uninterrupted run: parameters, optimizer state, the loader's epoch
+(each epoch's shuffle depends only on (seed, epoch)) and the step count are all
+restored.
+"""
+
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+from tqdm import tqdm
+
+from minikfac import backend, data, models, nn, optim
+
+#: Steps between two refreshes of the progress bar's loss (each one syncs the device).
+REFRESH_STEPS = 20
+
+OPTIMIZERS = ("sgd", "adam")
+#: Learning rate used when none is given. Adam's is 3x the textbook 1e-3: with the
+#: default batch of 16 it takes the digits MLP past 97% test accuracy in 10 epochs
+#: for every seed we tried (1e-3 stays near 96%), and it trains the MNIST CNN well.
+DEFAULT_LR = {"sgd": 0.1, "adam": 3e-3}
+
+#: Defaults of :func:`fit`'s run arguments (used when neither the caller nor a
+#: checkpoint being resumed gives a value).
+DEFAULTS = {
+    "dataset": "digits", "model": "mlp", "optimizer": "adam", "epochs": 10,
+    "batch_size": 16, "lr": None, "momentum": 0.0, "weight_decay": 0.0, "seed": 0,
+    "backend": "numpy", "dtype": "float32",
+}
+#: Run arguments that define *what* is trained: a checkpoint only resumes a run that agrees on them.
+IDENTITY = ("dataset", "model", "optimizer")
+
+CHECKPOINT_FORMAT = "minikfac-checkpoint-1"
+
+
+# --------------------------------------------------------------------------- #
+# Pieces: optimizer by name, one step, one loop, evaluation
+# --------------------------------------------------------------------------- #
+def make_optimizer(name, net, lr=None, momentum=0.0, weight_decay=0.0):
+    """The optimizer ``name`` ("sgd" or "adam") over ``net.parameters()``.
+
+    ``lr=None`` takes :data:`DEFAULT_LR`. ``momentum`` is SGD's heavy-ball
+    coefficient; Adam has its own (``betas``), so a non-zero momentum with
+    Adam raises ``ValueError`` rather than being silently ignored.
+    """
+    if name not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
+    lr = DEFAULT_LR[name] if lr is None else lr
+    if name == "sgd":
+        return optim.SGD(net.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if momentum:
+        raise ValueError(f"momentum={momentum!r} applies to SGD only; Adam's momentum is betas[0]")
+    return optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
+
+
+def train_step(net, loss_fn, optimizer, X, y):
+    """One optimisation step on the batch X (N, ...) with targets y (N, ...).
+
+    Returns the batch's mean loss as a 0-d array (not a float: no device sync).
+    """
+    optimizer.zero_grad()
+    loss = loss_fn(net(X), y)
+    net.backward(loss_fn.backward())
+    optimizer.step()
+    return loss
+
+
+def _to_floats(losses):
+    """Host floats of a list of 0-d arrays, in one transfer."""
+    if not losses:
+        return []
+    xp = backend.get_array_module(*losses)
+    return backend.to_numpy(xp.stack(losses)).astype(np.float64).tolist()
+
+
+def train(net, loss_fn, optimizer, loader, epochs, history=None, progress=True, log=print,
+          on_epoch_end=None):
+    """Train until ``loader.epoch == epochs``, appending one record per step to ``history``.
+
+    Parameters
+    ----------
+    net : Module in training mode; loss_fn : a loss; optimizer : over net's parameters.
+    loader : :class:`minikfac.data.DataLoader`; its ``epoch`` (finished epochs)
+        is where training starts, so setting it resumes a run.
+    epochs : int, the total number of epochs to have finished at the end.
+    history : list to extend (a resumed run's), or None for a new one. Each
+        record is ``{"step", "epoch", "train_loss", "wall_time"}``: ``step``
+        counts updates from 1, ``epoch`` from 0, ``train_loss`` is the
+        mini-batch mean loss before the update, ``wall_time`` the seconds of
+        training (evaluation excluded) since the run first started.
+    progress : show a tqdm bar over the steps (only on a terminal).
+    log : callable receiving one line per epoch, or None for silence.
+    on_epoch_end : optional ``callback(epoch, history)`` after each epoch
+        (``epoch`` = finished epochs), e.g. to evaluate or save a checkpoint;
+        a string it returns is appended to the epoch's log line.
+
+    Returns ``history``.
+    """
+    history = [] if history is None else history
+    step = history[-1]["step"] if history else 0
+    clock = history[-1]["wall_time"] if history else 0.0
+    start_epoch = loader.epoch
+    if epochs < start_epoch:
+        raise ValueError(f"epochs={epochs} is less than the {start_epoch} epochs already finished")
+    net.train()
+    bar = tqdm(total=(epochs - start_epoch) * len(loader), disable=None if progress else True,
+               unit="step", file=sys.stderr, dynamic_ncols=True, leave=False)
+
+    def say(line):
+        # Clear the bar while the line is printed, then redraw it below.
+        with tqdm.external_write_mode():
+            log(line)
+    try:
+        for epoch in range(start_epoch, epochs):
+            losses, times = [], []
+            started = time.perf_counter()
+            for X, y in loader:
+                losses.append(train_step(net, loss_fn, optimizer, X, y))
+                times.append(clock + time.perf_counter() - started)
+                bar.update(1)
+                if not bar.disable and len(losses) % REFRESH_STEPS == 0:
+                    bar.set_postfix(epoch=epoch + 1, loss=f"{_mean(losses[-REFRESH_STEPS:]):.4f}")
+            values = _to_floats(losses)  # the epoch's one device sync
+            clock += time.perf_counter() - started
+            for loss, wall in zip(values, times, strict=True):
+                step += 1
+                history.append({"step": step, "epoch": epoch, "train_loss": loss, "wall_time": wall})
+            extra = on_epoch_end(loader.epoch, history) if on_epoch_end else None
+            if log:
+                mean = sum(values) / max(len(values), 1)
+                say(f"epoch {epoch + 1}/{epochs}  train loss {mean:.4f}{extra or ''}  ({clock:.1f} s)")
+    finally:
+        bar.close()
+    return history
+
+
+def _mean(losses):
+    xp = backend.get_array_module(*losses)
+    return float(backend.to_numpy(xp.mean(xp.stack(losses))))
+
+
+def evaluate(net, loss_fn, X, y, batch_size=500):
+    """Mean loss and accuracy of ``net`` on (X, y), in evaluation mode and in batches.
+
+    X : (N, ...) host or backend array; y : (N,) integer class labels (or
+    float targets, then no accuracy). The net's caches are dropped first and
+    eval mode keeps none, so nothing is left behind; the net's mode is
+    restored afterwards.
+
+    Returns ``{"loss": float, "accuracy": float or None}`` (accuracy in [0, 1]:
+    the fraction of rows whose largest output is the label).
+    """
+    params = net.parameters()
+    # The data goes where the net lives, in its dtype (the current backend for a net without parameters).
+    where = backend.backend_of(params[0].data) if params else backend.get_backend()
+    dtype = params[0].data.dtype if params else None
+    was_training = net.training
+    net.clear_cache()
+    net.eval()
+    try:
+        loader = data.DataLoader(X, y, batch_size, shuffle=False, backend=where, dtype=dtype)
+        xp = backend.get_array_module(loader.X)
+        classify = np.dtype(loader.y.dtype).kind in "iu"
+        total_loss, correct = [], []
+        for X_batch, y_batch in loader:
+            out = net(X_batch)
+            total_loss.append(xp.sum(loss_fn.per_example(out, y_batch)))
+            if classify:
+                correct.append(xp.sum(xp.argmax(out, axis=1) == y_batch))
+        n = loader.num_examples
+        loss = sum(_to_floats(total_loss)) / n
+        accuracy = sum(_to_floats(correct)) / n if classify else None
+    finally:
+        net.train(was_training)
+    return {"loss": loss, "accuracy": accuracy}
+
+
+def num_parameters(net):
+    """Total number of scalar parameters P of ``net``."""
+    return int(sum(math.prod(p.shape) for p in net.parameters()))
+
+
+# --------------------------------------------------------------------------- #
+# Checkpoints: arrays in an .npz, everything else as one JSON string beside them
+# --------------------------------------------------------------------------- #
+def _encode(obj, arrays):
+    """A JSON-ready copy of ``obj`` whose arrays are moved to ``arrays`` and referenced by name."""
+    if backend.is_array(obj):
+        name = f"array_{len(arrays)}"
+        arrays[name] = backend.to_numpy(obj)
+        return {"__array__": name}
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    if isinstance(obj, tuple):
+        return {"__tuple__": [_encode(v, arrays) for v in obj]}
+    if isinstance(obj, list):
+        return [_encode(v, arrays) for v in obj]
+    if isinstance(obj, dict):
+        # JSON objects only have string keys; optimizer state is keyed by ints.
+        # Pairs keep each key's type, and the order (parameter names come in network order).
+        return {"__items__": [[_encode(k, arrays), _encode(v, arrays)] for k, v in obj.items()]}
+    raise TypeError(f"save_checkpoint: cannot store a {type(obj).__name__} ({obj!r:.80})")
+
+
+def _decode(obj, arrays):
+    if isinstance(obj, list):
+        return [_decode(v, arrays) for v in obj]
+    if isinstance(obj, dict):
+        if "__array__" in obj:
+            return arrays[obj["__array__"]]
+        if "__tuple__" in obj:
+            return tuple(_decode(v, arrays) for v in obj["__tuple__"])
+        if "__items__" in obj:
+            return {_decode(k, arrays): _decode(v, arrays) for k, v in obj["__items__"]}
+        return {k: _decode(v, arrays) for k, v in obj.items()}
+    return obj
+
+
+def save_checkpoint(path, net, optimizer, epoch, step, history, args, extra=None):
+    """Write a checkpoint to ``path`` (an ``.npz`` file; written atomically).
+
+    Contents: ``model`` (``net.state_dict()``), ``optimizer``
+    (``optimizer.state_dict()``), ``epoch`` (finished epochs), ``step``
+    (updates done), ``history``, ``args`` (the run's arguments, a dict of
+    JSON values) and ``extra`` (any other JSON-ready dict).
+
+    Format: every array is stored as an entry of the ``.npz``; the rest is one
+    JSON document in the entry ``checkpoint`` that refers to arrays by entry
+    name (``{"__array__": "array_3"}``), keeps tuples (``{"__tuple__": [...]}``)
+    and dicts with non-string keys (``{"__items__": [[key, value], ...]}``).
+    Nothing is pickled, so loading a checkpoint cannot run code. Floats go
+    through JSON's shortest round-trip repr and arrays keep their dtype, so a
+    reload is exact.
+    """
+    arrays = {}
+    document = {
+        "format": CHECKPOINT_FORMAT, "epoch": int(epoch), "step": int(step), "args": args,
+        "history": history, "extra": extra or {},
+        "model": _encode(dict(net.state_dict()), arrays), "optimizer": _encode(optimizer.state_dict(), arrays),
+    }
+    arrays["checkpoint"] = np.array(json.dumps(document))
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    temporary = path + ".partial"
+    # Write then rename, so an interrupted save never leaves a truncated checkpoint behind.
+    with open(temporary, "wb") as f:
+        np.savez(f, **arrays)
+    os.replace(temporary, path)
+    return path
+
+
+def load_checkpoint(path):
+    """Read a checkpoint written by :func:`save_checkpoint`; returns its dict.
+
+    Keys: ``model`` (dict name -> NumPy array, network order), ``optimizer``
+    (the optimizer's state_dict), ``epoch``, ``step``, ``history``, ``args``,
+    ``extra``, ``format``. Raises ``FileNotFoundError`` for a missing file and
+    ``ValueError`` for a file that is not a minikfac checkpoint.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint {path!r} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+        document = json.loads(str(arrays.pop("checkpoint")))
+    except (KeyError, ValueError, OSError) as err:
+        raise ValueError(f"{path!r} is not a minikfac checkpoint ({err})") from None
+    if document.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path!r} has format {document.get('format')!r}, expected {CHECKPOINT_FORMAT!r}")
+    for key in ("model", "optimizer"):
+        document[key] = _decode(document[key], arrays)
+    return document
+
+
+def check_compatible(checkpoint, args, path="checkpoint"):
+    """Raise ``ValueError`` if ``checkpoint`` was made by a run other than ``args`` describes.
+
+    Only the :data:`IDENTITY` arguments (dataset, model, optimizer) must agree;
+    the others (learning rate, ...) may change on resuming.
+    """
+    saved = checkpoint["args"]
+    wrong = [f"{key}={args[key]!r} but the checkpoint has {key}={saved.get(key)!r}"
+             for key in IDENTITY if args.get(key) is not None and args[key] != saved.get(key)]
+    if wrong:
+        raise ValueError(f"cannot resume from {path}: " + "; ".join(wrong))
+
+
+# --------------------------------------------------------------------------- #
+# A whole run
+# --------------------------------------------------------------------------- #
+class RunResult:
+    """What :func:`fit` returns: ``report`` (a JSON-ready dict), ``net`` and ``optimizer``."""
+
+    def __init__(self, report, net, optimizer):
+        self.report, self.net, self.optimizer = report, net, optimizer
+
+
+def resolve_args(args, checkpoint=None):
+    """Fill the run arguments that are None: from the checkpoint if any, else :data:`DEFAULTS`."""
+    unknown = sorted(set(args) - set(DEFAULTS))
+    if unknown:
+        raise TypeError(f"unknown run arguments {unknown}; expected some of {sorted(DEFAULTS)}")
+    saved = checkpoint["args"] if checkpoint else {}
+    resolved = {}
+    for key, default in DEFAULTS.items():
+        value = args.get(key)
+        resolved[key] = value if value is not None else saved.get(key, default)
+    resolved["lr"] = DEFAULT_LR[resolved["optimizer"]] if resolved["lr"] is None else resolved["lr"]
+    return resolved
+
+
+def fit(resume=None, save=None, progress=True, log=print, eval_every_epoch=True, **args):
+    """Train a named model on a named dataset and evaluate it; returns a :class:`RunResult`.
+
+    Run arguments (``None`` or absent = the resumed checkpoint's value, else
+    :data:`DEFAULTS`): ``dataset`` ("digits", "mnist", "mnist16"), ``model``
+    ("mlp", "cnn", see :mod:`minikfac.models`), ``optimizer`` ("sgd", "adam"),
+    ``epochs`` (total, counting those of a resumed run), ``batch_size``, ``lr``,
+    ``momentum`` (SGD), ``weight_decay``, ``seed`` (initial weights and
+    shuffling), ``backend`` ("numpy", "cupy", "fakegpu"), ``dtype``
+    ("float32", "float64").
+
+    resume : path of a checkpoint to continue from (its dataset, model and
+        optimizer must match the arguments given).
+    save : path to write a checkpoint to after every epoch.
+    progress, log : as in :func:`train`. eval_every_epoch : evaluate on the
+        test split after each epoch (recorded in ``report["evaluations"]``).
+
+    The report holds the resolved arguments and ``num_parameters``, ``steps``,
+    ``history``, ``evaluations``, ``train_loss`` (mean over the last epoch),
+    ``test_loss``, ``test_accuracy``, ``train_time`` (seconds of training,
+    resumed runs included), ``wall_time`` (seconds this call took) and
+    ``resumed_from``. The current backend and default dtype are restored on return.
+    """
+    started = time.perf_counter()
+    checkpoint = load_checkpoint(resume) if resume is not None else None
+    if checkpoint is not None:
+        check_compatible(checkpoint, args, path=repr(os.fspath(resume)))
+    run = resolve_args(args, checkpoint)
+    previous = backend.get_backend(), backend.get_default_dtype()
+    try:
+        backend.set_backend(run["backend"])
+        backend.set_default_dtype(run["dtype"])
+        dataset = data.load(run["dataset"], flat=models.input_is_flat(run["model"]))
+        nn.init.manual_seed(run["seed"])
+        net = models.build(run["model"], dataset)
+        optimizer = make_optimizer(run["optimizer"], net, run["lr"], run["momentum"], run["weight_decay"])
+        loader = data.DataLoader(dataset.X_train, dataset.y_train, run["batch_size"], seed=run["seed"])
+        history, evaluations = [], []
+        if checkpoint is not None:
+            net.load_state_dict(checkpoint["model"])
+            # load_state_dict restores the saved hyper-parameters; the run's win (a changed lr
+            # takes effect, an unchanged one is the saved one anyway).
+            hyper = dict(optimizer.hyper)
+            optimizer.load_state_dict(checkpoint["optimizer"])
+            optimizer.hyper = hyper
+            loader.epoch = checkpoint["epoch"]
+            history, evaluations = checkpoint["history"], checkpoint["extra"].get("evaluations", [])
+        loss_fn = nn.CrossEntropyLoss()
+
+        def after_epoch(epoch, history):
+            line = ""
+            if eval_every_epoch:
+                result = evaluate(net, loss_fn, dataset.X_test, dataset.y_test)
+                evaluations.append({"epoch": epoch, "step": history[-1]["step"], "test_loss": result["loss"],
+                                    "test_accuracy": result["accuracy"]})
+                line = f"  test loss {result['loss']:.4f}  test accuracy {100 * result['accuracy']:.2f}%"
+            if save is not None:
+                save_checkpoint(save, net, optimizer, epoch, history[-1]["step"], history, run,
+                                extra={"evaluations": evaluations})
+            return line
+
+        train(net, loss_fn, optimizer, loader, run["epochs"], history, progress=progress, log=log,
+              on_epoch_end=after_epoch)
+        final = evaluate(net, loss_fn, dataset.X_test, dataset.y_test)
+    finally:
+        backend.set_backend(previous[0])
+        backend.set_default_dtype(previous[1])
+    last_epoch = [r["train_loss"] for r in history if r["epoch"] == history[-1]["epoch"]] if history else []
+    report = dict(run, num_parameters=num_parameters(net), steps=history[-1]["step"] if history else 0,
+                  train_loss=sum(last_epoch) / len(last_epoch) if last_epoch else None,
+                  test_loss=final["loss"], test_accuracy=final["accuracy"],
+                  train_time=history[-1]["wall_time"] if history else 0.0,
+                  wall_time=time.perf_counter() - started,
+                  resumed_from=os.fspath(resume) if resume is not None else None,
+                  evaluations=evaluations, history=history)
+    return RunResult(report, net, optimizer)

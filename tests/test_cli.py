@@ -1,0 +1,121 @@
+"""The command line, run in-process through ``minikfac.cli.main``."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+from minikfac import cli, data
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _is_png(path):
+    with open(path, "rb") as f:
+        return f.read(8) == PNG_SIGNATURE
+
+
+def _train(*extra):
+    return cli.main(["train", "--dataset", "digits", "--no-progress", *extra])
+
+
+def test_train_writes_a_json_report_and_a_loss_curve(tmp_path, capsys):
+    report_path, out = tmp_path / "deep" / "report.json", tmp_path / "figures"
+    status = _train("--epochs", "1", "--batch-size", "32", "--optimizer", "sgd", "--lr", "0.05",
+                    "--momentum", "0.9", "--json", str(report_path), "--out", str(out))
+    assert status == 0
+    with open(report_path) as f:
+        report = json.load(f)
+    expected = dict(dataset="digits", model="mlp", optimizer="sgd", epochs=1, batch_size=32, lr=0.05,
+                    momentum=0.9, weight_decay=0.0, seed=0, backend="numpy", dtype="float32")
+    assert {k: report[k] for k in expected} == expected
+    steps = math.ceil(len(data.load("digits").y_train) / 32)
+    assert report["steps"] == len(report["history"]) == steps
+    assert set(report["history"][0]) == {"step", "epoch", "train_loss", "wall_time"}
+    assert 0.5 < report["test_accuracy"] <= 1 and report["test_loss"] > 0
+    assert report["wall_time"] > 0 and report["num_parameters"] > 0
+    assert _is_png(out / "loss_curve.png")
+    printed = capsys.readouterr().out
+    assert f"test accuracy {100 * report['test_accuracy']:.2f}%" in printed
+
+
+def test_resume_through_the_command_line(tmp_path, capsys):
+    checkpoint, first, second = tmp_path / "ck.npz", tmp_path / "a.json", tmp_path / "b.json"
+    assert _train("--epochs", "1", "--save", str(checkpoint), "--json", str(first)) == 0
+    assert _train("--resume", str(checkpoint), "--epochs", "2", "--json", str(second)) == 0
+    a, b = (json.loads(p.read_text()) for p in (first, second))
+    assert b["epochs"] == 2 and b["steps"] == 2 * a["steps"] and b["resumed_from"] == str(checkpoint)
+    strip = [{k: r[k] for k in ("step", "epoch", "train_loss")} for r in a["history"]]
+    assert [{k: r[k] for k in ("step", "epoch", "train_loss")} for r in b["history"][: a["steps"]]] == strip
+
+
+def test_resume_of_a_missing_file_is_a_clear_error(tmp_path, capsys):
+    missing = tmp_path / "nothing.npz"
+    with pytest.raises(SystemExit) as exit_info:
+        _train("--resume", str(missing))
+    assert exit_info.value.code == 2
+    assert f"--resume: checkpoint '{missing}' does not exist" in capsys.readouterr().err
+
+
+def test_resume_of_another_model_is_refused(tmp_path, capsys):
+    checkpoint = tmp_path / "ck.npz"
+    _train("--epochs", "1", "--save", str(checkpoint))
+    with pytest.raises(SystemExit) as exit_info:
+        _train("--resume", str(checkpoint), "--model", "cnn", "--epochs", "2")
+    assert exit_info.value.code == 2
+    assert "model='cnn' but the checkpoint has model='mlp'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bad, message", [
+    (["--epochs", "0"], "--epochs: expected an integer >= 1"),
+    (["--lr", "-1"], "--lr: expected a number > 0"),
+    (["--momentum", "1.5"], "--momentum: expected a number in [0, 1)"),
+    (["--dataset", "cifar"], "invalid choice: 'cifar'"),
+    (["--optimizer", "adam", "--momentum", "0.9"], "--momentum applies to --optimizer sgd only"),
+])
+def test_bad_arguments_are_argparse_errors(bad, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", *bad])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_demo_writes_report(tmp_path, capsys):
+    assert cli.main(["demo", "--out", str(tmp_path / "report"), "--epochs", "2"]) == 0
+    summary = json.loads((tmp_path / "report" / "summary.json").read_text())
+    assert summary["dataset"] == "digits" and summary["optimizer"] == "adam" and summary["epochs"] == 2
+    assert _is_png(tmp_path / "report" / "loss_curve.png")
+    printed = capsys.readouterr().out
+    assert "epoch 2/2" in printed and "test accuracy" in printed
+
+
+def test_python_dash_m_runs_the_command_line():
+    done = subprocess.run([sys.executable, "-m", "minikfac", "train", "--help"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0
+    assert "--resume PATH" in done.stdout and "--backend" in done.stdout
+
+
+def test_no_command_is_an_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([])
+    assert exit_info.value.code == 2
+
+
+def test_the_library_does_not_import_matplotlib():
+    code = ("import sys, minikfac, minikfac.cli, minikfac.training, minikfac.models; "
+            "sys.exit('matplotlib' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, timeout=60).returncode == 0
+
+
+def test_loss_curve_refuses_an_empty_history(tmp_path):
+    from minikfac import plot
+
+    with pytest.raises(ValueError, match="history is empty"):
+        plot.loss_curve([], tmp_path / "x.png")
+    with pytest.raises(ValueError, match="'step', 'epoch' and 'train_loss'"):
+        plot.loss_curve([{"loss": 1.0}], tmp_path / "x.png")

@@ -1,0 +1,239 @@
+"""The training loop, evaluation, checkpoints and the ready-made models."""
+
+import math
+
+import numpy as np
+import pytest
+
+import minikfac as mk
+from minikfac import backend, data, models, training
+
+
+def _quiet_fit(**kwargs):
+    kwargs.setdefault("progress", False)
+    kwargs.setdefault("log", None)
+    return training.fit(**kwargs)
+
+
+def _losses(history):
+    return [(r["step"], r["epoch"], r["train_loss"]) for r in history]
+
+
+def _same_state(a, b):
+    return list(a) == list(b) and all(a[k].dtype == b[k].dtype and np.array_equal(a[k], b[k]) for k in a)
+
+
+# --------------------------------------------------------------------------- #
+# Determinism and exact resumption
+# --------------------------------------------------------------------------- #
+def test_same_seed_gives_identical_runs_and_another_seed_does_not():
+    first = _quiet_fit(epochs=2)
+    second = _quiet_fit(epochs=2)
+    other = _quiet_fit(epochs=2, seed=1)
+    assert _losses(first.report["history"]) == _losses(second.report["history"])
+    assert _same_state(first.net.state_dict(), second.net.state_dict())
+    assert first.report["test_loss"] == second.report["test_loss"]
+    assert _losses(other.report["history"]) != _losses(first.report["history"])
+
+
+@pytest.mark.parametrize("optimizer, extra", [("adam", {}), ("sgd", {"momentum": 0.9, "weight_decay": 1e-4})])
+def test_resume_continues_exactly_as_an_uninterrupted_run(tmp_path, optimizer, extra):
+    path = tmp_path / "run.npz"
+    straight = _quiet_fit(optimizer=optimizer, epochs=4, dtype="float64", **extra)
+    _quiet_fit(optimizer=optimizer, epochs=2, dtype="float64", save=path, **extra)
+    saved = training.load_checkpoint(path)
+    assert saved["epoch"] == 2 and saved["step"] == saved["history"][-1]["step"]
+    resumed = _quiet_fit(resume=path, epochs=4)  # the rest comes from the checkpoint
+
+    assert resumed.report["optimizer"] == optimizer and resumed.report["dtype"] == "float64"
+    assert _losses(resumed.report["history"]) == _losses(straight.report["history"])
+    assert _same_state(resumed.net.state_dict(), straight.net.state_dict())
+    a, b = resumed.optimizer.state_dict(), straight.optimizer.state_dict()
+    assert a["steps"] == b["steps"] == straight.report["steps"]
+    for key in b["state"]:
+        for name, value in b["state"][key].items():
+            assert np.array_equal(a["state"][key][name], value), (key, name)
+    assert resumed.report["test_accuracy"] == straight.report["test_accuracy"]
+    assert [e["epoch"] for e in resumed.report["evaluations"]] == [1, 2, 3, 4]
+    # The training clock continues from the checkpoint's instead of restarting.
+    first_resumed_step = resumed.report["history"][saved["step"]]
+    assert first_resumed_step["wall_time"] >= saved["history"][-1]["wall_time"]
+
+
+def test_a_changed_learning_rate_takes_effect_on_resume(tmp_path):
+    path = tmp_path / "run.npz"
+    _quiet_fit(epochs=1, save=path)
+    resumed = _quiet_fit(resume=path, epochs=2, lr=1e-4)
+    assert resumed.optimizer.hyper["lr"] == 1e-4 and resumed.report["lr"] == 1e-4
+
+
+# --------------------------------------------------------------------------- #
+# History and evaluation, against independent computations
+# --------------------------------------------------------------------------- #
+def test_history_records_every_step():
+    result = _quiet_fit(epochs=2, batch_size=50)
+    history = result.report["history"]
+    n_train = len(data.load("digits").y_train)
+    per_epoch = math.ceil(n_train / 50)
+    assert len(history) == 2 * per_epoch == result.report["steps"]
+    assert all(set(r) == {"step", "epoch", "train_loss", "wall_time"} for r in history)
+    assert [r["step"] for r in history] == list(range(1, 2 * per_epoch + 1))
+    assert [r["epoch"] for r in history] == [0] * per_epoch + [1] * per_epoch
+    assert all(isinstance(r["train_loss"], float) and math.isfinite(r["train_loss"]) for r in history)
+    times = [r["wall_time"] for r in history]
+    assert times == sorted(times) and times[0] >= 0
+    assert result.report["train_loss"] == pytest.approx(np.mean([r["train_loss"] for r in history[per_epoch:]]))
+
+
+def test_first_recorded_loss_is_the_initial_net_on_the_first_shuffled_batch():
+    seed, batch = 3, 20
+    result = _quiet_fit(epochs=1, batch_size=batch, seed=seed, dtype="float64")
+    ds = data.load("digits")
+    mk.nn.init.manual_seed(seed)
+    net = models.build("mlp", ds)
+    # The loader's documented order, re-drawn here; the loss is written out with NumPy.
+    rows = np.random.default_rng([seed, 0]).permutation(len(ds.y_train))[:batch]
+    logits = net(ds.X_train[rows])
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    expected = -log_probs[np.arange(batch), ds.y_train[rows]].mean()
+    assert result.report["history"][0]["train_loss"] == pytest.approx(expected, rel=1e-12)
+
+
+def test_evaluate_matches_a_direct_computation_and_leaves_no_caches():
+    ds = data.load("digits")
+    net = models.mlp(64, 10, hidden=(32,))
+    loss_fn = mk.nn.CrossEntropyLoss()
+    net(ds.X_train[:10])  # a training-mode forward leaves caches behind
+    result = training.evaluate(net, loss_fn, ds.X_test, ds.y_test, batch_size=100)
+
+    assert net.training  # mode restored
+    for module in net.modules():
+        leftovers = [name for name, value in vars(module).items() if name.startswith("cache_") and value is not None]
+        assert not leftovers, (type(module).__name__, leftovers)
+    assert all(getattr(loss_fn, name) is None for name in loss_fn.cache_names)
+
+    net.eval()
+    logits = net(ds.X_test)
+    accuracy = np.mean(logits.argmax(axis=1) == ds.y_test)
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    loss = -log_probs[np.arange(len(ds.y_test)), ds.y_test].mean()
+    assert result["accuracy"] == pytest.approx(accuracy, abs=1e-15)
+    assert result["loss"] == pytest.approx(loss, rel=1e-12)
+
+
+def test_default_digits_run_learns():
+    report = _quiet_fit(epochs=3, eval_every_epoch=False).report
+    assert report["test_accuracy"] > 0.9
+    assert report["num_parameters"] == 64 * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10
+
+
+# --------------------------------------------------------------------------- #
+# Backends: the whole run on each, identical to NumPy's
+# --------------------------------------------------------------------------- #
+def _tiny_run(name):
+    ds = data.load("digits")
+    backend.set_backend(name)
+    mk.nn.init.manual_seed(0)
+    net = models.mlp(64, 10, hidden=(16,))
+    opt = training.make_optimizer("adam", net)
+    loader = data.DataLoader(ds.X_train[:200], ds.y_train[:200], 50, seed=0)
+    loss_fn = mk.nn.CrossEntropyLoss()
+    history = training.train(net, loss_fn, opt, loader, 2, progress=False, log=None)
+    return history, training.evaluate(net, loss_fn, ds.X_test, ds.y_test), net
+
+
+def test_training_runs_on_every_backend(backend_name):
+    history, result, net = _tiny_run(backend_name)
+    assert backend.backend_of(net.parameters()[0].data) == backend_name
+    reference_history, reference, _ = _tiny_run("numpy")
+    np.testing.assert_allclose([r["train_loss"] for r in history],
+                               [r["train_loss"] for r in reference_history], rtol=1e-10)
+    assert result["loss"] == pytest.approx(reference["loss"], rel=1e-10)
+    assert result["accuracy"] == pytest.approx(reference["accuracy"], abs=1e-12)
+
+
+def test_fit_leaves_the_global_backend_and_dtype_as_they_were():
+    backend.set_backend("fakegpu")
+    result = _quiet_fit(epochs=1, backend="numpy", dtype="float32", eval_every_epoch=False)
+    assert backend.get_backend() == "fakegpu" and backend.get_default_dtype() == np.float64
+    assert result.net.parameters()[0].data.dtype == np.float32
+
+
+# --------------------------------------------------------------------------- #
+# Checkpoint files
+# --------------------------------------------------------------------------- #
+def test_checkpoint_round_trip_keeps_types_keys_and_bits(tmp_path):
+    net = models.mlp(4, 3, hidden=(5,))
+    opt = training.make_optimizer("adam", net)
+    history = [{"step": 1, "epoch": 0, "train_loss": 0.1 + 0.2, "wall_time": 1e-300}]
+    args = {"dataset": "digits", "model": "mlp", "optimizer": "adam", "lr": 1 / 3}
+    state = {"type": "Adam", "hyper": {"betas": (0.9, 0.999)}, "steps": 7,
+             "state": {0: {"m": np.arange(6, dtype=np.float32).reshape(2, 3), "count": 2}}}
+    opt.state_dict = lambda: state  # an optimizer state with int keys, a tuple and float32
+    path = training.save_checkpoint(tmp_path / "c.npz", net, opt, epoch=3, step=1, history=history, args=args)
+    back = training.load_checkpoint(path)
+    assert back["epoch"] == 3 and back["step"] == 1 and back["history"] == history and back["args"] == args
+    assert list(back["model"]) == [name for name, _ in net.named_parameters()]
+    assert _same_state(back["model"], net.state_dict())
+    assert back["optimizer"]["hyper"]["betas"] == (0.9, 0.999)
+    saved_m = back["optimizer"]["state"][0]["m"]
+    assert saved_m.dtype == np.float32 and np.array_equal(saved_m, state["state"][0]["m"])
+    assert back["optimizer"]["state"][0]["count"] == 2
+    assert not (tmp_path / "c.npz.partial").exists()
+
+
+def test_loading_bad_checkpoints_fails_clearly(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        training.load_checkpoint(tmp_path / "missing.npz")
+    np.savez(tmp_path / "other.npz", x=np.zeros(3))
+    with pytest.raises(ValueError, match="not a minikfac checkpoint"):
+        training.load_checkpoint(tmp_path / "other.npz")
+
+
+def test_resume_refuses_another_model_dataset_or_optimizer(tmp_path):
+    path = tmp_path / "run.npz"
+    _quiet_fit(epochs=1, save=path, eval_every_epoch=False)
+    for key, value in [("model", "cnn"), ("dataset", "mnist16"), ("optimizer", "sgd")]:
+        with pytest.raises(ValueError, match=f"{key}='{value}' but the checkpoint has {key}="):
+            _quiet_fit(resume=path, epochs=2, **{key: value})
+
+
+def test_fewer_epochs_than_the_checkpoint_has_is_an_error(tmp_path):
+    path = tmp_path / "run.npz"
+    _quiet_fit(epochs=2, save=path, eval_every_epoch=False)
+    with pytest.raises(ValueError, match="epochs=1 is less than the 2 epochs already finished"):
+        _quiet_fit(resume=path, epochs=1)
+
+
+def test_adam_refuses_momentum():
+    with pytest.raises(ValueError, match="momentum"):
+        training.make_optimizer("adam", models.mlp(4, 3), momentum=0.9)
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        training.make_optimizer("lbfgs", models.mlp(4, 3))
+
+
+# --------------------------------------------------------------------------- #
+# Models
+# --------------------------------------------------------------------------- #
+@pytest.mark.parametrize("side", [8, 16, 28])
+def test_cnn_shapes_follow_the_docstring(side):
+    net = models.cnn((1, side, side), 10)
+    linear = net[-1]
+    assert linear.in_features == 32 * (side // 4) ** 2
+    out = net(np.random.default_rng(0).random((3, 1, side, side)))
+    assert out.shape == (3, 10)
+
+
+def test_mlp_shapes_and_errors():
+    net = models.mlp(6, 4, hidden=(5, 3), activation="tanh")
+    widths = [(layer.in_features, layer.out_features) for layer in net if isinstance(layer, mk.nn.Linear)]
+    assert widths == [(6, 5), (5, 3), (3, 4)]
+    assert models.mlp(6, 4, hidden=())(np.ones((2, 6))).shape == (2, 4)
+    with pytest.raises(ValueError, match="activation"):
+        models.mlp(6, 4, activation="gelu")
+    with pytest.raises(ValueError, match="too small"):
+        models.cnn((1, 3, 3), 10)
+    with pytest.raises(ValueError, match="model must be one of"):
+        models.input_is_flat("resnet")
