@@ -1,24 +1,26 @@
 """One training step of an MLP 784-256-256-10 (ReLU, float32): how close to BLAS?
 
-A step is forward, cross-entropy loss, backward and an SGD update. It does
-6·N·P floating-point operations in matrix products (2NP forward, 4NP backward:
-dW and d(input) for every layer), everything else is O(N·units). We time, in
-one run and interleaved so that machine noise hits all alike:
+A step is forward, cross-entropy loss, backward and an SGD update. Its matrix
+products are the forward s = a Wᵀ (2·N·P_W FLOPs), the weight gradients gᵀ a
+(2·N·P_W) and the input gradients g W of every layer but the first (nobody
+needs dL/dX of the data; ``net.backward(dout, input_grad=False)`` skips it,
+as PyTorch does). The usual count 6·N·P therefore overstates the work by
+2·N·784·256; we report both and compute rates from the FLOPs really done.
+Everything else is O(N·units) or O(P). We time, in one run:
 
 - ``step``     the framework's step (median of many);
-- ``products`` the same eight matrix products on the same shapes, bare — what a
-  perfect framework would cost on this BLAS;
+- ``products`` the same seven matrix products on the same shapes, bare — what
+  a perfect framework would cost on this BLAS;
 - ``peak``     a large square float32 matrix product: the BLAS's best rate.
 
 Each contender runs 10 calls in a row per turn (warm caches, as in training);
-the turns rotate so that drift of a shared machine hits all alike.
+the turns rotate so that drift of a shared machine hits all alike. We report
+GFLOP/s for each, the step's rate as a fraction of the products' and of the
+peak rate, and the framework overhead (step − products) as a fraction of the
+step. If PyTorch is importable, its step on the same network is timed too,
+separately (optional; never a dependency).
 
-and report GFLOP/s = 6NP / time for each, the step's rate as a fraction of the
-products' and of the peak rate, and the framework overhead (step − products)
-as a fraction of the step. If PyTorch is importable, its step on the same
-network is timed too (optional; never a dependency).
-
-Usage: python benchmarks/mlp_step.py [--repeats 50] [--batch-sizes 128 512] [--backend numpy]
+Usage: python benchmarks/mlp_step.py [--repeats 30] [--batch-sizes 128 512] [--backend numpy]
 """
 
 import argparse
@@ -54,7 +56,7 @@ def make_step(net, x, y):
     def step():
         opt.zero_grad()
         loss = loss_fn(net(x), y)
-        net.backward(loss_fn.backward())
+        net.backward(loss_fn.backward(), input_grad=False)
         opt.step()
         return loss
     return step
@@ -70,9 +72,10 @@ def make_products(batch):
     def products():
         for a, w in zip(acts, weights):
             a @ w.T  # forward
-        for a, g, w in zip(acts[:-1], acts[1:], weights):
+        for i, (a, g, w) in enumerate(zip(acts[:-1], acts[1:], weights)):
             g.T @ a  # dW
-            g @ w  # d(input)
+            if i > 0:
+                g @ w  # d(input), not for the data
         return xp.zeros(())
     return products
 
@@ -137,7 +140,7 @@ def measure(contenders, repeats, calls=10):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[128, 512])
     parser.add_argument("--backend", default="numpy", choices=["numpy", "cupy"])
     args = parser.parse_args(argv)
@@ -147,17 +150,21 @@ def main(argv=None):
     peak_fn, peak_flops = make_peak()
     print(f"MLP {'-'.join(map(str, SIZES))}, ReLU, float32, P = {params:,}, backend {args.backend}, "
           f"median of {args.repeats} blocks of 10 steps")
+    print(f"FLOPs per step: 6NP - 2N*{SIZES[0]}*{SIZES[1]} (no input gradient for the data) "
+          f"= {6 * params - 2 * SIZES[0] * SIZES[1]:,}*N; 6NP would be {6 * params:,}*N")
     print(f"{'batch':>6} {'step ms':>8} {'products ms':>12} {'step GF/s':>10} {'products GF/s':>14} "
           f"{'peak GF/s':>10} {'step/products':>14} {'step/peak':>10} {'overhead':>9} {'torch ms':>9}")
     results = []
     for batch in args.batch_sizes:
         net, x, y = build(batch)
         contenders = {"step": make_step(net, x, y), "products": make_products(batch), "peak": peak_fn}
+        t = measure(contenders, args.repeats)
         torch_step = make_torch_step(batch) if args.backend == "numpy" else None
         if torch_step is not None:
-            contenders["torch"] = torch_step
-        t = measure(contenders, args.repeats)
-        flops = 6.0 * batch * params
+            # Timed on its own, after ours: PyTorch's worker threads keep spinning
+            # after each call and would slow whatever runs next in a rotation.
+            t["torch"] = measure({"torch": torch_step}, args.repeats)["torch"]
+        flops = 6.0 * batch * params - 2.0 * batch * SIZES[0] * SIZES[1]  # what the step does
         rate = {k: flops / t[k] / 1e9 for k in ("step", "products")}
         peak_rate = peak_flops / t["peak"] / 1e9
         row = {"batch": batch, "step_ms": 1e3 * t["step"], "products_ms": 1e3 * t["products"],

@@ -86,7 +86,7 @@ def train_step(net, loss_fn, optimizer, X, y):
     """
     optimizer.zero_grad()
     loss = loss_fn(net(X), y)
-    net.backward(loss_fn.backward())
+    net.backward(loss_fn.backward(), input_grad=False)  # dL/dX of the data is never needed
     optimizer.step()
     return loss
 

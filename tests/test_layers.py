@@ -69,6 +69,20 @@ def test_backward_never_mutates_dout_and_accumulates(case, backend_name):
 
 
 @pytest.mark.parametrize("case", LAYER_CASES)
+def test_backward_without_input_grad_gives_the_same_parameter_grads(case, backend_name):
+    factory, shape = LAYER_CASES[case]
+    layer = factory()
+    x = on(backend_name, _input(shape))
+    dout = on(backend_name, np.random.default_rng(1).standard_normal(layer(x).shape))
+    layer.backward(dout)
+    full = [mk.to_numpy(p.grad).copy() for p in layer.parameters()]
+    layer.zero_grad()
+    assert layer.backward(dout, input_grad=False) is None
+    for g, p in zip(full, layer.parameters()):
+        np.testing.assert_array_equal(mk.to_numpy(p.grad), g)
+
+
+@pytest.mark.parametrize("case", LAYER_CASES)
 def test_stacked_cotangents_equal_separate_backwards(case, backend_name):
     """backward((K, *out_shape)) = the K backwards stacked; parameter grads summed."""
     factory, shape = LAYER_CASES[case]

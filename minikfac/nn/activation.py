@@ -31,7 +31,9 @@ class ReLU(Module):
             self.cache_mask = mask
         return x * mask  # twice as fast as maximum(x, 0) in NumPy
 
-    def backward(self, dout):
+    def backward(self, dout, input_grad=True):
+        if not input_grad:
+            return None  # no parameters: nothing else to do
         self._check_cached("cache_mask")
         check_grad_output(self, dout, self.cache_mask.shape)
         return dout * self.cache_mask
@@ -49,7 +51,9 @@ class Tanh(Module):
             self.cache_output = y
         return y
 
-    def backward(self, dout):
+    def backward(self, dout, input_grad=True):
+        if not input_grad:
+            return None  # no parameters: nothing else to do
         self._check_cached("cache_output")
         y = self.cache_output
         check_grad_output(self, dout, y.shape)
@@ -70,7 +74,9 @@ class Sigmoid(Module):
             self.cache_output = y
         return y
 
-    def backward(self, dout):
+    def backward(self, dout, input_grad=True):
+        if not input_grad:
+            return None  # no parameters: nothing else to do
         self._check_cached("cache_output")
         y = self.cache_output
         check_grad_output(self, dout, y.shape)
@@ -83,7 +89,9 @@ class Identity(Module):
     def forward(self, x):
         return x
 
-    def backward(self, dout):
+    def backward(self, dout, input_grad=True):
+        if not input_grad:
+            return None  # no parameters: nothing else to do
         return dout
 
 
@@ -100,7 +108,9 @@ class Flatten(Module):
             self.cache_input_shape = tuple(x.shape)
         return x.reshape(x.shape[0], -1)
 
-    def backward(self, dout):
+    def backward(self, dout, input_grad=True):
+        if not input_grad:
+            return None  # no parameters: nothing else to do
         self._check_cached("cache_input_shape")
         shape = self.cache_input_shape
         features = 1

@@ -159,8 +159,9 @@ class Conv2d(Module):
             self.cache_input_shape = tuple(x.shape)
         return out.reshape(n, oh, ow, self.out_channels).transpose(0, 3, 1, 2)
 
-    def backward(self, dout):
-        """dout: (..., N, C_out, OH, OW) -> (..., N, C_in, H, W); accumulates dW, db."""
+    def backward(self, dout, input_grad=True):
+        """dout: (..., N, C_out, OH, OW) -> (..., N, C_in, H, W) (or None if not
+        ``input_grad``); accumulates dW, db."""
         self._check_cached("cache_input")
         patches, input_shape = self.cache_input, self.cache_input_shape
         out_shape = self.output_shape(input_shape)
@@ -175,6 +176,8 @@ class Conv2d(Module):
         self.weight.accumulate((g_summed.T @ patches.reshape(n * oh * ow, -1)).reshape(self.weight.shape))
         if self.bias is not None:
             self.bias.accumulate(g_summed.sum(axis=0))
+        if not input_grad:
+            return None
         dpatches = (g @ weight_matrix).reshape(lead + (n, oh * ow, weight_matrix.shape[1]))
         return col2im(dpatches, input_shape, self.kernel_size, self.stride, self.padding)
 

@@ -59,8 +59,9 @@ class Linear(Module):
             self.cache_input = x
         return out
 
-    def backward(self, dout):
-        """dout: (..., N, D_out) -> dL/da: (..., N, D_in); accumulates dW (D_out, D_in), db (D_out,)."""
+    def backward(self, dout, input_grad=True):
+        """dout: (..., N, D_out) -> dL/da: (..., N, D_in) (or None if not ``input_grad``);
+        accumulates dW (D_out, D_in), db (D_out,)."""
         self._check_cached("cache_input")
         a = self.cache_input
         check_grad_output(self, dout, (a.shape[0], self.out_features))
@@ -70,7 +71,7 @@ class Linear(Module):
         self.weight.accumulate(g.T @ a)
         if self.bias is not None:
             self.bias.accumulate(g.sum(axis=0))
-        return dout @ self.weight.data
+        return dout @ self.weight.data if input_grad else None
 
     def extra_repr(self):
         return f"{self.in_features}, {self.out_features}, bias={self.bias is not None}"

@@ -6,6 +6,9 @@ one place). ``backward`` returns dL/d(input), *adds* parameter gradients into
 ``Parameter.grad`` (they accumulate until ``zero_grad()``, as in PyTorch) and
 never modifies ``dout``.
 
+``backward(dout, input_grad=False)`` skips dL/d(input) and returns ``None``
+(the training loop uses it: the data's gradient is never needed).
+
 Stacked cotangents: every ``backward`` accepts ``dout`` with extra *leading*
 axes, shape ``(K, *output_shape)``: K independent vectors are pulled back at
 once (the curvature module sends the K columns of the output-Fisher square
@@ -74,7 +77,14 @@ class Module:
     def forward(self, x):
         raise NotImplementedError(f"{type(self).__name__}.forward")
 
-    def backward(self, dout):
+    def backward(self, dout, input_grad=True):
+        """Pull ``dout`` = dL/d(output) back: return dL/d(input), accumulate parameter grads.
+
+        With ``input_grad=False`` the input gradient is not computed and ``None``
+        is returned (parameter gradients are still accumulated): nobody needs
+        dL/dX for the data, and for a first Linear layer it is a third of that
+        layer's backward.
+        """
         raise NotImplementedError(f"{type(self).__name__}.backward")
 
     def _check_cached(self, *names):
@@ -247,9 +257,10 @@ class Sequential(Module):
             x = layer(x)
         return x
 
-    def backward(self, dout):
-        for layer in reversed(self.layers):
-            dout = layer.backward(dout)
+    def backward(self, dout, input_grad=True):
+        """Walk the layers last to first; ``input_grad=False`` skips the first layer's dL/dX."""
+        for i in range(len(self.layers) - 1, -1, -1):
+            dout = self.layers[i].backward(dout, input_grad=input_grad or i > 0)
         return dout
 
     def __getitem__(self, index):

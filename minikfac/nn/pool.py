@@ -85,8 +85,10 @@ class MaxPool2d(_Pool2d):
             self.cache_input_shape = tuple(x.shape)
         return windows.max(axis=0)
 
-    def backward(self, dout):
+    def backward(self, dout, input_grad=True):
         """dout: (..., N, C, OH, OW) -> (..., N, C, H, W)."""
+        if not input_grad:
+            return None  # no parameters: nothing else to do
         dx, out_hw = self._backward_setup(dout)
         for k, offset in enumerate(self._offsets()):
             self._window(dx, offset, out_hw)[...] += dout * (self.cache_argmax == k)
@@ -106,8 +108,10 @@ class AvgPool2d(_Pool2d):
             self.cache_input_shape = tuple(x.shape)
         return out / len(offsets)
 
-    def backward(self, dout):
+    def backward(self, dout, input_grad=True):
         """dout: (..., N, C, OH, OW) -> (..., N, C, H, W)."""
+        if not input_grad:
+            return None  # no parameters: nothing else to do
         dx, out_hw = self._backward_setup(dout)
         share = dout / len(self._offsets())
         for offset in self._offsets():
