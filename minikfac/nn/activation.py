@@ -39,14 +39,21 @@ class ReLU(Module):
         return dout * self.cache_mask
 
 
-class Tanh(Module):
-    """tanh(x); backward uses tanh' = 1 − y²."""
+class _ActivationOfOutput(Module):
+    """An element-wise y = f(x) whose derivative is a function of y: cache y only."""
 
     def __init__(self):
         self.cache_output = None
 
+    def function(self, x):
+        raise NotImplementedError
+
+    def derivative(self, y):
+        """f'(x) written in terms of y = f(x)."""
+        raise NotImplementedError
+
     def forward(self, x):
-        y = backend.get_array_module(x).tanh(x)
+        y = self.function(x)
         if self.training:
             self.cache_output = y
         return y
@@ -55,32 +62,30 @@ class Tanh(Module):
         if not input_grad:
             return None  # no parameters: nothing else to do
         self._check_cached("cache_output")
-        y = self.cache_output
-        check_grad_output(self, dout, y.shape)
-        return dout * (1 - y * y)
+        check_grad_output(self, dout, self.cache_output.shape)
+        return dout * self.derivative(self.cache_output)
 
 
-class Sigmoid(Module):
+class Tanh(_ActivationOfOutput):
+    """tanh(x); backward uses tanh' = 1 − y²."""
+
+    def function(self, x):
+        return backend.get_array_module(x).tanh(x)
+
+    def derivative(self, y):
+        return 1 - y * y
+
+
+class Sigmoid(_ActivationOfOutput):
     """σ(x) = 1 / (1 + e^(−x)), computed as exp(−log(1 + e^(−x))) so that no
     intermediate overflows; backward uses σ' = y (1 − y)."""
 
-    def __init__(self):
-        self.cache_output = None
-
-    def forward(self, x):
+    def function(self, x):
         xp = backend.get_array_module(x)
-        y = xp.exp(-xp.logaddexp(0, -x))
-        if self.training:
-            self.cache_output = y
-        return y
+        return xp.exp(-xp.logaddexp(0, -x))
 
-    def backward(self, dout, input_grad=True):
-        if not input_grad:
-            return None  # no parameters: nothing else to do
-        self._check_cached("cache_output")
-        y = self.cache_output
-        check_grad_output(self, dout, y.shape)
-        return dout * (y * (1 - y))
+    def derivative(self, y):
+        return y * (1 - y)
 
 
 class Identity(Module):
