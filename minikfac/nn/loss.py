@@ -98,6 +98,22 @@ class Loss:
         nll, _ = self._nll(out, self._check_targets(self._check_out(out), y))
         return nll
 
+    def per_example_gradient(self, out, y):
+        """grad_f l_n for targets ``y``: (N, D_out), not divided by N.
+
+        The loss's own caches (from the last ``forward``) are left as they
+        were, so this can be called between a forward and its backward. The
+        curvature module uses it for sampled targets (Monte-Carlo Fisher) and
+        for the data labels (empirical Fisher).
+        """
+        saved = {name: getattr(self, name) for name in self.cache_names}
+        try:
+            self.forward(out, y)
+            return self._per_example_gradient()  # new array, or a cache about to be replaced
+        finally:
+            for name, value in saved.items():
+                setattr(self, name, value)
+
     def backward(self):
         """dL/dout of the last forward: grad_f l_n / N, shape (N, D_out).
 

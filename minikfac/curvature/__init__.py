@@ -1,0 +1,24 @@
+"""Curvature: Kronecker algebra, the exact Fisher family, K-FAC and its rivals.
+
+Everything here reads what the layers cached: the inputs a of Linear and
+Conv2d layers (forward) and the gradients g w.r.t. their outputs (backward).
+Dense matrices are in the canonical parameter order of :mod:`.params`.
+"""
+
+from minikfac.curvature import backprop, kron
+from minikfac.curvature.backprop import per_example_gradients
+from minikfac.curvature.fisher import fisher, fisher_blocks, fisher_diagonal, fisher_vector_product
+from minikfac.curvature.kron import unvec, vec
+from minikfac.curvature.params import (
+    assign,
+    augmented_matrix,
+    flatten,
+    layer_sizes,
+    layer_slices,
+    parametrised_layers,
+    unflatten,
+)
+
+__all__ = ["backprop", "kron", "per_example_gradients", "fisher", "fisher_blocks", "fisher_diagonal",
+           "fisher_vector_product", "vec", "unvec", "assign", "augmented_matrix", "flatten", "layer_sizes", "layer_slices",
+           "parametrised_layers", "unflatten"]

@@ -1,0 +1,217 @@
+"""Per-example quantities, pulled through the layers' own backward code.
+
+Every curvature matrix of this package has the form
+
+    F = (1/N) Σ_n Σ_k J_nkᵀ J_nk        (P, P),
+
+where J_nk (a row of length P) is the gradient w.r.t. the parameters of
+s_nkᵀ f(x_n), the network output f(x_n) contracted with a *cotangent* s_nk.
+Which cotangents, K per example, decides the matrix:
+
+=============  ==========================================  ===================================
+kind           s_nk, k = 1..K                              matrix
+=============  ==========================================  ===================================
+"true"         columns of the output-Fisher square root    true Fisher, exact expectation over
+               S_n (loss.output_fisher_sqrt), K = D_out    y ~ p(y|x_n) (Martens 2020, eq. 9)
+"mc"           ∇_f ℓ(y_nk) / √K for K sampled y_nk          Monte-Carlo Fisher, K samples
+"empirical"    ∇_f ℓ(y_n) with the data label, K = 1       empirical Fisher (Kunstner et al.)
+"ggn"          unit vectors e_k, K = D_out, plus H_n       Jᵀ H J (Schraudolph 2002): F =
+                                                           (1/N) Σ_n J_nᵀ H_n J_n
+=============  ==========================================  ===================================
+
+All K cotangents of a chunk of examples go through ``net.backward`` at once as
+a stacked cotangent of shape (K, n, D_out) (see ``nn/module.py``). Afterwards
+each Linear/Conv2d layer holds its input a (``cache_input``) and the pulled-back
+gradients g = ∂(s_nkᵀ f)/∂s_layer (``cache_grad_output``), and the per-example
+gradient of W̄ = [W | b] is g āᵀ with ā = [a; 1] — summed over positions for
+a convolution (Grosse & Martens 2016, eq. (5)). No layer derivative is written
+twice: this module only forms outer products of what the layers cached.
+
+Examples are processed in chunks, so memory stays bounded however large N is.
+"""
+
+from dataclasses import dataclass
+
+from minikfac import backend
+from minikfac.curvature.params import has_bias, parametrised_layers
+
+KINDS = ("true", "mc", "empirical", "ggn")
+CHUNK_BYTES = 64 * 2**20  # budget for one chunk's per-example gradient rows (K·n·P numbers)
+
+
+@dataclass
+class LayerStatistics:
+    """What one parametrised layer saw for one chunk of n examples.
+
+    Attributes
+    ----------
+    layer : the Linear or Conv2d module.
+    inputs : ā, (n, D_in + 1) for Linear, (n, L, D_in + 1) for Conv2d (L = OH·OW
+        positions, D_in = C_in·KH·KW); the trailing 1 only when the layer has a bias.
+    grads : g, (K, n, D_out) for Linear, (K, n, L, D_out) for Conv2d: the
+        gradient w.r.t. the layer's output (pre-activation) of each cotangent.
+    """
+
+    layer: object
+    inputs: object
+    grads: object
+
+
+@dataclass
+class Chunk:
+    """Examples ``start:stop`` of the data, with one :class:`LayerStatistics` per layer.
+
+    ``output_hessian`` is (n, D_out, D_out) for ``kind="ggn"`` (H_n = ∇²_f ℓ_n)
+    and ``None`` otherwise.
+    """
+
+    start: int
+    stop: int
+    layers: list
+    output_hessian: object = None
+
+
+def check_kind(kind, allowed=KINDS):
+    """Raise ValueError unless ``kind`` is one of ``allowed``; return it."""
+    if kind not in allowed:
+        raise ValueError(f"kind must be one of {', '.join(map(repr, allowed))}; got {kind!r}")
+    return kind
+
+
+def number_of_cotangents(kind, d_out, samples=1):
+    """K, the cotangents per example, for ``kind`` and an output of size D_out."""
+    return {"true": d_out, "ggn": d_out, "mc": samples, "empirical": 1}[check_kind(kind)]
+
+
+def cotangents(loss_fn, out, kind, y=None, samples=1, rng=None):
+    """The stacked cotangents s_nk of ``kind`` for outputs ``out`` (n, D_out): (K, n, D_out).
+
+    Per example, not divided by N (see the table in the module docstring).
+    ``y`` is needed for ``"empirical"``; ``rng`` (from
+    :func:`minikfac.backend.default_rng` on ``out``'s backend) for ``"mc"``.
+    """
+    xp = backend.get_array_module(out)
+    if kind == "true":
+        return loss_fn.output_fisher_sqrt(out)
+    if kind == "ggn":
+        n, d_out = out.shape
+        return xp.eye(d_out, dtype=out.dtype)[:, None, :] * xp.ones((1, n, 1), dtype=out.dtype)
+    if kind == "empirical":
+        return loss_fn.per_example_gradient(out, y)[None]
+    draws = [loss_fn.per_example_gradient(out, loss_fn.sample_targets(out, rng)) for _ in range(samples)]
+    return xp.stack(draws) / (samples ** 0.5)
+
+
+def _layer_statistics(layer):
+    """ā and g of ``layer`` from its caches after a stacked backward (see LayerStatistics)."""
+    xp = backend.get_array_module(layer.cache_input)
+    a, g = layer.cache_input, layer.cache_grad_output
+    if g.ndim == 5:  # Conv2d: (K, n, C_out, OH, OW) -> (K, n, L, C_out), rows in the patches' order
+        k, n, c_out = g.shape[:3]
+        g = xp.moveaxis(g, 2, -1).reshape(k, n, -1, c_out)
+    if has_bias(layer):
+        a = xp.concatenate([a, xp.ones(a.shape[:-1] + (1,), dtype=a.dtype)], axis=-1)
+    return LayerStatistics(layer, a, g)
+
+
+def layer_gradients(stats):
+    """Per-example, per-cotangent gradients of W̄ from ``stats``: (K, n, P_l), canonical order.
+
+    Row (k, n) is vec(g_nk ā_nᵀ) = ā_n ⊗ g_nk for Linear (Martens & Grosse
+    2015, section 2), and Σ_l ā_nl ⊗ g_nkl over the L positions for Conv2d
+    (Grosse & Martens 2016, eq. (5)). With column-stacking vec, entry
+    i·D_out + o is ā_i g_o, which is the C-order flattening of the (D_in + 1,
+    D_out) outer product.
+    """
+    a, g = stats.inputs, stats.grads
+    xp = backend.get_array_module(a)
+    k, n = g.shape[:2]
+    if a.ndim == 2:
+        outer = a[None, :, :, None] * g[:, :, None, :]
+    else:  # (1, n, D_in+1, L) @ (K, n, L, D_out): the sum over positions is a batched product
+        outer = xp.matmul(xp.swapaxes(a, 1, 2)[None], g)
+    return outer.reshape(k, n, -1)
+
+
+def default_chunk_size(net, kind, X, samples=1, budget_bytes=CHUNK_BYTES):
+    """Examples per chunk so that the K·n·P gradient rows of a chunk fit in ``budget_bytes``."""
+    layers = parametrised_layers(net)
+    d_out = layers[-1].weight.shape[0]
+    params = sum(p.data.size for p in net.parameters())
+    per_example = number_of_cotangents(kind, d_out, samples) * params * X.dtype.itemsize
+    return int(max(1, min(X.shape[0], budget_bytes // max(per_example, 1))))
+
+
+def _check_data(X, y, kind):
+    if not backend.is_array(X) or X.ndim < 2 or X.shape[0] < 1:
+        shape = tuple(X.shape) if backend.is_array(X) else type(X).__name__
+        raise ValueError(f"X must be an array of shape (N, ...) with N >= 1, got {shape}")
+    if kind == "empirical":
+        if y is None:
+            raise ValueError("kind='empirical' needs the data labels: pass y=")
+        if not backend.is_array(y) or y.shape[0] != X.shape[0]:
+            shape = tuple(y.shape) if backend.is_array(y) else type(y).__name__
+            raise ValueError(f"y must be an array with N = {X.shape[0]} rows (like X), got {shape}")
+
+
+def chunks(net, loss_fn, X, y=None, kind="true", samples=1, seed=0, chunk_size=None):
+    """Yield one :class:`Chunk` per block of examples: forward, then a stacked backward.
+
+    Parameters
+    ----------
+    net : Module whose parametrised layers are Linear / Conv2d.
+    loss_fn : a :class:`minikfac.nn.Loss` (knows its output distribution).
+    X : (N, ...) inputs; y : targets, needed for ``kind="empirical"``.
+    kind : "true", "mc", "empirical" or "ggn" (module docstring).
+    samples : K for ``kind="mc"``; seed : its random seed (the draws depend
+        on ``seed`` and on ``chunk_size``).
+    chunk_size : examples per chunk (default: :func:`default_chunk_size`).
+
+    The network's parameter gradients, training mode and caches are restored
+    or cleared when the generator finishes (or is closed): computing curvature
+    never changes a ``.grad`` the caller holds.
+    """
+    check_kind(kind)
+    _check_data(X, y, kind)
+    if kind == "mc" and (not isinstance(samples, int) or samples < 1):
+        raise ValueError(f"samples must be a positive int for kind='mc', got {samples!r}")
+    n_total = X.shape[0]
+    if chunk_size is None:
+        chunk_size = default_chunk_size(net, kind, X, samples)
+    if not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
+    layers = parametrised_layers(net)
+    rng = backend.default_rng(seed, like=X) if kind == "mc" else None
+    params = net.parameters()
+    saved_grads = [p.grad for p in params]
+    saved_modes = [(m, m.training) for m in net.modules()]
+    net.train()
+    try:
+        for start in range(0, n_total, chunk_size):
+            stop = min(start + chunk_size, n_total)
+            out = net(X[start:stop])
+            targets = None if y is None else y[start:stop]
+            stacked = cotangents(loss_fn, out, kind, targets, samples, rng)
+            net.backward(stacked, input_grad=False)
+            hessian = loss_fn.output_hessian(out) if kind == "ggn" else None
+            yield Chunk(start, stop, [_layer_statistics(layer) for layer in layers], hessian)
+    finally:
+        for p, grad in zip(params, saved_grads):
+            p.grad = grad
+        for module, mode in saved_modes:
+            module.training = mode
+        net.clear_cache()
+
+
+def per_example_gradients(net, loss_fn, X, y, chunk_size=None):
+    """∇_θ ℓ_n for every example: (N, P) in the canonical order.
+
+    Row n is the gradient of the per-example loss ℓ_n (not divided by N), so
+    ``per_example_gradients(...).mean(axis=0)`` equals ``flatten(net, "grad")``
+    after a backward of the mean loss. Memory is N·P numbers.
+    """
+    xp = backend.get_array_module(X)
+    rows = []
+    for chunk in chunks(net, loss_fn, X, y, kind="empirical", chunk_size=chunk_size):
+        rows.append(xp.concatenate([layer_gradients(s)[0] for s in chunk.layers], axis=1))
+    return xp.concatenate(rows, axis=0)

@@ -1,0 +1,138 @@
+"""The canonical parameter order: the rows and columns of every curvature matrix.
+
+DESIGN.md fixes one order, and this module owns it. Layers with parameters
+(Linear and Conv2d) are taken in network order; each contributes vec(W̄), the
+column-stacked vec of its augmented weight matrix
+
+    W̄ = [W | b]        shape (D_out, D_in + 1)   (bias = last column),
+
+where W is the weight's matrix view: (D_out, D_in) for Linear and
+(C_out, C_in·KH·KW) for Conv2d, in the order of the im2col patches. A layer
+without bias contributes vec(W). With homogeneous inputs ā = [a; 1] the
+per-example gradient of W̄ is g āᵀ, and vec(g āᵀ) = ā ⊗ g (Martens & Grosse
+2015, section 2), which is why K-FAC's block is A ⊗ G in this order.
+
+Note that vec(W̄) is *not* ``weight.ravel()`` followed by ``bias``: vec stacks
+columns, so the entries of W's first input column come first.
+"""
+
+from minikfac import backend
+from minikfac.curvature.kron import unvec, vec
+from minikfac.nn.conv import Conv2d
+from minikfac.nn.linear import Linear
+from minikfac.nn.module import Parameter
+
+SUPPORTED_LAYERS = (Linear, Conv2d)
+
+
+def _owns_parameters(module):
+    return any(isinstance(value, Parameter) for value in vars(module).values())
+
+
+def parametrised_layers(net):
+    """The layers of ``net`` that have parameters, in network order.
+
+    Returns a list of Linear / Conv2d modules. Raises ``TypeError`` if another
+    module owns parameters: the curvature module only knows how Linear and
+    Conv2d gradients factor into ā ⊗ g.
+    """
+    layers = []
+    for module in net.modules():
+        if isinstance(module, SUPPORTED_LAYERS):
+            layers.append(module)
+        elif _owns_parameters(module):
+            raise TypeError(
+                f"curvature: {type(module).__name__} has parameters, but only Linear and Conv2d layers "
+                "are supported (their gradients are g āᵀ)"
+            )
+    if not layers:
+        raise ValueError(f"curvature: {type(net).__name__} has no Linear or Conv2d layer, so no parameters")
+    return layers
+
+
+def has_bias(layer):
+    """Whether ``layer`` has a bias (then its input gets the homogeneous coordinate 1)."""
+    return layer.bias is not None
+
+
+def block_shape(layer):
+    """(D_out, D_in + 1) of W̄ for ``layer`` ((D_out, D_in) without bias); conv: D_in = C_in·KH·KW."""
+    d_out = layer.weight.shape[0]
+    d_in = 1
+    for d in layer.weight.shape[1:]:
+        d_in *= d
+    return d_out, d_in + has_bias(layer)
+
+
+def layer_sizes(net):
+    """Number of parameters of each parametrised layer, list of ints, summing to P."""
+    return [rows * cols for rows, cols in map(block_shape, parametrised_layers(net))]
+
+
+def layer_slices(net):
+    """``slice`` objects locating each layer's block in the canonical (P,) vector."""
+    slices, start = [], 0
+    for size in layer_sizes(net):
+        slices.append(slice(start, start + size))
+        start += size
+    return slices
+
+
+def augmented_matrix(layer, which="data"):
+    """W̄ = [W | b] of ``layer``, shape (D_out, D_in + 1), from its data or its grad.
+
+    ``which`` is ``"data"`` or ``"grad"``; a grad that is ``None`` raises
+    ``ValueError`` (run a backward first).
+    """
+    if which not in ("data", "grad"):
+        raise ValueError(f"augmented_matrix: which must be 'data' or 'grad', got {which!r}")
+    weight = getattr(layer.weight, which)
+    if weight is None:
+        raise ValueError(f"{layer!r}: weight.grad is None; run a backward pass first")
+    xp = backend.get_array_module(weight)
+    matrix = weight.reshape(weight.shape[0], -1)
+    if not has_bias(layer):
+        return matrix
+    bias = getattr(layer.bias, which)
+    if bias is None:
+        raise ValueError(f"{layer!r}: bias.grad is None; run a backward pass first")
+    return xp.concatenate([matrix, bias[:, None]], axis=1)
+
+
+def flatten(net, which="data"):
+    """The canonical parameter vector (P,): vec(W̄) of each layer, in network order.
+
+    ``which="grad"`` flattens the accumulated gradients instead (same order), so
+    that ``F @ flatten(net, "grad")`` is meaningful.
+    """
+    xp = backend.get_array_module(net.parameters()[0].data)
+    return xp.concatenate([vec(augmented_matrix(layer, which)) for layer in parametrised_layers(net)])
+
+
+def unflatten(net, vector):
+    """Split a canonical vector (P,) into per-layer W̄ matrices, list of (D_out, D_in + 1).
+
+    The inverse of :func:`flatten` (a view where possible). Raises ValueError
+    if ``vector`` does not have shape (P,).
+    """
+    sizes = layer_sizes(net)
+    total = sum(sizes)
+    if vector.ndim != 1 or vector.shape[0] != total:
+        raise ValueError(f"unflatten: vector has shape {tuple(vector.shape)}, expected ({total},) for this net")
+    return [unvec(vector[s], block_shape(layer)[0])
+            for s, layer in zip(layer_slices(net), parametrised_layers(net))]
+
+
+def assign(net, vector, which="data"):
+    """Write a canonical vector (P,) back into the parameters' ``data`` (or ``grad``).
+
+    The arrays written are new (cast to each parameter's dtype); nothing is
+    changed if ``vector`` has the wrong shape.
+    """
+    matrices = unflatten(net, vector)
+    for layer, matrix in zip(parametrised_layers(net), matrices):
+        weight_matrix = matrix[:, :-1] if has_bias(layer) else matrix
+        dtype = layer.weight.data.dtype
+        setattr(layer.weight, which, weight_matrix.reshape(layer.weight.shape).astype(dtype))
+        if has_bias(layer):
+            setattr(layer.bias, which, matrix[:, -1].astype(dtype))
