@@ -8,7 +8,17 @@ Dense matrices are in the canonical parameter order of :mod:`.params`.
 from minikfac.curvature import backprop, kron
 from minikfac.curvature.backprop import per_example_gradients
 from minikfac.curvature.fisher import fisher, fisher_blocks, fisher_diagonal, fisher_vector_product
-from minikfac.curvature.kron import unvec, vec
+from minikfac.curvature.kron import (
+    KroneckerFactors,
+    kron_inverse,
+    kron_matvec,
+    kron_solve,
+    kron_solve_factored,
+    kronecker_spectrum,
+    nearest_kronecker,
+    unvec,
+    vec,
+)
 from minikfac.curvature.params import (
     assign,
     augmented_matrix,
@@ -20,5 +30,6 @@ from minikfac.curvature.params import (
 )
 
 __all__ = ["backprop", "kron", "per_example_gradients", "fisher", "fisher_blocks", "fisher_diagonal",
-           "fisher_vector_product", "vec", "unvec", "assign", "augmented_matrix", "flatten", "layer_sizes", "layer_slices",
+           "fisher_vector_product", "KroneckerFactors", "kron_inverse", "kron_matvec", "kron_solve",
+           "kron_solve_factored", "kronecker_spectrum", "nearest_kronecker", "vec", "unvec", "assign", "augmented_matrix", "flatten", "layer_sizes", "layer_slices",
            "parametrised_layers", "unflatten"]
