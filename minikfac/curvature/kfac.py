@@ -1,0 +1,210 @@
+"""K-FAC's Kronecker factors A and G, from one pass of the layers' own caches.
+
+For a layer with homogeneous input ā (a with a 1 appended when there is a
+bias) and output gradients g, the per-example gradient of W̄ = [W | b] is
+g āᵀ, so its Fisher block is (Martens & Grosse 2015, eq. (1) and section 3)
+
+    F_ll = (1/N) Σ_n Σ_k (ā_n ā_nᵀ) ⊗ (g_nk g_nkᵀ)
+         ≈ [(1/N) Σ_n ā_n ā_nᵀ] ⊗ [(1/N) Σ_{n,k} g_nk g_nkᵀ] = A ⊗ G.
+
+The only approximation is the expectation of a Kronecker product replaced by
+the Kronecker product of expectations. It is exact for one example (N = 1)
+and for deep *linear* networks with MSE, where g does not depend on the
+input (the expand setting of Eschenhagen et al. 2023; Dangel et al. 2025).
+
+The cotangents k = 1..K are those of :mod:`.backprop`: the columns of the
+output-Fisher square root (``kind="true"``, exact expectation over the
+model's targets), sampled targets (``"mc"``), the data labels
+(``"empirical"``), or the output Jacobian with the loss Hessian H_n
+(``"ggn"``: G = (1/N) Σ_n J_sᵀ H_n J_s with J_s = ∂f/∂s the Jacobian of the
+network output w.r.t. the layer's output). A never depends on the kind.
+
+Convolutions (KFC, Grosse & Martens 2016): a Conv2d layer's per-example
+gradient is Σ_l g_l ā_lᵀ over the L = OH·OW output positions. KFC assumes
+spatially uncorrelated, homogeneous statistics and gets
+
+    Ω = A = (1/N) Σ_n Σ_l ā_nl ā_nlᵀ            (a *sum* over positions)
+    Γ = G = (1/(N·L)) Σ_n Σ_k Σ_l g_nkl g_nklᵀ   (a *mean* over positions)
+
+Only the product A ⊗ G is fixed by the theory (a factor L can move between
+the two); we keep the convention of the paper's Ω and Γ. With one position
+(L = 1, a 1×1 output) and one example the block is exact.
+
+The cross factors A_ij = (1/N) Σ ā_i ā_jᵀ and G_ij = (1/N) Σ g_i g_jᵀ give
+every block of Martens & Grosse's F̃ (section 3, Fig. 2): F̃_ij = A_ij ⊗ G_ij.
+"""
+
+from minikfac import backend
+from minikfac.curvature import backprop
+from minikfac.curvature.params import layer_slices, parametrised_layers
+from minikfac.nn.conv import Conv2d
+
+PAIRS = ("all", "tridiagonal")
+
+
+def hessian_weighted(grads, hessian):
+    """Σ_j H_n[k, j] g_{j, n, ...}, the right-hand factor of Jᵀ H J; ``grads`` itself if H is None.
+
+    grads: (K, n, D) or (K, n, L, D) with K = D_out of the network; hessian: (n, K, K).
+    """
+    if hessian is None:
+        return grads
+    xp = backend.get_array_module(grads)
+    k, n = grads.shape[:2]
+    weighted = xp.einsum("nkj,jnd->knd", hessian, grads.reshape(k, n, -1))
+    return weighted.reshape(grads.shape)
+
+
+def _gram(left, right):
+    """Σ of left rightᵀ over every leading axis (cotangents, examples, positions): (D_left, D_right).
+
+    left: (..., D_left) and right: (..., D_right) with the same leading shape.
+    """
+    return left.reshape(-1, left.shape[-1]).T @ right.reshape(-1, right.shape[-1])
+
+
+def _positions(stats):
+    """L, the output positions of a Conv2d layer (1 for Linear)."""
+    return stats.inputs.shape[1] if stats.inputs.ndim == 3 else 1
+
+
+def kfac_factors(net, loss_fn, X, y=None, kind="true", samples=1, seed=0, chunk_size=None):
+    """The Kronecker factors (A, G) of every parametrised layer (Martens & Grosse 2015, eq. (1)).
+
+    Parameters
+    ----------
+    net : Module whose parametrised layers are Linear / Conv2d.
+    loss_fn : CrossEntropyLoss, MSELoss or BCEWithLogitsLoss.
+    X : (N, ...) inputs; y : targets (needed for ``kind="empirical"``).
+    kind : "true" (exact expectation over the model's targets), "mc"
+        (``samples`` sampled targets per example, random ``seed``),
+        "empirical" (the data labels) or "ggn" (G = (1/N) Σ_n J_sᵀ H_n J_s).
+    chunk_size : examples per pass (default: see :func:`backprop.default_chunk_size`).
+
+    Returns
+    -------
+    list of (A, G), one per layer in network order: A (D_in + 1, D_in + 1) —
+    (D_in, D_in) without bias; D_in = C_in·KH·KW for Conv2d — and G
+    (D_out, D_out), on X's backend and dtype, so that the layer's block is
+    kron(A, G) in the canonical order. Linear: A = (1/N) Σ ā āᵀ,
+    G = (1/N) Σ_{n,k} g gᵀ. Conv2d (KFC, Grosse & Martens 2016, Ω and Γ):
+    A sums over the L positions, G averages over them (module docstring).
+    """
+    backprop.check_kind(kind)
+    sums, last = None, None
+    for chunk in backprop.chunks(net, loss_fn, X, y, kind, samples, seed, chunk_size):
+        updates = [(_gram(s.inputs, s.inputs),
+                    _gram(s.grads, hessian_weighted(s.grads, chunk.output_hessian)))
+                   for s in chunk.layers]
+        sums = updates if sums is None else [(A + dA, G + dG) for (A, G), (dA, dG) in zip(sums, updates)]
+        last = chunk
+    total = last.stop
+    return [(A / total, G / (total * _positions(s))) for (A, G), s in zip(sums, last.layers)]
+
+
+def _check_pairs(pairs, count):
+    """The (i, j), i <= j, asked for by ``pairs`` ("all" or "tridiagonal") for ``count`` layers."""
+    if pairs == "all":
+        return [(i, j) for i in range(count) for j in range(i, count)]
+    if pairs == "tridiagonal":
+        return [(i, j) for i in range(count) for j in (i, i + 1) if j < count]
+    raise ValueError(f"pairs must be one of {', '.join(map(repr, PAIRS))}; got {pairs!r}")
+
+
+def kfac_cross_factors(net, loss_fn, X, y=None, kind="true", samples=1, seed=0, chunk_size=None, pairs="all"):
+    """The factors of F̃'s blocks, F̃_ij = A_ij ⊗ G_ij (Martens & Grosse 2015, section 3).
+
+    A_ij = (1/N) Σ_n ā_i ā_jᵀ is (D_in,i + 1, D_in,j + 1) and G_ij =
+    (1/N) Σ_{n,k} g_i g_jᵀ is (D_out,i, D_out,j) (for ``kind="ggn"``,
+    (1/N) Σ_n J_iᵀ H_n J_j). Parameters as in :func:`kfac_factors`, plus
+
+    pairs : "all" (every i <= j, for the full F̃ of Fig. 2) or "tridiagonal"
+        (j ∈ {i, i + 1}, all that the block-tridiagonal inverse of section 4.3
+        needs).
+
+    Returns
+    -------
+    dict {(i, j): (A_ij, G_ij)} for i <= j, diagonal included; (i, i) equals
+    :func:`kfac_factors`' (A, G). Linear layers only: a Conv2d layer raises
+    ValueError (KFC defines no cross-layer factors).
+    """
+    backprop.check_kind(kind)
+    layers = parametrised_layers(net)
+    for index, layer in enumerate(layers):
+        if isinstance(layer, Conv2d):
+            raise ValueError(f"kfac_cross_factors: layer {index} is {layer!r}; cross-layer factors are defined "
+                             "for Linear layers only (Martens & Grosse 2015, section 3)")
+    wanted = _check_pairs(pairs, len(layers))
+    sums, total = None, None
+    for chunk in backprop.chunks(net, loss_fn, X, y, kind, samples, seed, chunk_size):
+        inputs = [s.inputs for s in chunk.layers]
+        grads = [s.grads for s in chunk.layers]
+        weighted = [hessian_weighted(g, chunk.output_hessian) for g in grads]
+        updates = {(i, j): (_gram(inputs[i], inputs[j]), _gram(grads[i], weighted[j]))
+                   for i, j in wanted}
+        if sums is None:
+            sums = updates
+        else:
+            sums = {key: (A + updates[key][0], G + updates[key][1]) for key, (A, G) in sums.items()}
+        total = chunk.stop
+    return {key: (A / total, G / total) for key, (A, G) in sums.items()}
+
+
+def _slices_of(cross_factors):
+    """Layer slices from the diagonal pairs (i, i): sizes (D_in,i + 1)·D_out,i."""
+    count = 1 + max(i for i, _ in cross_factors)
+    slices, start = [], 0
+    for i in range(count):
+        if (i, i) not in cross_factors:
+            raise ValueError(f"kfac_dense: cross_factors has no diagonal pair ({i}, {i}); pass slices=")
+        A, G = cross_factors[(i, i)]
+        size = A.shape[0] * G.shape[0]
+        slices.append(slice(start, start + size))
+        start += size
+    return slices
+
+
+def kfac_dense(cross_factors, slices=None):
+    """The dense F̃ (P, P) with blocks kron(A_ij, G_ij) (Martens & Grosse 2015, section 3, Fig. 2).
+
+    Parameters
+    ----------
+    cross_factors : dict {(i, j): (A_ij, G_ij)} with i <= j, as made by
+        :func:`kfac_cross_factors`. Blocks below the diagonal are the
+        transposes kron(A_ij, G_ij)ᵀ = kron(A_ji, G_ji); pairs that are missing
+        are zero blocks (so ``pairs="tridiagonal"`` gives the block-tridiagonal
+        part of F̃, and the (i, i) pairs alone the block-diagonal K-FAC).
+    slices : the layer slices in the canonical order (``layer_slices(net)``);
+        by default taken from the diagonal pairs.
+
+    Returns
+    -------
+    (P, P) array on the factors' backend and dtype.
+    """
+    if not cross_factors:
+        raise ValueError("kfac_dense: cross_factors is empty")
+    slices = _slices_of(cross_factors) if slices is None else list(slices)
+    first = next(iter(cross_factors.values()))[0]
+    xp = backend.get_array_module(first)
+    size = slices[-1].stop
+    dense = xp.zeros((size, size), dtype=first.dtype)
+    for (i, j), (A, G) in cross_factors.items():
+        if not 0 <= i <= j < len(slices):
+            raise ValueError(f"kfac_dense: pair ({i}, {j}) must satisfy 0 <= i <= j < {len(slices)} (layers)")
+        rows, cols = slices[i], slices[j]
+        shape = (A.shape[0] * G.shape[0], A.shape[1] * G.shape[1])
+        if shape != (rows.stop - rows.start, cols.stop - cols.start):
+            raise ValueError(f"kfac_dense: pair ({i}, {j}) has A {tuple(A.shape)} and G {tuple(G.shape)}, "
+                             f"whose Kronecker product is {shape}, but the slices give "
+                             f"({rows.stop - rows.start}, {cols.stop - cols.start})")
+        block = xp.kron(A, G)
+        dense[rows, cols] = block
+        if i != j:
+            dense[cols, rows] = block.T
+    return dense
+
+
+def kfac_dense_from_net(net, loss_fn, X, y=None, kind="true", samples=1, seed=0, chunk_size=None, pairs="all"):
+    """F̃ of ``net`` in one call: :func:`kfac_dense` of :func:`kfac_cross_factors` (Linear nets only)."""
+    cross = kfac_cross_factors(net, loss_fn, X, y, kind, samples, seed, chunk_size, pairs)
+    return kfac_dense(cross, layer_slices(net))
