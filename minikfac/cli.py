@@ -7,21 +7,28 @@ Commands
            checkpoints (``--save``, resumable with ``--resume``).
 ``demo``   the one-minute tour: a digits MLP trained with Adam, its loss curve
            and summary written to ``report/``.
+``compare`` the exact Fisher of a small network against K-FAC and its rivals:
+           errors and their sources, natural-gradient cosines, spectra, and
+           Martens & Grosse's (2015) Figs. 2 and 3 (``--out``, ``--json``).
 
 This module only parses arguments and prints; the work is done by
-:func:`minikfac.training.fit`. matplotlib is imported (through
+:func:`minikfac.training.fit` and :func:`minikfac.curvature.compare.compare`. matplotlib is imported (through
 :mod:`minikfac.plot`) only when a figure is written.
 """
 
 import argparse
 import json
+import math
 import os
 import sys
+import time
 
-from minikfac import training
+import numpy as np
+
+from minikfac import backend, data, models, nn, training
 
 DATASETS = ("digits", "mnist", "mnist16")
-MODELS = ("mlp", "cnn")
+MODELS = models.MODELS
 BACKENDS = ("numpy", "cupy", "fakegpu")
 DTYPES = ("float32", "float64")
 
@@ -47,6 +54,20 @@ nonnegative_int = _number(int, lambda v: v >= 0, "an integer >= 0")
 positive_float = _number(float, lambda v: 0 < v < float("inf"), "a number > 0")
 nonnegative_float = _number(float, lambda v: 0 <= v < float("inf"), "a number >= 0")
 unit_float = _number(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
+
+
+def _int_list(text):
+    """``"1,4,16"`` -> [1, 4, 16]: comma-separated integers >= 1."""
+    try:
+        values = [int(part) for part in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers >= 1 (like 1,4,16), got {text!r}")
+    return values
+
+
+_int_list.__name__ = "a list of integers"
 
 
 def _default(key):
@@ -108,7 +129,54 @@ def build_parser():
     demo.add_argument("--epochs", type=positive_int, metavar="E", default=10, help="(default: 10)")
     demo.add_argument("--no-progress", action="store_true", help="no progress bar and no per-epoch lines")
     demo.set_defaults(handler=_demo, command_parser=demo)
+    _add_compare(commands)
     return parser
+
+
+def _add_compare(commands):
+    defaults = COMPARE_DEFAULTS
+    compare = commands.add_parser(
+        "compare", help="exact Fisher vs K-FAC & co.; Martens & Grosse's Figs. 2 and 3",
+        description="Partially train a small network with Adam, compute its exact Fisher on a few examples, "
+                    "and compare K-FAC, K-FAC tridiagonal, EKFAC, the diagonal and the exact block-diagonal "
+                    "with it: errors and their sources, Monte-Carlo noise, cosines with the exact natural "
+                    "gradient, spectra. The defaults reproduce Martens & Grosse (2015), Figs. 2 and 3: their "
+                    "256-20-20-20-20-20-10 tanh network on 16x16 MNIST, figures of the middle 4 layers.",
+    )
+    what = compare.add_argument_group("what to compare")
+    what.add_argument("--dataset", choices=DATASETS, default=defaults["dataset"], help="(default: %(default)s)")
+    what.add_argument("--model", choices=MODELS, default=defaults["model"],
+                      help="martens-grosse: 20-unit tanh layers x5; mlp: --hidden ReLU layers; cnn: conv "
+                           "blocks of --channels (default: %(default)s)")
+    what.add_argument("--hidden", type=_int_list, metavar="W,W", default=defaults["hidden"],
+                      help="hidden widths of --model mlp (default: 16,16)")
+    what.add_argument("--channels", type=_int_list, metavar="C,C", default=defaults["channels"],
+                      help="conv channels of --model cnn (default: 4,8)")
+    what.add_argument("--train-epochs", type=nonnegative_int, metavar="E", default=defaults["train_epochs"],
+                      help="epochs of Adam (lr 3e-3, batch 16) before the comparison; 0 keeps the "
+                           "initial weights (default: %(default)s)")
+    what.add_argument("--examples", type=positive_int, metavar="N", default=defaults["examples"],
+                      help="training examples the Fisher is computed on (default: %(default)s)")
+    what.add_argument("--seed", type=nonnegative_int, metavar="S", default=defaults["seed"],
+                      help="seeds the weights, the training and the examples (default: %(default)s)")
+    how = compare.add_argument_group("how")
+    how.add_argument("--kind", choices=("true", "empirical", "ggn"), default=defaults["kind"],
+                     help="the Fisher compared (default: %(default)s)")
+    how.add_argument("--damping", type=positive_float, metavar="λ", default=defaults["damping"],
+                     help="λ of the steps (F + λI)⁻¹∇ (default: %(default)s)")
+    how.add_argument("--mc-samples", type=_int_list, metavar="K,K", default=defaults["mc_samples"],
+                     help="samples per example of the Monte-Carlo section (default: 1,4,16,64)")
+    how.add_argument("--mc-seeds", type=nonnegative_int, metavar="R", default=defaults["mc_seeds"],
+                     help="independent draws averaged; 0 skips the section (default: %(default)s)")
+    how.add_argument("--layers", type=_int_list, metavar="L,L",
+                     help="layers drawn in the figures, counted from 1 (default: the middle 4)")
+    how.add_argument("--no-spectra", action="store_true", help="skip eig(F), the slowest step for large P")
+    how.add_argument("--backend", choices=BACKENDS, default=defaults["backend"], help="(default: %(default)s)")
+    outputs = compare.add_argument_group("outputs")
+    outputs.add_argument("--json", metavar="PATH", help="write the results (and the spectra) as JSON")
+    outputs.add_argument("--out", metavar="DIR", default=defaults["out"],
+                         help="where to write the figures (default: %(default)s)")
+    compare.set_defaults(handler=_compare, command_parser=compare)
 
 
 # --------------------------------------------------------------------------- #
@@ -131,13 +199,17 @@ def _write_outputs(report, json_path=None, out_dir=None, title=None):
         written.append(plot.loss_curve(report["history"], os.path.join(out_dir, "loss_curve.png"), title=title,
                                        evaluations=report["evaluations"]))
     if json_path is not None:
-        folder = os.path.dirname(os.path.abspath(json_path))
-        os.makedirs(folder, exist_ok=True)
-        with open(json_path, "w") as f:
-            json.dump(report, f, indent=1)
-            f.write("\n")
-        written.append(json_path)
+        written.append(_write_json(report, json_path))
     return written
+
+
+def _write_json(report, path):
+    """Write ``report`` to ``path`` as indented JSON (folders created); returns ``path``."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(report, f, indent=1)
+        f.write("\n")
+    return path
 
 
 def _title(report):
@@ -187,6 +259,155 @@ def _demo(parser, args):
     report = result.report
     written = _write_outputs(report, os.path.join(args.out, "summary.json"), args.out, title=_title(report))
     print(summary(report, written))
+    return 0
+
+
+# --------------------------------------------------------------------------- #
+# compare
+# --------------------------------------------------------------------------- #
+COMPARE_DEFAULTS = {
+    "dataset": "mnist16", "model": "martens-grosse", "hidden": [16, 16], "channels": [4, 8], "train_epochs": 3,
+    "examples": 1000, "seed": 0, "kind": "true", "damping": 1e-3, "mc_samples": [1, 4, 16, 64], "mc_seeds": 2,
+    "backend": "numpy", "out": os.path.join("report", "compare"),
+}
+#: The exact Fisher is a dense P×P float64 matrix: 12,000 parameters make 1.15 GB, and eig(F) minutes.
+MAX_PARAMETERS = 12_000
+
+
+def _comparison_net(args, dataset):
+    """The network of ``compare`` (see its --model help)."""
+    features = math.prod(dataset.image_shape)
+    if args.model == "martens-grosse":
+        return models.martens_grosse(features, dataset.num_classes)
+    if args.model == "mlp":
+        return models.mlp(features, dataset.num_classes, hidden=args.hidden)
+    return models.cnn(dataset.image_shape, dataset.num_classes, channels=args.channels)
+
+
+def _partially_train(args, net, loss_fn, dataset, log):
+    """``args.train_epochs`` epochs of Adam (the training defaults: lr 3e-3, batch 16); returns a record."""
+    started = time.perf_counter()
+    record = {"optimizer": "adam", "lr": training.DEFAULT_LR["adam"], "batch_size": 16, "epochs": args.train_epochs}
+    if args.train_epochs:
+        optimizer = training.make_optimizer("adam", net)
+        loader = data.DataLoader(dataset.X_train, dataset.y_train, 16, seed=args.seed)
+        training.train(net, loss_fn, optimizer, loader, args.train_epochs, progress=False, log=None)
+    record.update(training.evaluate(net, loss_fn, dataset.X_test, dataset.y_test))
+    record["seconds"] = time.perf_counter() - started
+    log(f"  training: {record['seconds']:.1f} s ({args.train_epochs} epochs of Adam; test accuracy "
+        f"{100 * record['accuracy']:.1f}%)")
+    return record
+
+
+def _compare_figures(args, net, loss_fn, X, y, F, result):
+    """Write Figs. 2 and 3, the spectra and the Monte-Carlo curves to ``args.out``; return (paths, layers)."""
+    from minikfac import plot  # matplotlib only when a figure is drawn
+    from minikfac.curvature.compare import figure_matrices
+
+    layers = None if args.layers is None else [i - 1 for i in args.layers]
+    mats = figure_matrices(net, loss_fn, X, F, layers, y=y, kind=args.kind)
+    os.makedirs(args.out, exist_ok=True)
+    short = f"{args.model} on {args.dataset}, N = {args.examples:,}"
+    context = (f"layers {', '.join(str(i + 1) for i in mats.layers)} of {args.model} on {args.dataset} after "
+               f"{args.train_epochs} epochs of Adam, N = {args.examples:,}")
+
+    def path(name):
+        return os.path.join(args.out, name + ".png")
+
+    written = [
+        plot.fisher_vs_kfac(mats.fisher, mats.approximation, mats.boundaries, path("fisher_vs_kfac"),
+                            title=f"Exact Fisher F vs K-FAC's F̃ ({mats.note})\n"
+                                  f"{context}; Martens & Grosse 2015, Fig. 2"),
+        plot.inverse_structure(mats.approximation, mats.boundaries, path("inverse_structure"),
+                               labels=[f"layer {i + 1}" for i in mats.layers],
+                               title=f"K-FAC's F̃ ({mats.note}) and its inverse\n"
+                                     f"{context}; Martens & Grosse 2015, Fig. 3"),
+    ]
+    if result.spectra:
+        written.append(plot.spectra(result.spectra, path("spectra"), title=f"Eigenvalues: {short}"))
+    mc = result.monte_carlo
+    if mc:
+        curves = {"K-FAC from k samples": mc["kfac"]["total"]}
+        if mc["fisher"]:
+            curves = {"MC Fisher": mc["fisher"]["total"], **curves}
+        written.append(plot.monte_carlo_error(mc["samples"], curves, path("monte_carlo"),
+                                              title=f"Monte-Carlo noise: {short}"))
+    return written, mats.layers
+
+
+def _comparison_setup(parser, args):
+    """The dataset and the network of ``compare``, with the options checked against them."""
+    dataset = data.load(args.dataset, flat=models.input_is_flat(args.model))
+    nn.init.manual_seed(args.seed)
+    try:
+        net = _comparison_net(args, dataset)
+    except ValueError as err:
+        parser.error(str(err))
+    size = training.num_parameters(net)
+    if size > MAX_PARAMETERS:
+        parser.error(f"the {args.model} network has P = {size:,} parameters; its exact Fisher would be "
+                     f"{size:,}x{size:,} ({8 * size * size / 1e9:.1f} GB). compare needs P <= "
+                     f"{MAX_PARAMETERS:,}: use a smaller --hidden or --channels")
+    if args.examples > len(dataset.y_train):
+        parser.error(f"--examples: {args.dataset} has {len(dataset.y_train):,} training examples, "
+                     f"got {args.examples:,}")
+    count = sum(isinstance(m, (nn.Linear, nn.Conv2d)) for m in net.modules())
+    if args.layers is not None and (max(args.layers) > count or args.layers != sorted(set(args.layers))):
+        parser.error(f"--layers: expected increasing layer numbers from 1 to {count}, got "
+                     f"{','.join(map(str, args.layers))}")
+    return dataset, net
+
+
+def _compare(parser, args):
+    started = time.perf_counter()
+    # From the module itself: the package may export the function compare under the same name.
+    from minikfac.curvature.compare import compare
+    from minikfac.curvature.fisher import fisher
+
+    previous = backend.get_backend(), backend.get_default_dtype()
+    try:
+        try:
+            backend.set_backend(args.backend)
+        except RuntimeError as err:  # e.g. cupy without a GPU: the message says how to fix it
+            parser.error(f"--backend: {err}")
+        backend.set_default_dtype("float64")  # exact-Fisher work is float64 (DESIGN.md)
+        dataset, net = _comparison_setup(parser, args)
+        size = training.num_parameters(net)
+        print(f"minikfac compare: {args.model} ({size:,} parameters) on {args.dataset}, "
+              f"exact {args.kind} Fisher of {args.examples:,} training examples")
+        loss_fn = nn.CrossEntropyLoss()
+        record = _partially_train(args, net, loss_fn, dataset, print)
+        # A seeded subset of the training split: the examples the net was (partially) trained on.
+        rows = np.random.default_rng(args.seed).choice(len(dataset.y_train), args.examples, replace=False)
+        X, y = backend.asarray(dataset.X_train[rows]), backend.asarray(dataset.y_train[rows])
+        timings = {"training": record["seconds"]}
+        clock = time.perf_counter()
+        F = fisher(net, loss_fn, X, y, kind=args.kind)
+        timings["exact Fisher"] = time.perf_counter() - clock
+        print(f"  exact Fisher: {timings['exact Fisher']:.1f} s ({size:,} x {size:,})")
+        result = compare(net, loss_fn, X, y, kind=args.kind, damping=args.damping, F=F,
+                         mc_samples=args.mc_samples, mc_seeds=args.mc_seeds, seed=args.seed,
+                         spectra=not args.no_spectra, log=print)
+        timings.update(result.timings)
+        clock = time.perf_counter()
+        written, layers = _compare_figures(args, net, loss_fn, X, y, F, result)
+        timings["figures"] = time.perf_counter() - clock
+        print(f"  figures: {timings['figures']:.1f} s")
+    finally:
+        backend.set_backend(previous[0])
+        backend.set_default_dtype(previous[1])
+    timings["total"] = time.perf_counter() - started
+    print()
+    print(result.table())
+    report = {"arguments": {key: value for key, value in vars(args).items()
+                            if key not in ("handler", "command_parser", "command")},
+              "parameters": size, "training": record, "figure_layers": [i + 1 for i in layers],
+              "figures": written, **result.to_dict(), "timings": timings}
+    if args.json is not None:
+        written.append(_write_json(report, args.json))
+    print()
+    print("Time: " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in timings.items()))
+    print("Wrote " + ", ".join(written))
     return 0
 
 

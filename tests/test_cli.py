@@ -119,3 +119,55 @@ def test_loss_curve_refuses_an_empty_history(tmp_path):
         plot.loss_curve([], tmp_path / "x.png")
     with pytest.raises(ValueError, match="'step', 'epoch' and 'train_loss'"):
         plot.loss_curve([{"loss": 1.0}], tmp_path / "x.png")
+
+
+# --------------------------------------------------------------------------- #
+# compare
+# --------------------------------------------------------------------------- #
+def _compare(*extra):
+    # A tiny setting: a 460-parameter MLP on the digits, 40 examples, one epoch of training.
+    return cli.main(["compare", "--dataset", "digits", "--model", "mlp", "--hidden", "6", "--examples", "40",
+                     "--train-epochs", "1", "--mc-samples", "1,4", "--mc-seeds", "1", *extra])
+
+
+def test_compare_writes_the_table_the_json_and_the_figures(tmp_path, capsys):
+    report_path, out = tmp_path / "compare.json", tmp_path / "figures"
+    assert _compare("--json", str(report_path), "--out", str(out)) == 0
+    report = json.loads(report_path.read_text())
+    assert {"arguments", "parameters", "training", "figure_layers", "figures", "setup", "errors", "sources",
+            "monte_carlo", "cosines", "spectra", "notes", "timings"} <= set(report)
+    assert report["parameters"] == 65 * 6 + 7 * 10 and report["setup"]["examples"] == 40
+    assert set(report["errors"]) == {"K-FAC", "K-FAC tridiagonal", "EKFAC", "diagonal", "block-diagonal"}
+    assert report["figure_layers"] == [1, 2] and report["monte_carlo"]["samples"] == [1, 4]
+    assert {"training", "exact Fisher", "spectra", "figures", "total"} <= set(report["timings"])
+    for name in ("fisher_vs_kfac", "inverse_structure", "spectra", "monte_carlo"):
+        assert _is_png(out / f"{name}.png")
+    printed = capsys.readouterr().out
+    assert "Relative Frobenius error" in printed and "Cosine with the exact step" in printed
+    assert "Time: training" in printed
+
+
+def test_compare_of_an_empirical_fisher_on_a_conv_net(tmp_path, capsys):
+    out = tmp_path / "cnn"
+    assert cli.main(["compare", "--dataset", "digits", "--model", "cnn", "--channels", "2", "--examples", "20",
+                     "--train-epochs", "0", "--kind", "empirical", "--no-spectra", "--out", str(out)]) == 0
+    assert _is_png(out / "fisher_vs_kfac.png") and _is_png(out / "inverse_structure.png")
+    assert not (out / "spectra.png").exists()
+    printed = capsys.readouterr().out
+    assert "K-FAC tridiagonal skipped" in printed and "Exact Fisher (empirical)" in printed
+    assert "Monte-Carlo noise: measured for kind='true'" in printed
+
+
+@pytest.mark.parametrize("bad, message", [
+    (["--dataset", "mnist16", "--model", "mlp", "--hidden", "64,64"], "compare needs P <= 12,000"),
+    (["--examples", "100000"], "--examples: digits has 1,438 training examples"),
+    (["--layers", "3"], "--layers: expected increasing layer numbers from 1 to 2, got 3"),
+    (["--mc-samples", "0,4"], "--mc-samples: expected comma-separated integers >= 1"),
+    (["--hidden", "six"], "--hidden: expected comma-separated integers >= 1"),
+    (["--kind", "mc"], "invalid choice: 'mc'"),
+])
+def test_compare_bad_options_are_argparse_errors(bad, message, capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        _compare("--out", str(tmp_path), *bad)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err

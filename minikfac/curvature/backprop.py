@@ -33,7 +33,7 @@ Examples are processed in chunks, so memory stays bounded however large N is.
 from dataclasses import dataclass
 
 from minikfac import backend
-from minikfac.curvature.params import has_bias, parametrised_layers
+from minikfac.curvature.params import has_bias, layer_slices, parametrised_layers
 
 KINDS = ("true", "mc", "empirical", "ggn")
 CHUNK_BYTES = 64 * 2**20  # budget for one chunk's per-example gradient rows (K·n·P numbers)
@@ -114,7 +114,7 @@ def _layer_statistics(layer):
     return LayerStatistics(layer, a, g)
 
 
-def layer_gradients(stats):
+def layer_gradients(stats, out=None):
     """Per-example, per-cotangent gradients of W̄ from ``stats``: (K, n, P_l), canonical order.
 
     Row (k, n) is vec(g_nk ā_nᵀ) = ā_n ⊗ g_nk for Linear (Martens & Grosse
@@ -122,15 +122,26 @@ def layer_gradients(stats):
     (Grosse & Martens 2016, eq. (5)). With column-stacking vec, entry
     i·D_out + o is ā_i g_o, which is the C-order flattening of the (D_in + 1,
     D_out) outer product.
+
+    ``out``, if given, is a (K, n, P_l) array (typically a strided view: the
+    layer's columns of a buffer holding all layers' rows) that receives the
+    result and is returned; for Linear layers no temporary is made.
     """
     a, g = stats.inputs, stats.grads
     xp = backend.get_array_module(a)
     k, n = g.shape[:2]
+    shape = (k, n, a.shape[-1], g.shape[-1])
+    if out is not None and tuple(out.shape) != (k, n, shape[2] * shape[3]):
+        raise ValueError(f"layer_gradients: out has shape {tuple(out.shape)}, expected {(k, n, shape[2] * shape[3])}")
+    # Splitting the last axis of out is always a view, so what is written there lands in out.
+    target = None if out is None else out.reshape(shape)
     if a.ndim == 2:
-        outer = a[None, :, :, None] * g[:, :, None, :]
+        outer = xp.multiply(a[None, :, :, None], g[:, :, None, :], out=target)
     else:  # (1, n, D_in+1, L) @ (K, n, L, D_out): the sum over positions is a batched product
         outer = xp.matmul(xp.swapaxes(a, 1, 2)[None], g)
-    return outer.reshape(k, n, -1)
+        if target is not None:
+            target[...] = outer
+    return outer.reshape(k, n, -1) if out is None else out
 
 
 def default_chunk_size(net, kind, X, samples=1, budget_bytes=CHUNK_BYTES):
@@ -142,7 +153,12 @@ def default_chunk_size(net, kind, X, samples=1, budget_bytes=CHUNK_BYTES):
     return int(max(1, min(X.shape[0], budget_bytes // max(per_example, 1))))
 
 
-def _check_data(X, y, kind):
+def _is_positive_int(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def check_data(X, y, kind):
+    """Raise ValueError unless X is (N, ...) with N >= 1 (and y has N rows, needed for "empirical")."""
     if not backend.is_array(X) or X.ndim < 2 or X.shape[0] < 1:
         shape = tuple(X.shape) if backend.is_array(X) else type(X).__name__
         raise ValueError(f"X must be an array of shape (N, ...) with N >= 1, got {shape}")
@@ -167,31 +183,40 @@ def chunks(net, loss_fn, X, y=None, kind="true", samples=1, seed=0, chunk_size=N
         on ``seed`` and on ``chunk_size``).
     chunk_size : examples per chunk (default: :func:`default_chunk_size`).
 
-    The network's parameter gradients, training mode and caches are restored
-    or cleared when the generator finishes (or is closed): computing curvature
-    never changes a ``.grad`` the caller holds.
+    The arguments are checked at once (not at the first iteration). The
+    network's parameter gradients (their values), training mode and caches
+    are restored or cleared when the generator finishes or is closed:
+    computing curvature never changes a ``.grad`` the caller holds. The
+    statistics of a chunk are valid until the next one is requested.
     """
     check_kind(kind)
-    _check_data(X, y, kind)
-    if kind == "mc" and (not isinstance(samples, int) or samples < 1):
+    check_data(X, y, kind)
+    if kind == "mc" and not _is_positive_int(samples):
         raise ValueError(f"samples must be a positive int for kind='mc', got {samples!r}")
-    n_total = X.shape[0]
     if chunk_size is None:
         chunk_size = default_chunk_size(net, kind, X, samples)
-    if not isinstance(chunk_size, int) or chunk_size < 1:
+    if not _is_positive_int(chunk_size):
         raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
     layers = parametrised_layers(net)
+    return _chunk_generator(net, loss_fn, X, y, kind, samples, seed, chunk_size, layers)
+
+
+def _chunk_generator(net, loss_fn, X, y, kind, samples, seed, chunk_size, layers):
     rng = backend.default_rng(seed, like=X) if kind == "mc" else None
     params = net.parameters()
     saved_grads = [p.grad for p in params]
     saved_modes = [(m, m.training) for m in net.modules()]
     net.train()
     try:
-        for start in range(0, n_total, chunk_size):
-            stop = min(start + chunk_size, n_total)
+        for start in range(0, X.shape[0], chunk_size):
+            stop = min(start + chunk_size, X.shape[0])
             out = net(X[start:stop])
             targets = None if y is None else y[start:stop]
             stacked = cotangents(loss_fn, out, kind, targets, samples, rng)
+            # backward *adds* into .grad in place: start from None so that the
+            # caller's gradient arrays are never written to.
+            for p in params:
+                p.grad = None
             net.backward(stacked, input_grad=False)
             hessian = loss_fn.output_hessian(out) if kind == "ggn" else None
             yield Chunk(start, stop, [_layer_statistics(layer) for layer in layers], hessian)
@@ -208,10 +233,16 @@ def per_example_gradients(net, loss_fn, X, y, chunk_size=None):
 
     Row n is the gradient of the per-example loss ℓ_n (not divided by N), so
     ``per_example_gradients(...).mean(axis=0)`` equals ``flatten(net, "grad")``
-    after a backward of the mean loss. Memory is N·P numbers.
+    after a backward of the mean loss. Memory is N·P numbers: each layer
+    writes its columns of the result directly (:func:`layer_gradients`).
     """
-    xp = backend.get_array_module(X)
-    rows = []
+    slices = layer_slices(net)
+    gradients = None
     for chunk in chunks(net, loss_fn, X, y, kind="empirical", chunk_size=chunk_size):
-        rows.append(xp.concatenate([layer_gradients(s)[0] for s in chunk.layers], axis=1))
-    return xp.concatenate(rows, axis=0)
+        if gradients is None:
+            xp = backend.get_array_module(X)
+            dtype = xp.result_type(chunk.layers[0].inputs, chunk.layers[0].grads)
+            gradients = xp.empty((X.shape[0], slices[-1].stop), dtype=dtype)
+        for stats, columns in zip(chunk.layers, slices):
+            layer_gradients(stats, out=gradients[None, chunk.start:chunk.stop, columns])
+    return gradients

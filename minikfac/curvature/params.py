@@ -39,6 +39,9 @@ def parametrised_layers(net):
     layers = []
     for module in net.modules():
         if isinstance(module, SUPPORTED_LAYERS):
+            if any(module is layer for layer in layers):
+                raise ValueError(f"curvature: {module!r} appears twice in {type(net).__name__}; shared "
+                                 "layers are not supported (each layer caches one input)")
             layers.append(module)
         elif _owns_parameters(module):
             raise TypeError(
@@ -112,11 +115,13 @@ def flatten(net, which="data"):
 def unflatten(net, vector):
     """Split a canonical vector (P,) into per-layer W̄ matrices, list of (D_out, D_in + 1).
 
-    The inverse of :func:`flatten` (a view where possible). Raises ValueError
-    if ``vector`` does not have shape (P,).
+    The inverse of :func:`flatten` (a view where possible). Raises TypeError
+    if ``vector`` is not an array and ValueError if it does not have shape (P,).
     """
     sizes = layer_sizes(net)
     total = sum(sizes)
+    if not backend.is_array(vector):
+        raise TypeError(f"unflatten: vector must be an array of shape ({total},), got {type(vector).__name__}")
     if vector.ndim != 1 or vector.shape[0] != total:
         raise ValueError(f"unflatten: vector has shape {tuple(vector.shape)}, expected ({total},) for this net")
     return [unvec(vector[s], block_shape(layer)[0])
@@ -127,9 +132,13 @@ def assign(net, vector, which="data"):
     """Write a canonical vector (P,) back into the parameters' ``data`` (or ``grad``).
 
     The arrays written are new (cast to each parameter's dtype); nothing is
-    changed if ``vector`` has the wrong shape.
+    changed if ``vector`` has the wrong shape or lives on another backend
+    than the parameters (ValueError).
     """
+    if which not in ("data", "grad"):
+        raise ValueError(f"assign: which must be 'data' or 'grad', got {which!r}")
     matrices = unflatten(net, vector)
+    backend.check_same_backend(vector=vector, parameters=net.parameters()[0].data)
     for layer, matrix in zip(parametrised_layers(net), matrices):
         weight_matrix = matrix[:, :-1] if has_bias(layer) else matrix
         dtype = layer.weight.data.dtype

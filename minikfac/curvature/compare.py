@@ -1,0 +1,502 @@
+"""How good is each approximation of the Fisher, and why: errors, their sources, steps, spectra.
+
+For a net, a loss and data X, :func:`compare` measures every approximation F̂
+of the exact Fisher F (P, P) of :mod:`.approx` — K-FAC, K-FAC tridiagonal,
+EKFAC, the exact diagonal and the exact block-diagonal — by
+
+- the relative Frobenius error ‖F − F̂‖/‖F‖, and per layer ‖F_ll − F̂_ll‖/‖F_ll‖;
+- the sources of K-FAC's error (Martens & Grosse 2015, sections 3 and 4).
+  Off-diagonal and diagonal blocks are orthogonal in the Frobenius inner
+  product, so for block-diagonal K-FAC
+
+      ‖F − F̂‖² = ‖F − blockdiag(F)‖²  +  Σ_l ‖F_ll − A_l ⊗ G_l‖²
+                  cross-layer blocks     independence: E[ā āᵀ ⊗ g gᵀ] vs E[ā āᵀ] ⊗ E[g gᵀ]
+
+  and no Kronecker product beats the nearest one (Van Loan & Pitsianis 1993,
+  :func:`.kron.nearest_kronecker`): its error is the floor under K-FAC's;
+- Monte-Carlo noise: the MC Fisher with k sampled targets per example, and
+  K-FAC built from those samples, against k;
+- the cosine between the exact damped natural gradient (F + λI)⁻¹∇ and each
+  approximation's ``solve(∇, λ)`` (the plain gradient as a baseline);
+- spectra: eig(F), K-FAC's products a_j·g_i, EKFAC's re-estimated values.
+
+Memory stays near one dense P×P matrix besides F: approximations are compared
+block by block (``block(i)``), and only the tridiagonal model, whose inverse
+is banded but not the matrix itself, is formed densely.
+"""
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import NamedTuple
+
+from minikfac import backend
+from minikfac.curvature import backprop, kron
+from minikfac.curvature.approx import ExactBlockDiagonal, ExactDiagonal, slices_of
+from minikfac.curvature.backprop import per_example_gradients
+from minikfac.curvature.ekfac import EKFAC
+from minikfac.curvature.fisher import fisher
+from minikfac.curvature.kfac import kfac_cross_factors, kfac_dense, kfac_factors
+from minikfac.curvature.kfac_approx import KFAC
+from minikfac.curvature.params import layer_slices, parametrised_layers
+from minikfac.curvature.tridiagonal import KFACTridiagonal
+from minikfac.nn.linear import Linear
+
+MAX_KRONECKER_VALUES = 8  # normalised singular values of R(F_ll) kept per layer
+
+
+def _value(x):
+    """A host float from a 0-d array or number (results are reported on the host)."""
+    return float(backend.to_numpy(x)) if backend.is_array(x) else float(x)
+
+
+def _squared_norm(M):
+    xp = backend.get_array_module(M)
+    return xp.sum(M * M)
+
+
+def _relative(squared_error, squared_norm):
+    return (max(_value(squared_error), 0.0) / _value(squared_norm)) ** 0.5
+
+
+def _cosine(u, v):
+    xp = backend.get_array_module(u)
+    return _value(xp.sum(u * v) / xp.sqrt(_squared_norm(u) * _squared_norm(v)))
+
+
+@dataclass
+class Comparison:
+    """What :func:`compare` measured; every number is a host float.
+
+    Attributes
+    ----------
+    setup : kind, damping, examples N, parameters P, layer names and sizes.
+    errors : approximation name -> {"total": ‖F − F̂‖/‖F‖, "layers": [‖F_ll − F̂_ll‖/‖F_ll‖]}.
+    sources : "cross_layer" (‖F − blockdiag F‖/‖F‖), "independence" and
+        "best_kronecker" ({"total", "layers"}, totals relative to ‖F‖),
+        "kronecker_spectra" (per layer, the largest σ_k/‖σ‖ of R(F_ll)).
+    monte_carlo : "samples" k, "seeds", "fisher" ({"total": [per k], "layers":
+        [[per k] per layer]} or None) and "kfac" ({"total": [per k]}): relative
+        errors averaged over the seeds; empty when not measured.
+    cosines : name -> cos((F + λI)⁻¹∇, F̂ solve); "gradient" is ∇ itself.
+    spectra : name -> eigenvalues, descending.
+    notes : what was skipped or approximated, and why. timings : step -> seconds.
+    """
+
+    setup: dict
+    errors: dict
+    sources: dict
+    monte_carlo: dict
+    cosines: dict
+    spectra: dict
+    notes: list = field(default_factory=list)
+    timings: dict = field(default_factory=dict)
+
+    def to_dict(self):
+        """A JSON-ready dict (floats, lists and strings only), one key per attribute."""
+        return asdict(self)
+
+    def table(self):
+        """The results as aligned text (what ``minikfac compare`` prints)."""
+        return format_table(self)
+
+    __str__ = table
+
+
+def _check_fisher(F, size, caller):
+    if not backend.is_array(F) or tuple(F.shape) != (size, size):
+        got = tuple(F.shape) if backend.is_array(F) else type(F).__name__
+        raise ValueError(f"{caller}: F must be the ({size}, {size}) Fisher of this net, got {got}")
+
+
+def _timed(timings, log, name, function, *args):
+    """``function(*args)``, its seconds recorded in ``timings[name]`` and reported through ``log``."""
+    started = time.perf_counter()
+    result = function(*args)
+    timings[name] = time.perf_counter() - started
+    if log:
+        log(f"  {name}: {timings[name]:.1f} s")
+    return result
+
+
+def _check_options(damping, mc_samples, mc_seeds):
+    if isinstance(damping, bool) or not isinstance(damping, (int, float)) or not 0 < damping < float("inf"):
+        raise ValueError(f"compare: damping must be a number > 0 (F is singular whenever N·C < P), got {damping!r}")
+    samples = sorted(set(mc_samples))
+    if not samples or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in samples):
+        raise ValueError(f"compare: mc_samples must be positive ints, got {mc_samples!r}")
+    if isinstance(mc_seeds, bool) or not isinstance(mc_seeds, int) or mc_seeds < 0:
+        raise ValueError(f"compare: mc_seeds must be an int >= 0, got {mc_seeds!r}")
+    return samples
+
+
+def compare(net, loss_fn, X, y=None, kind="true", damping=1e-3, mc_samples=(1, 4, 16, 64), mc_seeds=2,
+            seed=0, F=None, spectra=True, chunk_size=None, log=None):
+    """Compare the Fisher approximations of ``net`` on ``X`` with the exact Fisher (module docstring).
+
+    Parameters
+    ----------
+    net, loss_fn : the network (Linear / Conv2d layers) and its loss.
+    X : (N, ...) inputs; y : targets. With ``y`` the cosines use the mean-loss
+        gradient ∇ = (1/N) Σ_n ∇ℓ_n (P,); without it they are skipped.
+    kind : the Fisher compared, "true", "empirical" (needs y) or "ggn"; the
+        approximations are built with the same kind.
+    damping : λ > 0 of the natural-gradient steps (F + λI)⁻¹∇.
+    mc_samples : the k of the Monte-Carlo section (kind "true" only); the
+        k-sample estimates use the first k of max(k) draws. mc_seeds : how many
+        independent draws to average over (0 skips the section).
+    seed : first seed of those draws. F : the exact (P, P) Fisher, if already
+        computed (it is the slow part). spectra : compute eig(F) (O(P³)).
+    chunk_size : examples per pass (see :func:`.backprop.chunks`).
+    log : callable receiving one progress line per step, or None.
+
+    Returns
+    -------
+    :class:`Comparison`. The network's parameters and gradients are unchanged.
+    """
+    backprop.check_kind(kind, ("true", "empirical", "ggn"))
+    samples = _check_options(damping, mc_samples, mc_seeds)
+    timings, notes = {}, []
+    layers, slices = parametrised_layers(net), layer_slices(net)
+    size = slices[-1].stop
+    if F is None:
+        F = _timed(timings, log, "exact Fisher", fisher, net, loss_fn, X, y, kind, 1, seed, chunk_size)
+    else:
+        _check_fisher(F, size, "compare")
+    xp = backend.get_array_module(F)
+    norms = _squared_norm(F), [_squared_norm(F[s, s]) for s in slices]  # ‖F‖², [‖F_ll‖²]
+    linear = all(isinstance(layer, Linear) for layer in layers)
+    if not linear:
+        notes.append("K-FAC tridiagonal skipped: cross-layer factors exist for Linear layers only.")
+    approximations = _timed(timings, log, "approximations", _approximations, net, loss_fn, X, y, kind, F,
+                            chunk_size, linear)
+    errors = _timed(timings, log, "errors", _errors, approximations, F, slices, norms, notes)
+    sources = _timed(timings, log, "Kronecker structure", _sources, approximations["K-FAC"], F, slices, norms)
+    monte_carlo = {}
+    if kind != "true" or not mc_seeds:
+        notes.append("Monte-Carlo noise: measured for kind='true' with mc_seeds >= 1 only.")
+    else:
+        monte_carlo = _timed(timings, log, "Monte-Carlo noise", _monte_carlo, net, loss_fn, X, F, norms, samples,
+                             mc_seeds, seed, chunk_size, notes)
+    cosines = {}
+    if y is None:
+        notes.append("Cosines skipped: they need the labels y for the gradient.")
+    else:
+        gradient = per_example_gradients(net, loss_fn, X, y, chunk_size).mean(axis=0)
+        cosines = _timed(timings, log, "natural gradients", _cosines, approximations, F, slices, gradient, damping)
+    eigenvalues = {}
+    if spectra:
+        eigenvalues = _timed(timings, log, "spectra", lambda: {
+            "exact": backend.to_numpy(xp.linalg.eigvalsh(F)[::-1]).tolist(),
+            "K-FAC": backend.to_numpy(approximations["K-FAC"].eigenvalues()).tolist(),
+            "EKFAC": backend.to_numpy(approximations["EKFAC"].eigenvalues()).tolist()})
+    setup = {"kind": kind, "damping": float(damping), "examples": int(X.shape[0]), "parameters": size,
+             "layers": [repr(layer) for layer in layers], "layer_sizes": [s.stop - s.start for s in slices]}
+    return Comparison(setup, errors, sources, monte_carlo, cosines, eigenvalues, notes, timings)
+
+
+def _approximations(net, loss_fn, X, y, kind, F, chunk_size, linear):
+    """name -> :class:`.approx.Approximation`; the exact diagonal and blocks are read off F."""
+    options = dict(y=y, kind=kind, chunk_size=chunk_size)
+    slices = layer_slices(net)
+    built = {"K-FAC": KFAC.from_net(net, loss_fn, X, **options)}
+    if linear:
+        built["K-FAC tridiagonal"] = KFACTridiagonal.from_net(net, loss_fn, X, **options)
+    built["EKFAC"] = EKFAC.from_net(net, loss_fn, X, **options)
+    built["diagonal"] = ExactDiagonal(backend.get_array_module(F).diagonal(F).copy(), slices)
+    built["block-diagonal"] = ExactBlockDiagonal([F[s, s] for s in slices], slices)
+    return built
+
+
+def _errors(approximations, F, slices, norms, notes):
+    """name -> {"total", "layers"}; block-diagonal F̂ block by block (F̂'s off-diagonal blocks are 0)."""
+    fisher_sq, block_sq = norms
+    cross_sq = fisher_sq - sum(block_sq)
+    errors = {}
+    for name, approx in approximations.items():
+        if isinstance(approx, KFACTridiagonal):  # its off-diagonal blocks are not zero: dense, once
+            difference = _tridiagonal_dense(approx, F, notes)
+            difference -= F
+            layer_sq = [_squared_norm(difference[s, s]) for s in slices]
+            total = _relative(_squared_norm(difference), fisher_sq)
+            del difference
+        else:
+            layer_sq = [_squared_norm(F[s, s] - approx.block(i)) for i, s in enumerate(slices)]
+            total = _relative(cross_sq + sum(layer_sq), fisher_sq)
+        errors[name] = {"total": total, "layers": [_relative(e, b) for e, b in zip(layer_sq, block_sq)]}
+    return errors
+
+
+def _tridiagonal_dense(approx, F, notes):
+    """The chain model F̂ (P, P); undamped, or with a tiny factored damping if a factor is singular.
+
+    Undamped, the model needs every A_ii and G_ii invertible (Martens & Grosse
+    2015, Appendix B); a softmax output's G is not (its rows sum to 0), nor an
+    A whose input is constant (image borders). The tiny damping λ = 1e-6·tr(F)/P
+    moves the damped factors by about √(1e-6) = 0.1% of their scale.
+    """
+    try:
+        return approx.to_dense()
+    except ValueError:
+        xp = backend.get_array_module(F)
+        tiny = _value(xp.trace(F)) / F.shape[0] * 1e-6
+        notes.append(f"K-FAC tridiagonal: a factor is singular, so its chain model is built with factored "
+                     f"damping λ = {tiny:.2g} (1e-6·tr(F)/P) for the errors.")
+        return approx.to_dense(tiny)
+
+
+def _sources(kfac, F, slices, norms):
+    """Cross-layer, independence and best-Kronecker errors (module docstring).
+
+    Per layer, R(F_ll) (:func:`.kron.rearrange`) has ‖R‖ = ‖F_ll‖ and its
+    singular values σ_k: the nearest Kronecker product misses Σ_{k>1} σ_k².
+    """
+    fisher_sq, block_sq = norms
+    independence, best, spectra = [], [], []
+    for i, s in enumerate(slices):
+        factors = kfac.factors[i]
+        block = F[s, s]
+        independence.append(_squared_norm(block - factors.to_dense()))
+        sigma = kron.kronecker_spectrum(block, factors.A.shape[0], factors.G.shape[0])
+        best.append(_squared_norm(sigma[1:]) * block_sq[i])
+        spectra.append(backend.to_numpy(sigma[:MAX_KRONECKER_VALUES]).tolist())
+    return {
+        "cross_layer": _relative(fisher_sq - sum(block_sq), fisher_sq),
+        "independence": {"total": _relative(sum(independence), fisher_sq),
+                         "layers": [_relative(e, b) for e, b in zip(independence, block_sq)]},
+        "best_kronecker": {"total": _relative(sum(best), fisher_sq),
+                           "layers": [_relative(e, b) for e, b in zip(best, block_sq)]},
+        "kronecker_spectra": spectra,
+    }
+
+
+def _cosines(approximations, F, slices, gradient, damping):
+    """cos((F + λI)⁻¹∇, step) for each approximation's damped step; "gradient" is ∇ itself.
+
+    The exact steps use one LU solve per matrix (``xp.linalg.solve``): a
+    single right-hand side does not repay the eigendecomposition that
+    :class:`.approx.Exact` caches for repeated solves.
+    """
+    xp = backend.get_array_module(F)
+
+    def damped_solve(matrix, v):
+        shifted = matrix + damping * xp.eye(matrix.shape[0], dtype=matrix.dtype)
+        return xp.linalg.solve(shifted, v)
+
+    natural = damped_solve(F, gradient)
+    steps = {"gradient": gradient, "exact": natural}
+    for name, approx in approximations.items():
+        if isinstance(approx, ExactBlockDiagonal):
+            steps[name] = xp.concatenate([damped_solve(F[s, s], gradient[s]) for s in slices])
+        elif isinstance(approx, KFACTridiagonal):
+            steps[name + " (factored damping)"] = approx.solve(gradient, damping, factored=True)
+        elif isinstance(approx, KFAC):
+            steps[name] = approx.solve(gradient, damping)
+            steps[name + " (factored damping)"] = approx.solve(gradient, damping, factored=True)
+        else:
+            steps[name] = approx.solve(gradient, damping)
+    return {name: _cosine(step, natural) for name, step in steps.items()}
+
+
+def _monte_carlo(net, loss_fn, X, F, norms, samples, seeds, seed, chunk_size, notes):
+    """Relative errors of the MC Fisher and of MC K-FAC against k, averaged over ``seeds`` draws."""
+    slices = layer_slices(net)
+    fisher_sq, block_sq = norms
+    cross_sq = fisher_sq - sum(block_sq)
+    linear = all(isinstance(layer, Linear) for layer in parametrised_layers(net))
+    kfac_runs, fisher_runs = [], []
+    for run in range(seeds):
+        errors = []
+        for k in samples:
+            factors = kfac_factors(net, loss_fn, X, kind="mc", samples=k, seed=seed + run, chunk_size=chunk_size)
+            layer_sq = [_squared_norm(F[s, s] - _kron(A, G)) for s, (A, G) in zip(slices, factors)]
+            errors.append(_relative(cross_sq + sum(layer_sq), fisher_sq))
+        kfac_runs.append(errors)
+        if linear:
+            fisher_runs.append(mc_fisher_errors(net, loss_fn, X, samples, seed + run, chunk_size))
+    result = {"samples": list(samples), "seeds": seeds,
+              "kfac": {"total": [sum(column) / seeds for column in zip(*kfac_runs)]}, "fisher": None}
+    if linear:
+        total = [sum(_relative(run[k][0], fisher_sq) for run in fisher_runs) / seeds for k in range(len(samples))]
+        layers = [[sum(_relative(run[k][1][i], block_sq[i]) for run in fisher_runs) / seeds
+                   for k in range(len(samples))] for i in range(len(slices))]
+        result["fisher"] = {"total": total, "layers": layers}
+    else:
+        notes.append("MC Fisher noise: computed for Linear-only nets (through the per-example kernel).")
+    return result
+
+
+def _kron(A, G):
+    """kron(A, G) on A's backend."""
+    return backend.get_array_module(A).kron(A, G)
+
+
+def _gathered_statistics(net, loss_fn, X, kind, samples, seed, chunk_size):
+    """ā (N, n_l) and g (K, N, m_l) of every Linear layer, over all of X."""
+    chunks = [chunk.layers for chunk in backprop.chunks(net, loss_fn, X, kind=kind, samples=samples, seed=seed,
+                                                        chunk_size=chunk_size)]
+    xp = backend.get_array_module(X)
+    per_layer = list(zip(*chunks))  # per layer, its statistics of every chunk
+    return ([xp.concatenate([s.inputs for s in stats], axis=0) for stats in per_layer],
+            [xp.concatenate([s.grads for s in stats], axis=1) for stats in per_layer])
+
+
+def mc_fisher_errors(net, loss_fn, X, samples, seed=0, chunk_size=None):
+    """‖F_k − F‖² of the MC Fisher with k = each of ``samples`` draws per example (Linear nets).
+
+    The (i, j) block of F_k − F is (1/N) Σ_n (ā_in ā_jnᵀ) ⊗ D_n with the
+    per-example D_n = (1/k) Σ_draws ĝ_i ĝ_jᵀ − Σ_c g_ic g_jcᵀ (sampled minus
+    exact output-gradient moments), so, with ⟨X ⊗ Y, X' ⊗ Y'⟩ = ⟨X, X'⟩⟨Y, Y'⟩,
+
+        ‖block‖² = (1/N²) Σ_{n,m} (ā_inᵀ ā_im)(ā_jnᵀ ā_jm) ⟨D_n, D_m⟩,
+
+    an (N, N) computation instead of a (P, P) one: the per-example gradient
+    of a Linear layer is ā ⊗ g (Martens & Grosse 2015, section 2). The
+    k-sample estimates share the first k of max(samples) draws.
+
+    samples : increasing positive ints k. Returns a list, per k, of (‖F_k − F‖²,
+    [‖(F_k − F)_ll‖² of each layer]), 0-d arrays on X's backend.
+    """
+    if not all(isinstance(layer, Linear) for layer in parametrised_layers(net)):
+        raise ValueError("mc_fisher_errors: every parametrised layer must be Linear")
+    samples = list(samples)
+    if not samples or samples != sorted(set(samples)) or any(not isinstance(k, int) or k < 1 for k in samples):
+        raise ValueError(f"mc_fisher_errors: samples must be increasing positive ints, got {samples!r}")
+    xp = backend.get_array_module(X)
+    most = max(samples)
+    inputs, exact_grads = _gathered_statistics(net, loss_fn, X, "true", 1, seed, chunk_size)
+    _, drawn = _gathered_statistics(net, loss_fn, X, "mc", most, seed, chunk_size)
+    drawn = [g * most ** 0.5 for g in drawn]  # backprop scales the draws by 1/√K; undo it
+    n = X.shape[0]
+    kernels = [a @ a.T for a in inputs]
+    count = len(inputs)
+    totals = [0.0] * len(samples)
+    diagonal = [[0.0] * count for _ in samples]
+    for i in range(count):
+        for j in range(i, count):
+            exact = xp.einsum("cnd,cne->nde", exact_grads[i], exact_grads[j]).reshape(n, -1)
+            weights = kernels[i] * kernels[j]
+            moment, used = 0.0, 0
+            for index, k in enumerate(samples):
+                moment = moment + xp.einsum("cnd,cne->nde", drawn[i][used:k], drawn[j][used:k]).reshape(n, -1)
+                used = k
+                difference = moment / k - exact
+                squared = xp.sum((weights @ difference) * difference) / (n * n)
+                totals[index] = totals[index] + (squared if i == j else 2 * squared)
+                if i == j:
+                    diagonal[index][i] = squared
+    return [(totals[index], diagonal[index]) for index in range(len(samples))]
+
+
+# --------------------------------------------------------------------------- #
+# The printed table
+# --------------------------------------------------------------------------- #
+def _number(value):
+    return f"{value:9.2e}" if 0 < abs(value) < 1e-3 else f"{value:9.4f}"
+
+
+LABEL_WIDTH = 37
+
+
+def _row(label, values):
+    return f"  {label:<{LABEL_WIDTH}}" + "".join(_number(v) for v in values)
+
+
+def format_table(result):
+    """The text table of a :class:`Comparison` (errors, sources, Monte-Carlo noise, cosines)."""
+    setup = result.setup
+    count = len(setup["layer_sizes"])
+    indent = " " * (2 + LABEL_WIDTH)
+    header = indent + f"{'whole':>9}" + "".join(f"{'layer ' + str(i + 1):>9}" for i in range(count))
+    lines = [f"Exact Fisher ({setup['kind']}) of N = {setup['examples']:,} examples, P = {setup['parameters']:,} "
+             f"parameters; layer sizes {', '.join(f'{n:,}' for n in setup['layer_sizes'])}",
+             "", "Relative Frobenius error ‖F − F̂‖/‖F‖ (layers: ‖F_ll − F̂_ll‖/‖F_ll‖)", header]
+    for name, error in result.errors.items():
+        lines.append(_row(name, [error["total"]] + error["layers"]))
+    sources = result.sources
+    lines += ["", "Sources of K-FAC's error (whole: relative to ‖F‖)", header,
+              _row("cross-layer blocks dropped", [sources["cross_layer"]]),
+              _row("independence: E[āāᵀ⊗ggᵀ] vs A⊗G", [sources["independence"]["total"]]
+                   + sources["independence"]["layers"]),
+              _row("best Kronecker product (floor)", [sources["best_kronecker"]["total"]]
+                   + sources["best_kronecker"]["layers"])]
+    combined = (sources["cross_layer"] ** 2 + sources["independence"]["total"] ** 2) ** 0.5
+    lines.append(f"  √(cross² + independence²) = {combined:.4f} = K-FAC's whole error")
+    mc = result.monte_carlo
+    if mc:
+        lines += ["", f"Monte-Carlo noise, relative error to F (mean of {mc['seeds']} draws)",
+                  indent + "".join(f"{'k = ' + str(k):>9}" for k in mc["samples"])]
+        if mc["fisher"]:
+            lines.append(_row("MC Fisher, k samples per example", mc["fisher"]["total"]))
+        lines.append(_row("K-FAC from k samples per example", mc["kfac"]["total"]))
+    if result.cosines:
+        lines += ["", f"Cosine with the exact step (F + λI)⁻¹∇, λ = {setup['damping']:g}"]
+        lines += [_row(name, [value]) for name, value in result.cosines.items()]
+    if result.spectra:
+        lines += ["", "Largest eigenvalue: " + ", ".join(f"{name} {values[0]:.4g}"
+                                                        for name, values in result.spectra.items())]
+    if result.notes:
+        lines += ["", "Notes:"] + [f"  - {note}" for note in result.notes]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- #
+# The matrices of Martens & Grosse's Figs. 2 and 3
+# --------------------------------------------------------------------------- #
+class FigureMatrices(NamedTuple):
+    """F and F̃ on a few layers, for :func:`minikfac.plot.fisher_vs_kfac` and ``inverse_structure``.
+
+    fisher, approximation : (k, k), k = Σ P_l over ``layers``; boundaries :
+    [0, ..., k], the layer blocks' edges; layers : the layer indices shown;
+    note : how F̃ was built (its blocks).
+    """
+
+    fisher: object
+    approximation: object
+    boundaries: list
+    layers: list
+    note: str
+
+
+def default_figure_layers(count):
+    """The middle four of ``count`` layers (all when there are four or fewer), as in M&G's Fig. 2."""
+    start = max(0, (count - 4) // 2)
+    return list(range(start, min(count, start + 4)))
+
+
+def _submatrix(M, slices):
+    """M's rows and columns of the given slices, in order: (k, k)."""
+    xp = backend.get_array_module(M)
+    rows = xp.concatenate([M[s] for s in slices], axis=0)
+    return xp.concatenate([rows[:, s] for s in slices], axis=1)
+
+
+def figure_matrices(net, loss_fn, X, F, layers=None, y=None, kind="true", chunk_size=None):
+    """The exact F and K-FAC's F̃ = [A_ij ⊗ G_ij] on ``layers`` (Martens & Grosse 2015, Figs. 2–3).
+
+    F : (P, P) exact Fisher of ``net`` on X (:func:`.fisher.fisher`); layers :
+    increasing layer indices (default :func:`default_figure_layers`, the
+    paper's "middle 4 layers"). For Linear nets F̃ has every cross-layer block
+    A_ij ⊗ G_ij (:func:`.kfac.kfac_cross_factors`); with a Conv2d layer it is
+    block-diagonal (KFC defines no cross-layer factors). Returns :class:`FigureMatrices`.
+    """
+    all_layers, slices = parametrised_layers(net), layer_slices(net)
+    count = len(all_layers)
+    layers = default_figure_layers(count) if layers is None else list(layers)
+    if not layers or any(not isinstance(i, int) or not 0 <= i < count for i in layers) or layers != sorted(set(layers)):
+        raise ValueError(f"layers must be increasing layer indices in [0, {count}), got {layers!r}")
+    _check_fisher(F, slices[-1].stop, "figure_matrices")
+    shown = [slices[i] for i in layers]
+    sizes = [s.stop - s.start for s in shown]
+    if all(isinstance(layer, Linear) for layer in all_layers):
+        cross = kfac_cross_factors(net, loss_fn, X, y, kind, chunk_size=chunk_size)
+        pairs = {(a, b): cross[(i, j)] for a, i in enumerate(layers) for b, j in enumerate(layers) if a <= b}
+        note = "every cross-layer block A_ij ⊗ G_ij"
+    else:
+        factors = kfac_factors(net, loss_fn, X, y, kind, chunk_size=chunk_size)
+        pairs = {(a, a): factors[i] for a, i in enumerate(layers)}
+        note = "block-diagonal: KFC has no cross-layer factors for conv layers"
+    approximation = kfac_dense(pairs, slices_of(sizes))
+    boundaries = [0]
+    for n in sizes:
+        boundaries.append(boundaries[-1] + n)
+    return FigureMatrices(_submatrix(F, shown), approximation, boundaries, layers, note)
