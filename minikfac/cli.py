@@ -302,7 +302,7 @@ def _partially_train(args, net, loss_fn, dataset, log):
 def _compare_figures(args, net, loss_fn, X, y, F, result):
     """Write Figs. 2 and 3, the spectra and the Monte-Carlo curves to ``args.out``; return (paths, layers)."""
     from minikfac import plot  # matplotlib only when a figure is drawn
-    from minikfac.curvature.compare import figure_matrices
+    from minikfac.curvature.figure_data import figure_matrices
 
     layers = None if args.layers is None else [i - 1 for i in args.layers]
     mats = figure_matrices(net, loss_fn, X, F, layers, y=y, kind=args.kind)

@@ -15,7 +15,8 @@ import pytest
 
 import minikfac as mk
 from minikfac import backend, models, nn, plot
-from minikfac.curvature.compare import compare, default_figure_layers, figure_matrices, mc_fisher_errors
+from minikfac.curvature.compare import compare, mc_fisher_errors
+from minikfac.curvature.figure_data import default_figure_layers, figure_matrices
 from minikfac.curvature.fisher import fisher
 from minikfac.curvature.kfac import kfac_factors
 

@@ -8,7 +8,8 @@ Dense matrices are in the canonical parameter order of :mod:`.params`.
 from minikfac.curvature import backprop, kron
 from minikfac.curvature.approx import Approximation, Exact, ExactBlockDiagonal, ExactDiagonal
 from minikfac.curvature.backprop import per_example_gradients
-from minikfac.curvature.compare import Comparison, compare, figure_matrices, mc_fisher_errors
+from minikfac.curvature.compare import Comparison, compare, mc_fisher_errors
+from minikfac.curvature.figure_data import FigureMatrices, figure_matrices
 from minikfac.curvature.ekfac import EKFAC, ekfac_scalings
 from minikfac.curvature.fisher import fisher, fisher_blocks, fisher_diagonal, fisher_vector_product
 from minikfac.curvature.kfac import kfac_cross_factors, kfac_dense, kfac_dense_from_net, kfac_factors
@@ -40,5 +41,5 @@ __all__ = ["backprop", "kron", "per_example_gradients", "fisher", "fisher_blocks
            "kron_solve_factored", "kronecker_spectrum", "nearest_kronecker", "vec", "unvec", "assign", "augmented_matrix", "flatten", "layer_sizes", "layer_slices",
            "parametrised_layers", "unflatten",
            "Approximation", "Exact", "ExactBlockDiagonal", "ExactDiagonal", "EKFAC", "ekfac_scalings",
-           "Comparison", "compare", "figure_matrices", "mc_fisher_errors",
+           "Comparison", "compare", "FigureMatrices", "figure_matrices", "mc_fisher_errors",
            "kfac_cross_factors", "kfac_dense", "kfac_dense_from_net", "kfac_factors", "KFAC", "KFACTridiagonal"]
