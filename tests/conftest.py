@@ -59,3 +59,20 @@ def _restore_global_state():
 def on(name, array):
     """Move host ``array`` to backend ``name`` (test helper)."""
     return backend.asarray(np.asarray(array), backend=name)
+
+
+def inputs_and_targets(shape, loss, n=6, classes=3, seed=0):
+    """Random host data for a loss named "ce", "mse" or "bce": X (n, *shape) and y.
+
+    y: labels in [0, classes) for "ce"; (n, classes) reals for "mse"; 0/1
+    floats for "bce" (test helper).
+    """
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n,) + tuple(shape))
+    if loss == "ce":
+        y = rng.integers(0, classes, size=n)
+    elif loss == "mse":
+        y = rng.standard_normal((n, classes))
+    else:
+        y = (rng.random((n, classes)) < 0.5).astype(np.float64)
+    return X, y

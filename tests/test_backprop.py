@@ -10,7 +10,7 @@ import pytest
 
 import minikfac as mk
 from minikfac.curvature import backprop, params
-from tests.conftest import on
+from tests.conftest import inputs_and_targets, on
 
 nn = mk.nn
 
@@ -32,18 +32,6 @@ NETS = {
 }
 
 LOSSES = {"ce": nn.CrossEntropyLoss, "mse": nn.MSELoss, "bce": nn.BCEWithLogitsLoss}
-
-
-def _data(shape, loss, n=5, classes=3, seed=0):
-    rng = np.random.default_rng(seed)
-    X = rng.standard_normal((n,) + shape)
-    if loss == "ce":
-        y = rng.integers(0, classes, size=n)
-    elif loss == "mse":
-        y = rng.standard_normal((n, classes))
-    else:
-        y = (rng.random((n, classes)) < 0.5).astype(np.float64)
-    return X, y
 
 
 def _grad_of_mean_loss(net, loss_fn, X, y):
@@ -168,7 +156,7 @@ def test_params_errors():
 def test_per_example_gradients_average_to_the_gradient_of_the_mean_loss(name, loss):
     factory, shape = NETS[name]
     net, loss_fn = factory(), LOSSES[loss]()
-    X, y = _data(shape, loss)
+    X, y = inputs_and_targets(shape, loss, n=5)
     rows = backprop.per_example_gradients(net, loss_fn, X, y)
     assert rows.shape == (X.shape[0], sum(params.layer_sizes(net)))
     np.testing.assert_allclose(rows.mean(axis=0), _grad_of_mean_loss(net, loss_fn, X, y), rtol=1e-12, atol=1e-14)
@@ -182,7 +170,7 @@ def test_per_example_gradients_average_to_the_gradient_of_the_mean_loss(name, lo
 def test_per_example_gradients_do_not_depend_on_the_chunk_size(name):
     factory, shape = NETS[name]
     net, loss_fn = factory(), nn.CrossEntropyLoss()
-    X, y = _data(shape, "ce", n=7)
+    X, y = inputs_and_targets(shape, "ce", n=7)
     reference = backprop.per_example_gradients(net, loss_fn, X, y)
     for chunk_size in (1, 3, 7, 100):
         np.testing.assert_allclose(backprop.per_example_gradients(net, loss_fn, X, y, chunk_size=chunk_size),
@@ -191,7 +179,7 @@ def test_per_example_gradients_do_not_depend_on_the_chunk_size(name):
 
 def test_per_example_gradients_match_across_backends(backend_name):
     factory, shape = NETS["cnn-maxpool"]
-    X, y = _data(shape, "ce")
+    X, y = inputs_and_targets(shape, "ce", n=5)
     mk.nn.init.manual_seed(0)
     reference = backprop.per_example_gradients(factory().to("numpy"), nn.CrossEntropyLoss(), X, y)
     mk.nn.init.manual_seed(0)
@@ -204,7 +192,7 @@ def test_per_example_gradients_match_across_backends(backend_name):
 def test_layer_gradients_are_outer_products_summed_over_positions(name):
     factory, shape = NETS[name]
     net = factory()
-    X, y = _data(shape, "mse", n=3)
+    X, y = inputs_and_targets(shape, "mse", n=3)
     chunk = next(backprop.chunks(net, nn.MSELoss(), X, y, kind="true"))
     for stats in chunk.layers:
         a, g = stats.inputs, stats.grads
@@ -231,7 +219,7 @@ def test_layer_gradients_are_outer_products_summed_over_positions(name):
 def test_chunk_shapes(kind, samples, expected_k):
     factory, shape = NETS["cnn-maxpool"]
     net = factory()
-    X, y = _data(shape, "ce", n=5)
+    X, y = inputs_and_targets(shape, "ce", n=5)
     chunks = list(backprop.chunks(net, nn.CrossEntropyLoss(), X, y, kind=kind, samples=samples, chunk_size=2))
     assert [(c.start, c.stop) for c in chunks] == [(0, 2), (2, 4), (4, 5)]
     conv, linear = chunks[0].layers
@@ -246,7 +234,7 @@ def _prepared_net():
     """A net with gradients already held by the caller and mixed training modes."""
     factory, shape = NETS["cnn-maxpool"]
     net = factory()
-    X, y = _data(shape, "ce")
+    X, y = inputs_and_targets(shape, "ce", n=5)
     _grad_of_mean_loss(net, nn.CrossEntropyLoss(), X, y)
     held = [p.grad for p in net.parameters()]
     values = [g.copy() for g in held]
@@ -286,7 +274,7 @@ def test_chunks_restore_everything_when_the_consumer_stops_early():
 
 def test_chunks_check_their_arguments_at_once():
     net = NETS["mlp"][0]()
-    X, y = _data((4,), "ce")
+    X, y = inputs_and_targets((4,), "ce", n=5)
     loss_fn = nn.CrossEntropyLoss()
     with pytest.raises(ValueError, match="needs the data labels"):
         backprop.chunks(net, loss_fn, X, kind="empirical")
@@ -310,7 +298,7 @@ def test_chunks_check_their_arguments_at_once():
 
 def test_monte_carlo_cotangents_are_sampled_gradients_scaled_by_root_k():
     net = NETS["mlp"][0]()
-    X, _ = _data((4,), "ce")
+    X, _ = inputs_and_targets((4,), "ce", n=5)
     loss_fn = nn.CrossEntropyLoss()
     out = net(X)
     stacked = backprop.cotangents(loss_fn, out, "mc", samples=3, rng=np.random.default_rng(5))

@@ -17,7 +17,7 @@ import pytest
 import minikfac as mk
 from minikfac.curvature import backprop, params
 from minikfac.curvature.fisher import fisher, fisher_blocks, fisher_diagonal, fisher_vector_product
-from tests.conftest import on
+from tests.conftest import inputs_and_targets, on
 
 nn = mk.nn
 
@@ -33,22 +33,10 @@ KINDS = ("true", "ggn", "empirical", "mc")
 CASES = [("mlp", "rows"), ("mlp", "kronecker"), ("cnn", "rows")]
 
 
-def _data(shape, loss, n=6, classes=3, seed=0):
-    rng = np.random.default_rng(seed)
-    X = rng.standard_normal((n,) + shape)
-    if loss == "ce":
-        y = rng.integers(0, classes, size=n)
-    elif loss == "mse":
-        y = rng.standard_normal((n, classes))
-    else:
-        y = (rng.random((n, classes)) < 0.5).astype(np.float64)
-    return X, y
-
-
 def _setup(name, loss="ce", n=6, seed=0):
     factory, shape = NETS[name]
     mk.nn.init.manual_seed(seed)
-    X, y = _data(shape, loss, n=n, seed=seed)
+    X, y = inputs_and_targets(shape, loss, n=n, seed=seed)
     return factory(), LOSSES[loss](), X, y
 
 
@@ -277,7 +265,7 @@ def test_backends_match_numpy(name, method, kind, backend_name):
     if kind == "mc" and backend_name == "cupy":
         pytest.skip("CuPy's random stream differs from NumPy's")
     factory, shape = NETS[name]
-    X, y = _data(shape, "ce")
+    X, y = inputs_and_targets(shape, "ce")
     options = dict(kind=kind, samples=2, seed=1, chunk_size=4)
     mk.nn.init.manual_seed(0)
     net = factory().to("numpy")

@@ -32,27 +32,13 @@ of Adam-like methods). Arrays stay on the backend they were given on.
 
 from minikfac import backend
 from minikfac.curvature.fisher import fisher, fisher_blocks, fisher_diagonal
+from minikfac.curvature.kron import check_damping
 from minikfac.curvature.params import layer_slices
 
 
 # --------------------------------------------------------------------------- #
 # Checks shared by the approximations
 # --------------------------------------------------------------------------- #
-def check_damping(damping, caller):
-    """``damping`` as given if it is a finite number >= 0 or a 0-d array; else ValueError/TypeError."""
-    if backend.is_array(damping):
-        if damping.ndim != 0:
-            raise ValueError(f"{caller}: damping must be a scalar, got shape {tuple(damping.shape)}")
-        return damping
-    try:
-        value = float(damping)
-    except (TypeError, ValueError):
-        raise TypeError(f"{caller}: damping must be a number or a 0-d array, got {damping!r}") from None
-    if not 0 <= value < float("inf"):
-        raise ValueError(f"{caller}: damping must be a finite number >= 0, got {damping!r}")
-    return value
-
-
 def is_zero(damping):
     """True for a Python/NumPy zero (0-d arrays are taken as nonzero: checking would sync the device)."""
     return not backend.is_array(damping) and damping == 0

@@ -97,7 +97,7 @@ def _as_matrices(X, m, n, caller):
                      f"A ({n}, {n}) and G ({m}, {m}), got {tuple(X.shape)}")
 
 
-def _check_damping(damping, caller):
+def check_damping(damping, caller):
     """A Python/NumPy number >= 0, or a 0-d backend array (taken as given: no sync)."""
     if backend.is_array(damping):
         if damping.ndim != 0:
@@ -284,7 +284,7 @@ class KroneckerFactors:
 
         the division elementwise. With λ = 0, a singular A ⊗ G raises ValueError.
         """
-        damping = _check_damping(damping, "solve")
+        damping = check_damping(damping, "solve")
         eigen = self.eigen()
         denominator = eigen.g_eigs[:, None] * eigen.a_eigs[None, :] + damping
         if _is_zero(damping):
@@ -308,7 +308,7 @@ class KroneckerFactors:
         trace-norm choice :meth:`pi`. X: (m, n), (m·n,) or stacks; returns X's form.
         With λ = 0 this is the exact solve (and a singular A ⊗ G raises ValueError).
         """
-        damping = _check_damping(damping, "solve_factored")
+        damping = check_damping(damping, "solve_factored")
         eigen = self.eigen()
         if _is_zero(damping):
             denominator = eigen.g_eigs[:, None] * eigen.a_eigs[None, :]
@@ -324,7 +324,7 @@ class KroneckerFactors:
 
         Forms an (m·n)² matrix: for comparisons, tests and small cases only.
         """
-        damping = _check_damping(damping, "inverse")
+        damping = check_damping(damping, "inverse")
         eigen = self.eigen()
         values = self.eigenvalues() + damping
         if _is_zero(damping):
