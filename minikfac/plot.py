@@ -285,11 +285,17 @@ def spectra(eigenvalues, path, title=None):
         positive, dropped = _positive_descending(f"eigenvalues[{label!r}]", values)
         ax.plot(np.arange(1, positive.size + 1), positive, linewidth=1.4,
                 label=label + (f" ({dropped} ≈ 0 not shown)" if dropped else ""))
+    return _save_loglog(fig, ax, "rank (largest eigenvalue = 1)", "eigenvalue", title or "Spectra", path)
+
+
+def _save_loglog(fig, ax, xlabel, ylabel, title, path):
+    """Log-log axes with labels, grid and legend; save ``fig`` to ``path`` and return ``path``."""
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("rank (largest eigenvalue = 1)")
-    ax.set_ylabel("eigenvalue")
-    ax.set_title(title or "Spectra")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -325,16 +331,8 @@ def monte_carlo_error(samples, errors, path, title=None):
         first = values[0] if first is None else first
         ax.plot(k, values, marker="o", linewidth=1.4, label=label)
     ax.plot(k, first * np.sqrt(k[0] / k), color="gray", linestyle="--", linewidth=1.0, label="∝ 1/√k")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("samples per example k")
-    ax.set_ylabel("relative Frobenius error")
-    ax.set_title(title or "Monte-Carlo noise")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(os.fspath(path))
-    return path
+    return _save_loglog(fig, ax, "samples per example k", "relative Frobenius error",
+                        title or "Monte-Carlo noise", path)
 
 
 def scaling_loglog(widths, series, path, title=None, slopes=None):
@@ -358,14 +356,4 @@ def scaling_loglog(widths, series, path, title=None, slopes=None):
         shown = np.isfinite(y) & (y > 0)
         legend = label if slopes.get(label) is None else f"{label} (slope {slopes[label]:.2f})"
         ax.plot(x[shown], y[shown], marker="o", linewidth=1.4, label=legend)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("width")
-    ax.set_ylabel("time (s)")
-    if title:
-        ax.set_title(title)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(os.fspath(path))
-    return path
+    return _save_loglog(fig, ax, "width", "time (s)", title, path)
