@@ -57,6 +57,43 @@ def numerical_gradient(f, x, h=1e-6):
     return grad
 
 
+def numerical_jvp(f, directions, h=1e-6):
+    """Central-difference directional derivative of the array-valued ``f()``.
+
+    (f(x + h v) - f(x - h v)) / 2h, moving every x along its v at once: the
+    finite-difference counterpart of ``Module.jvp``.
+
+    Parameters
+    ----------
+    f : callable with no arguments returning an array; it must read the arrays
+        being moved (they are perturbed in place and restored exactly).
+    directions : list of pairs (x, v): a float64 array (parameter data, input)
+        and its direction of the same shape and backend.
+    h : step size.
+
+    Returns
+    -------
+    array of ``f()``'s shape and backend.
+    """
+    for x, v in directions:
+        if x.dtype != np.float64:
+            raise TypeError(f"numerical_jvp needs float64 arrays, got {x.dtype}; call net.astype('float64')")
+        if tuple(v.shape) != tuple(x.shape):
+            raise ValueError(f"numerical_jvp: direction has shape {tuple(v.shape)}, expected {tuple(x.shape)}")
+    saved = [x.copy() for x, _ in directions]
+
+    def moved(step):
+        for (x, v), old in zip(directions, saved):
+            x[...] = old + step * v
+        return f().copy()  # f may return a view of a moved array
+
+    try:
+        return (moved(h) - moved(-h)) / (2 * h)
+    finally:
+        for (x, _), old in zip(directions, saved):
+            x[...] = old
+
+
 def check_gradient(analytic, numeric, name="gradient", rtol=1e-7):
     """Raise ``AssertionError`` unless ``analytic`` matches ``numeric`` to ``rtol``.
 

@@ -62,13 +62,16 @@ class Chunk:
     """Examples ``start:stop`` of the data, with one :class:`LayerStatistics` per layer.
 
     ``output_hessian`` is (n, D_out, D_out) for ``kind="ggn"`` (H_n = ∇²_f ℓ_n)
-    and ``None`` otherwise.
+    and ``None`` otherwise. ``output`` is the network output f of the chunk,
+    (n, D_out); the layers' caches of that forward stay valid until the next
+    chunk is requested (the K-FAC optimizer pushes tangents through them).
     """
 
     start: int
     stop: int
     layers: list
     output_hessian: object = None
+    output: object = None
 
 
 def check_kind(kind, allowed=KINDS):
@@ -219,7 +222,7 @@ def _chunk_generator(net, loss_fn, X, y, kind, samples, seed, chunk_size, layers
                 p.grad = None
             net.backward(stacked, input_grad=False)
             hessian = loss_fn.output_hessian(out) if kind == "ggn" else None
-            yield Chunk(start, stop, [_layer_statistics(layer) for layer in layers], hessian)
+            yield Chunk(start, stop, [_layer_statistics(layer) for layer in layers], hessian, out)
     finally:
         for p, grad in zip(params, saved_grads):
             p.grad = grad

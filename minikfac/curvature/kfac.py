@@ -93,13 +93,30 @@ def kfac_factors(net, loss_fn, X, y=None, kind="true", samples=1, seed=0, chunk_
     backprop.check_kind(kind)
     sums, last = None, None
     for chunk in backprop.chunks(net, loss_fn, X, y, kind, samples, seed, chunk_size):
-        updates = [(_gram(s.inputs, s.inputs),
-                    _gram(s.grads, hessian_weighted(s.grads, chunk.output_hessian)))
-                   for s in chunk.layers]
+        updates = chunk_factor_sums(chunk)
         sums = updates if sums is None else [(A + dA, G + dG) for (A, G), (dA, dG) in zip(sums, updates)]
         last = chunk
-    total = last.stop
-    return [(A / total, G / (total * _positions(s))) for (A, G), s in zip(sums, last.layers)]
+    return normalise_factor_sums(sums, last.stop, last)
+
+
+def chunk_factor_sums(chunk):
+    """The unnormalised sums (Σ ā āᵀ, Σ g gᵀ) of one :class:`.backprop.Chunk`, one pair per layer.
+
+    Σ runs over the chunk's examples, cotangents and (Conv2d) positions; for
+    ``kind="ggn"`` the G sum is H-weighted. Shapes as in :func:`kfac_factors`.
+    The K-FAC optimizer calls this on its statistics chunk; :func:`kfac_factors`
+    adds it up over all chunks.
+    """
+    return [(_gram(s.inputs, s.inputs), _gram(s.grads, hessian_weighted(s.grads, chunk.output_hessian)))
+            for s in chunk.layers]
+
+
+def normalise_factor_sums(sums, examples, chunk):
+    """(A, G) from :func:`chunk_factor_sums` over ``examples`` examples: A = Σ/N, G = Σ/(N·L).
+
+    ``chunk`` is any chunk of the pass (it tells each layer's number of positions L).
+    """
+    return [(A / examples, G / (examples * _positions(s))) for (A, G), s in zip(sums, chunk.layers)]
 
 
 def _check_pairs(pairs, count):

@@ -12,11 +12,14 @@ Identity            —
 ==================  ====================  ==========================================
 
 Every backward accepts stacked cotangents ``(K, *output_shape)``: the cached
-arrays broadcast over the leading axis.
+arrays broadcast over the leading axis. ``jvp`` (forward mode, see module.py)
+reads the same caches and multiplies by the same diagonal Jacobian: ReLU
+``dx * mask``, Tanh/Sigmoid ``dx * f'(y)``; Flatten reshapes dx, Identity returns
+it. Without parameters, a ``None`` dx gives ``None``.
 """
 
 from minikfac import backend
-from minikfac.nn.module import Module, check_grad_output
+from minikfac.nn.module import Module, check_grad_output, jvp_inputs
 
 
 class ReLU(Module):
@@ -37,6 +40,12 @@ class ReLU(Module):
         self._check_cached("cache_mask")
         check_grad_output(self, dout, self.cache_mask.shape)
         return dout * self.cache_mask
+
+    def jvp(self, dx, tangents=None):
+        """dx: None or (..., *input_shape) -> dx * mask (same shape) or None."""
+        self._check_cached("cache_mask", method="jvp")
+        dx, _, _ = jvp_inputs(self, dx, self.cache_mask.shape, tangents, reference=self.cache_mask)
+        return None if dx is None else dx * self.cache_mask
 
 
 class _ActivationOfOutput(Module):
@@ -65,6 +74,12 @@ class _ActivationOfOutput(Module):
         check_grad_output(self, dout, self.cache_output.shape)
         return dout * self.derivative(self.cache_output)
 
+    def jvp(self, dx, tangents=None):
+        """dx: None or (..., *input_shape) -> dx * f'(x) (same shape) or None."""
+        self._check_cached("cache_output", method="jvp")
+        dx, _, _ = jvp_inputs(self, dx, self.cache_output.shape, tangents, reference=self.cache_output)
+        return None if dx is None else dx * self.derivative(self.cache_output)
+
 
 class Tanh(_ActivationOfOutput):
     """tanh(x); backward uses tanh' = 1 − y²."""
@@ -89,7 +104,7 @@ class Sigmoid(_ActivationOfOutput):
 
 
 class Identity(Module):
-    """Returns its input; backward returns dout unchanged (the same array)."""
+    """Returns its input; backward returns dout and jvp returns dx unchanged (the same array)."""
 
     def forward(self, x):
         return x
@@ -98,6 +113,11 @@ class Identity(Module):
         if not input_grad:
             return None  # no parameters: nothing else to do
         return dout
+
+    def jvp(self, dx, tangents=None):
+        """dx (any shape, or None) -> dx: nothing is cached, so nothing is checked but the tangents."""
+        jvp_inputs(self, None, (), tangents)
+        return dx
 
 
 class Flatten(Module):
@@ -123,3 +143,12 @@ class Flatten(Module):
             features *= d
         check_grad_output(self, dout, (shape[0], features))
         return dout.reshape(tuple(dout.shape[:-2]) + shape)
+
+    def jvp(self, dx, tangents=None):
+        """dx: None, (N, d1, ...) or (K, N, d1, ...) -> (N, d1·...) or (K, N, d1·...) or None."""
+        self._check_cached("cache_input_shape", method="jvp")
+        shape = self.cache_input_shape
+        dx, _, _ = jvp_inputs(self, dx, shape, tangents)
+        if dx is None:
+            return None
+        return dx.reshape(tuple(dx.shape[:dx.ndim - len(shape)]) + (shape[0], -1))

@@ -21,13 +21,16 @@ attribute                   shape                           meaning
 ``cache_grad_output``       (N, C_out, OH, OW) or           dL/d(output) from the last backward
                             (K, N, C_out, OH, OW)
 ==========================  ==============================  ====================================
+
+Forward mode (``jvp``, see module.py) is the same matrix product with tangents:
+im2col(dx) W_matᵀ + patches dW_matᵀ + db, read from the cached patches.
 """
 
 import numpy as np
 
 from minikfac import backend
 from minikfac.nn import init as initializers
-from minikfac.nn.module import Module, check_grad_output, check_input, new_parameter
+from minikfac.nn.module import Module, check_grad_output, check_input, jvp_inputs, new_parameter, sum_tangents
 
 
 def _pair(value, name):
@@ -180,6 +183,39 @@ class Conv2d(Module):
             return None
         dpatches = (g @ weight_matrix).reshape(lead + (n, oh * ow, weight_matrix.shape[1]))
         return col2im(dpatches, input_shape, self.kernel_size, self.stride, self.padding)
+
+    def jvp(self, dx, tangents=None):
+        """Tangent of the output at the last forward: im2col(dx) W_matᵀ + patches dW_matᵀ + db.
+
+        dx: None, (N, C_in, H, W) or (K, N, C_in, H, W); ``tangents[self.weight]``
+        (C_out, C_in, KH, KW) or with a leading K; ``tangents[self.bias]``
+        (C_out,) or (K, C_out). Returns (N, C_out, OH, OW), (K, N, C_out, OH, OW)
+        or None (see :meth:`Module.jvp`).
+        """
+        self._check_cached("cache_input", method="jvp")
+        patches, input_shape = self.cache_input, self.cache_input_shape
+        dx, own, k = jvp_inputs(self, dx, input_shape, tangents, reference=self.weight.data)
+        d_weight, d_bias = own["weight"], own.get("bias")
+        n, c_out, oh, ow = self.output_shape(input_shape)
+        weight_matrix = self.weight.data.reshape(c_out, -1)
+        rows = (n * oh * ow, weight_matrix.shape[1])  # the patches as one (N·L, C_in·KH·KW) matrix
+        from_input = from_weight = None
+        if dx is not None:
+            lead = tuple(dx.shape[:-4])
+            # K stacked tangents are K·N more images for im2col.
+            d_patches = im2col(dx.reshape((-1,) + input_shape[1:]), self.kernel_size, self.stride, self.padding)
+            from_input = d_patches.reshape(lead + rows) @ weight_matrix.T
+        if d_weight is not None:
+            d_weight_matrix = d_weight.reshape(tuple(d_weight.shape[:-4]) + (c_out, rows[1]))
+            from_weight = patches.reshape(rows) @ d_weight_matrix.swapaxes(-1, -2)
+        if d_bias is not None and d_bias.ndim == 2:
+            d_bias = d_bias[:, None, :]  # (K, 1, C_out): one row for every position of every example
+        ds = sum_tangents((from_input, from_weight, d_bias), (rows[0], c_out), k)
+        if ds is None:
+            return None
+        lead = tuple(ds.shape[:-2])
+        # (..., N·L, C_out) -> (..., N, C_out, OH, OW), as in forward.
+        return backend.get_array_module(ds).moveaxis(ds.reshape(lead + (n, oh, ow, c_out)), -1, -3)
 
     def extra_repr(self):
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "

@@ -9,13 +9,16 @@ attribute                   shape                meaning
 ``cache_grad_output``       (N, D_out) or        g = dL/ds from the last backward
                             (K, N, D_out)        (K stacked cotangents, see module.py)
 ==========================  ===================  ========================================
+
+Forward mode (``jvp``, see module.py) reads the same ``cache_input``:
+ds = dx Wᵀ + a dWᵀ + db for tangents dx of the input and dW, db of the parameters.
 """
 
 import numpy as np
 
 from minikfac import backend
 from minikfac.nn import init as initializers
-from minikfac.nn.module import Module, check_grad_output, check_input, new_parameter
+from minikfac.nn.module import Module, check_grad_output, check_input, jvp_inputs, new_parameter, sum_tangents
 
 
 class Linear(Module):
@@ -72,6 +75,24 @@ class Linear(Module):
         if self.bias is not None:
             self.bias.accumulate(g.sum(axis=0))
         return dout @ self.weight.data if input_grad else None
+
+    def jvp(self, dx, tangents=None):
+        """Tangent of s = a Wᵀ + b at the last forward: ds = dx Wᵀ + a dWᵀ + db.
+
+        dx: None, (N, D_in) or (K, N, D_in); ``tangents[self.weight]``
+        (D_out, D_in) or (K, D_out, D_in); ``tangents[self.bias]`` (D_out,) or
+        (K, D_out). Returns (N, D_out), (K, N, D_out) or None (see :meth:`Module.jvp`).
+        """
+        self._check_cached("cache_input", method="jvp")
+        a = self.cache_input
+        dx, own, k = jvp_inputs(self, dx, a.shape, tangents, reference=self.weight.data)
+        d_weight, d_bias = own["weight"], own.get("bias")
+        from_input = None if dx is None else dx @ self.weight.data.T
+        # a (N, D_in) @ (K, D_in, D_out) broadcasts a over the K tangents.
+        from_weight = None if d_weight is None else a @ d_weight.swapaxes(-1, -2)
+        if d_bias is not None and d_bias.ndim == 2:
+            d_bias = d_bias[:, None, :]  # (K, 1, D_out): one row for all N examples
+        return sum_tangents((from_input, from_weight, d_bias), (a.shape[0], self.out_features), k)
 
     def extra_repr(self):
         return f"{self.in_features}, {self.out_features}, bias={self.bias is not None}"

@@ -16,7 +16,11 @@ which is what the curvature module needs:
   exponential family in its natural parameters this expectation equals the
   Hessian of l w.r.t. f, so the true Fisher and the generalised Gauss-Newton
   matrix coincide (Martens 2020, section 9.2). Backpropagating the K columns of
-  S gives the exact Fisher without sampling.
+  S gives the exact Fisher without sampling;
+- ``output_hessian_product(out, v)`` gives H_n v_n without forming the
+  (N, D_out, D_out) Hessians: with the layers' ``jvp`` it evaluates the
+  curvature term (J δ)ᵀ H (J δ) of K-FAC's quadratic model (Martens & Grosse
+  2015, section 7).
 
 The three losses: :class:`CrossEntropyLoss` (categorical over softmax logits),
 :class:`MSELoss` (Gaussian with unit variance), :class:`BCEWithLogitsLoss`
@@ -59,6 +63,7 @@ class Loss:
       by the name after ``cache_``);
     - ``_per_example_gradient()`` -> grad_f l_n, (N, D_out), read from the
       caches without modifying them (callers may hold the caches);
+    - ``_hessian_product(out, v)`` -> H_n v_n for checked arguments;
     - ``sample_targets``, ``output_fisher_sqrt``, ``output_hessian``.
     """
 
@@ -128,6 +133,32 @@ class Loss:
                 )
         grad = self._per_example_gradient()
         return grad / grad.shape[0]  # not /=: grad may be a cache (MSE's residual)
+
+    def output_hessian_product(self, out, v):
+        """H_n v_n for every example, H_n = the Hessian of l_n w.r.t. f_n (not divided by N).
+
+        Equals ``output_hessian(out)[n] @ v[n]`` but never forms the (N, D_out,
+        D_out) Hessian. The loss's caches are not read or changed.
+
+        Parameters
+        ----------
+        out : (N, D_out) network outputs f.
+        v : (N, D_out), or (K, N, D_out) for K stacked vectors, on ``out``'s backend.
+
+        Returns
+        -------
+        A new array of ``v``'s shape.
+        """
+        name = type(self).__name__
+        self._check_out(out)
+        if not backend.is_array(v):
+            raise TypeError(f"{name}.output_hessian_product: v must be an array, got {type(v).__name__}")
+        backend.check_same_backend(out=out, v=v)
+        shape, got = tuple(out.shape), tuple(v.shape)
+        if got[-2:] != shape or v.ndim not in (2, 3):
+            raise ValueError(f"{name}.output_hessian_product: v has shape {got}, expected {shape} "
+                             f"or (K, {shape[0]}, {shape[1]}) (the shape of out, optionally stacked)")
+        return self._hessian_product(out, v)
 
     def clear_cache(self):
         """Drop the cached arrays (``backward`` then raises until the next forward)."""
@@ -254,6 +285,13 @@ class CrossEntropyLoss(Loss):
         eye = xp.eye(out.shape[1], dtype=out.dtype)
         return probs[:, :, None] * eye[None] - probs[:, :, None] * probs[:, None, :]
 
+    def _hessian_product(self, out, v):
+        # (diag(p) - p pᵀ) v = p ⊙ v - p (pᵀ v), one row per example.
+        xp = backend.get_array_module(out)
+        probs = xp.exp(_log_softmax(out))
+        weighted = probs * v
+        return weighted - probs * xp.sum(weighted, axis=-1, keepdims=True)
+
 
 class MSELoss(Loss):
     """Squared error as a Gaussian NLL with unit variance: l_n = 1/2 ||f_n - y_n||^2.
@@ -302,6 +340,9 @@ class MSELoss(Loss):
         xp = backend.get_array_module(self._check_out(out))
         n, d_out = out.shape
         return xp.eye(d_out, dtype=out.dtype)[None] * xp.ones((n, 1, 1), dtype=out.dtype)
+
+    def _hessian_product(self, out, v):
+        return v.copy()  # H_n = I; a copy, so that callers may write into the result
 
 
 class BCEWithLogitsLoss(Loss):
@@ -357,6 +398,11 @@ class BCEWithLogitsLoss(Loss):
         xp = backend.get_array_module(self._check_out(out))
         _, variance = _sigmoid_and_variance(out)
         return variance[:, :, None] * xp.eye(out.shape[1], dtype=out.dtype)[None]
+
+    def _hessian_product(self, out, v):
+        # diag(s(f_n)(1 - s(f_n))) v_n, with the variance computed without overflow.
+        _, variance = _sigmoid_and_variance(out)
+        return variance * v
 
 
 def _check_dense_targets(loss, out, y):

@@ -15,6 +15,22 @@ once (the curvature module sends the K columns of the output-Fisher square
 root through the layers' own backward this way). Parameter gradients are then
 summed over K.
 
+Forward mode: ``jvp(dx, tangents)`` is the other direction through the same
+caches. Where reverse mode pulls a cotangent dL/d(output) back into dL/d(input)
+and ``.grad``, forward mode pushes a tangent forward: given how the input moves
+(``dx``, same shape as the last forward's input, or ``None`` when it is the data
+and stays put) and how parameters move (``tangents``, a dict Parameter -> array
+of the parameter's shape; missing parameters stay put), it returns the
+directional derivative of the output, J dx + J_θ dθ, at the point of the last
+forward pass in training mode. It reads the ``cache_*`` attributes only: caches,
+``.grad`` and parameters are left as they are. ``None`` means "zero tangent" and
+travels through parameter-free layers for free, so ``net.jvp(None, tangents)``
+starts work at the first layer with a tangent. K stacked tangents
+``(K, *shape)`` (for dx or any parameter) give a ``(K, *output_shape)`` result;
+unstacked ones broadcast against them. K-FAC's quadratic model needs J δ to
+evaluate δᵀ F δ = (1/N) Σ_n (J_n δ)ᵀ H_n (J_n δ) (Martens & Grosse 2015,
+section 7), with H_n from ``Loss.output_hessian_product``.
+
 Parameters are found by looking at the module's attributes in the order they
 were assigned, so ``parameters()`` yields them in network order, weight
 before bias.
@@ -87,11 +103,32 @@ class Module:
         """
         raise NotImplementedError(f"{type(self).__name__}.backward")
 
-    def _check_cached(self, *names):
+    def jvp(self, dx, tangents=None):
+        """Push tangents forward: the directional derivative of the last forward's output.
+
+        Parameters
+        ----------
+        dx : tangent of the input, the last forward input's shape or (K, *that
+            shape) for K stacked tangents; ``None`` if the input does not move.
+        tangents : ``None`` or a dict mapping Parameter objects (this module's or
+            any others) to arrays of the parameter's shape or (K, *its shape);
+            a missing parameter has zero tangent.
+
+        Returns
+        -------
+        The output's tangent, (*output_shape) or (K, *output_shape) when
+        anything was stacked; ``None`` if dx is ``None`` and none of the
+        module's parameters has a tangent. Caches, ``.grad`` and parameters
+        are not modified. Raises ``RuntimeError`` without a training-mode
+        forward pass, ``ValueError`` on wrong shapes, mismatched K or backends.
+        """
+        raise NotImplementedError(f"{type(self).__name__}.jvp")
+
+    def _check_cached(self, *names, method="backward"):
         for name in names:
             if getattr(self, name, None) is None:
                 raise RuntimeError(
-                    f"{type(self).__name__}.backward needs the cache from a forward "
+                    f"{type(self).__name__}.{method} needs the cache from a forward "
                     "pass in training mode; call net.train() and net(x) first"
                 )
 
@@ -229,6 +266,78 @@ def check_grad_output(layer, dout, output_shape):
         )
 
 
+def _stacked_count(layer, name, value, shape):
+    """K if ``value`` is (K, *shape), None if it is (*shape); ValueError otherwise."""
+    got = tuple(value.shape)
+    if got == tuple(shape):
+        return None
+    if len(got) == len(shape) + 1 and got[1:] == tuple(shape):
+        return got[0]
+    stacked = "(K" + "".join(f", {d}" for d in shape) + ")"
+    raise ValueError(f"{layer!r}.jvp: {name} has shape {got}, expected {tuple(shape)} or {stacked}")
+
+
+def jvp_inputs(layer, dx, input_shape, tangents, reference=None):
+    """Check the arguments of ``layer.jvp`` and pick out the layer's own parameter tangents.
+
+    Parameters
+    ----------
+    layer : a layer (no sub-modules) whose caches were already checked.
+    dx : ``None`` or the input tangent, ``input_shape`` or (K, *input_shape).
+    input_shape : the shape of the last forward's input.
+    tangents : ``None`` or dict Parameter -> (*param_shape) or (K, *param_shape).
+    reference : an array of the layer (weight or cache) that dx must share a backend with.
+
+    Returns
+    -------
+    (dx, own, k): ``own`` maps the layer's parameter names ("weight", "bias")
+    to their tangent or ``None``; ``k`` is the stacked count or ``None`` if
+    nothing is stacked.
+    """
+    if tangents is not None and not isinstance(tangents, dict):
+        raise TypeError(f"{layer!r}.jvp: tangents must be None or a dict Parameter -> array, "
+                        f"got {type(tangents).__name__}")
+    named = {"dx": (dx, input_shape, reference)} if dx is not None else {}
+    own = {}
+    for name, p in layer.named_parameters():
+        own[name] = tangents.get(p) if tangents else None
+        if own[name] is not None:
+            named[name] = (own[name], p.shape, p.data)
+    k, k_from = None, None
+    for name, (value, shape, ref) in named.items():
+        if not backend.is_array(value):
+            raise TypeError(f"{layer!r}.jvp: {name} must be an array, got {type(value).__name__}")
+        try:
+            backend.check_same_backend(**{name: value, "the layer's arrays": ref})
+        except ValueError as err:
+            raise ValueError(f"{layer!r}.jvp: {err}") from None
+        count = _stacked_count(layer, name, value, shape)
+        if count is not None and k is not None and count != k:
+            raise ValueError(f"{layer!r}.jvp: stacked tangents disagree: {k_from} has K={k}, {name} has K={count}")
+        if count is not None:
+            k, k_from = count, name
+    return dx, own, k
+
+
+def sum_tangents(terms, shape, k):
+    """Sum of the non-None ``terms``, broadcast to ``shape`` (or (k, *shape)); None if all are None.
+
+    Each term is an array that broadcasts to the result (e.g. a bias tangent
+    (D_out,) against (N, D_out)); the result is a new array unless there is a
+    single full-size term, which is returned as it is.
+    """
+    result = None
+    for term in terms:
+        if term is not None:
+            result = term if result is None else result + term
+    if result is None:
+        return None
+    full = tuple(shape) if k is None else (k,) + tuple(shape)
+    if tuple(result.shape) != full:
+        result = backend.get_array_module(result).broadcast_to(result, full).copy()
+    return result
+
+
 def new_parameter(host_array):
     """A Parameter holding ``host_array`` on the current backend in the default dtype."""
     return Parameter(backend.asarray(host_array, dtype=backend.get_default_dtype()))
@@ -262,6 +371,16 @@ class Sequential(Module):
         for i in range(len(self.layers) - 1, -1, -1):
             dout = self.layers[i].backward(dout, input_grad=input_grad or i > 0)
         return dout
+
+    def jvp(self, dx, tangents=None):
+        """Push the tangents through the layers first to last (see :meth:`Module.jvp`).
+
+        With ``dx=None`` the tangent stays ``None`` (no work) until the first
+        layer with a parameter tangent.
+        """
+        for layer in self.layers:
+            dx = layer.jvp(dx, tangents)
+        return dx
 
     def __getitem__(self, index):
         return self.layers[index]

@@ -14,11 +14,14 @@ attribute                 shape                 meaning
 ``cache_input_shape``     (N, C, H, W)          both layers
 ``cache_argmax``          (N, C, OH, OW) ints   MaxPool2d: which offset won (first on ties)
 ========================  ====================  =====================================
+
+Forward mode (``jvp``, see module.py) sees dx through the same windows: MaxPool2d
+takes, per window, dx at the cached argmax; AvgPool2d averages dx's windows.
 """
 
 from minikfac import backend
 from minikfac.nn.conv import _pair, output_size
-from minikfac.nn.module import Module, check_grad_output
+from minikfac.nn.module import Module, check_grad_output, jvp_inputs
 
 
 class _Pool2d(Module):
@@ -60,6 +63,12 @@ class _Pool2d(Module):
         dx = xp.zeros(tuple(dout.shape[:-4]) + self.cache_input_shape, dtype=dout.dtype)
         return dx, out_shape[2:]
 
+    def _jvp_setup(self, dx, tangents, reference=None):
+        """Check jvp's arguments; return (dx or None, (OH, OW))."""
+        self._check_cached("cache_input_shape", method="jvp")
+        dx, _, _ = jvp_inputs(self, dx, self.cache_input_shape, tangents, reference)
+        return dx, self.output_shape(self.cache_input_shape)[2:]
+
     def extra_repr(self):
         return f"kernel_size={self.kernel_size}, stride={self.stride}"
 
@@ -94,19 +103,37 @@ class MaxPool2d(_Pool2d):
             self._window(dx, offset, out_hw)[...] += dout * (self.cache_argmax == k)
         return dx
 
+    def jvp(self, dx, tangents=None):
+        """dx: None, (N, C, H, W) or (K, N, C, H, W) -> dx at each window's cached argmax,
+        (N, C, OH, OW) or (K, N, C, OH, OW); or None."""
+        self._check_cached("cache_argmax", method="jvp")
+        dx, out_hw = self._jvp_setup(dx, tangents, reference=self.cache_argmax)
+        if dx is None:
+            return None
+        xp = backend.get_array_module(dx)
+        offsets = self._offsets()
+        out = self._window(dx, offsets[0], out_hw)
+        for k in range(1, len(offsets)):
+            out = xp.where(self.cache_argmax == k, self._window(dx, offsets[k], out_hw), out)
+        return out
+
 
 class AvgPool2d(_Pool2d):
     """Mean over each KH×KW window: (N, C, H, W) -> (N, C, OH, OW)."""
 
-    def forward(self, x):
-        out_hw = self._check(x)[2:]
+    def _window_mean(self, x, out_hw):
+        """(..., N, C, H, W) -> (..., N, C, OH, OW): the mean of each window."""
         offsets = self._offsets()
         out = self._window(x, offsets[0], out_hw)
         for offset in offsets[1:]:
             out = out + self._window(x, offset, out_hw)
+        return out / len(offsets)
+
+    def forward(self, x):
+        out_hw = self._check(x)[2:]
         if self.training:
             self.cache_input_shape = tuple(x.shape)
-        return out / len(offsets)
+        return self._window_mean(x, out_hw)
 
     def backward(self, dout, input_grad=True):
         """dout: (..., N, C, OH, OW) -> (..., N, C, H, W)."""
@@ -117,3 +144,9 @@ class AvgPool2d(_Pool2d):
         for offset in self._offsets():
             self._window(dx, offset, out_hw)[...] += share
         return dx
+
+    def jvp(self, dx, tangents=None):
+        """dx: None, (N, C, H, W) or (K, N, C, H, W) -> the mean of dx over each window,
+        (N, C, OH, OW) or (K, N, C, OH, OW); or None (the layer is linear)."""
+        dx, out_hw = self._jvp_setup(dx, tangents)
+        return None if dx is None else self._window_mean(dx, out_hw)
