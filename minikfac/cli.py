@@ -2,7 +2,8 @@
 
 Commands
 --------
-``train``  train a model on one of the bundled datasets; prints a summary, and
+``train``  train a model on one of the bundled datasets (SGD, Adam or K-FAC, whose
+           options are listed under "K-FAC options" in --help); prints a summary, and
            writes a JSON report (``--json``), a loss curve (``--out``) and
            checkpoints (``--save``, resumable with ``--resume``).
 ``demo``   the one-minute tour: a digits MLP trained with Adam, its loss curve
@@ -26,9 +27,13 @@ import time
 import numpy as np
 
 from minikfac import backend, data, models, nn, training
+from minikfac.curvature.backprop import KINDS
+from minikfac.optim.kfac import PRECONDITIONERS, UPDATES
 
 DATASETS = ("digits", "mnist", "mnist16")
 MODELS = models.MODELS
+#: The models trained on labels (compare's Fisher is that of a classifier).
+CLASSIFIERS = tuple(name for name in MODELS if models.task(name) is models.CLASSIFICATION)
 BACKENDS = ("numpy", "cupy", "fakegpu")
 DTYPES = ("float32", "float64")
 
@@ -54,6 +59,7 @@ nonnegative_int = _number(int, lambda v: v >= 0, "an integer >= 0")
 positive_float = _number(float, lambda v: 0 < v < float("inf"), "a number > 0")
 nonnegative_float = _number(float, lambda v: 0 <= v < float("inf"), "a number >= 0")
 unit_float = _number(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
+fraction = _number(float, lambda v: 0 < v <= 1, "a number in (0, 1]")
 
 
 def _int_list(text):
@@ -73,8 +79,67 @@ _int_list.__name__ = "a list of integers"
 def _default(key):
     """The default of run argument ``key``, as shown in ``--help``."""
     if key == "lr":
-        return "per optimizer, " + ", ".join(f"{k} {v:g}" for k, v in training.DEFAULT_LR.items())
+        return ("per optimizer, " + ", ".join(f"{k} {v:g}" for k, v in training.DEFAULT_LR.items())
+                + "; kfac: K-FAC's own, with --kfac-update kl_clip only")
+    if key == "momentum":
+        return "0 for sgd; kfac: K-FAC's own, with --kfac-update kl_clip only"
+    if key in training.KFAC_ARGS:
+        return training.kfac_defaults()[key]
     return training.DEFAULTS[key]
+
+
+#: Run argument -> the flag that sets it, for the K-FAC options whose flag is not simply --the-name.
+KFAC_FLAGS = {"adapt_damping": ("--adapt-damping", "--no-adapt-damping"),
+              "factored_damping": ("--factored-damping", "--exact-damping")}
+
+
+def _kfac_flag(args, key):
+    """The command-line flag the user gave for K-FAC's run argument ``key``."""
+    if key in KFAC_FLAGS:
+        return KFAC_FLAGS[key][0 if getattr(args, key) else 1]
+    return "--" + key.replace("_", "-")
+
+
+def _add_kfac_options(train):
+    """The "K-FAC options" group of ``train`` (each None unless given: K-FAC's own default)."""
+    kfac = train.add_argument_group(
+        "K-FAC options", "for --optimizer kfac only; M&G = Martens & Grosse 2015, Optimizing neural networks "
+                         "with Kronecker-factored approximate curvature")
+    kfac.add_argument("--damping", type=positive_float, metavar="λ",
+                      help="initial Tikhonov damping λ, adapted by the Levenberg-Marquardt rule (M&G §6.5) "
+                           f"(default: {_default('damping')})")
+    kfac.add_argument("--kfac-update", choices=UPDATES,
+                      help="quadratic: step size and momentum from the quadratic model (M&G §7); kl_clip: "
+                           "--lr and --momentum, the step's KL bounded by --kl-clip (Ba, Grosse & Martens 2017) "
+                           f"(default: {_default('kfac_update')})")
+    kfac.add_argument("--kl-clip", type=positive_float, metavar="κ",
+                      help=f"KL bound of the kl_clip update (Ba et al. 2017) (default: {_default('kl_clip')})")
+    kfac.add_argument("--stats-fraction", type=fraction, metavar="F",
+                      help="fraction of each batch used for the factor statistics and the quadratic model "
+                           f"(M&G §8) (default: {_default('stats_fraction')})")
+    kfac.add_argument("--inverse-interval", type=positive_int, metavar="T",
+                      help="steps between eigendecompositions of the factors A and G (M&G §8) "
+                           f"(default: {_default('inverse_interval')})")
+    kfac.add_argument("--factor-decay", type=unit_float, metavar="ε",
+                      help="decay of the running averages of A and G, min(1 - 1/k, ε) at step k (M&G §5) "
+                           f"(default: {_default('factor_decay')})")
+    kfac.add_argument("--kfac-kind", choices=KINDS,
+                      help="the statistics of G: mc, targets sampled from the model (M&G §5); true, the exact "
+                           "expectation; empirical, the data labels (a different matrix: Kunstner et al. 2019); "
+                           f"ggn (default: {_default('kfac_kind')})")
+    adapt = kfac.add_mutually_exclusive_group()
+    adapt.add_argument("--adapt-damping", dest="adapt_damping", action="store_const", const=True,
+                       help="adapt λ by the Levenberg-Marquardt rule (M&G §6.5) (the default)")
+    adapt.add_argument("--no-adapt-damping", dest="adapt_damping", action="store_const", const=False,
+                       help="keep λ fixed")
+    style = kfac.add_mutually_exclusive_group()
+    style.add_argument("--exact-damping", dest="factored_damping", action="store_const", const=False,
+                       help="exact Tikhonov damping, (A⊗G + λI)⁻¹ in the eigenbasis (the default for ekfac)")
+    style.add_argument("--factored-damping", dest="factored_damping", action="store_const", const=True,
+                       help="factored Tikhonov damping, (A + π√λ I) ⊗ (G + √λ/π I) (M&G §6.3; the default for kfac)")
+    kfac.add_argument("--preconditioner", choices=PRECONDITIONERS,
+                      help="kfac, or ekfac: K-FAC's eigenbasis with re-estimated scalings (George et al. 2018) "
+                           f"(default: {_default('preconditioner')})")
 
 
 def build_parser():
@@ -95,23 +160,28 @@ def build_parser():
     run = train.add_argument_group("what to train")
     run.add_argument("--dataset", choices=DATASETS, help=f"(default: {_default('dataset')})")
     run.add_argument("--model", choices=MODELS, help=f"(default: {_default('model')})")
-    run.add_argument("--optimizer", choices=training.OPTIMIZERS, help=f"(default: {_default('optimizer')})")
+    run.add_argument("--optimizer", choices=training.OPTIMIZERS,
+                     help=f"kfac: see the K-FAC options below (default: {_default('optimizer')})")
+    run.add_argument("--train-examples", type=positive_int, metavar="N",
+                     help="train on a random subset of N training examples, drawn with --seed (default: all)")
     hyper = train.add_argument_group("hyper-parameters")
     hyper.add_argument("--epochs", type=positive_int, metavar="E",
                        help=f"total epochs, counting a resumed run's (default: {_default('epochs')})")
     hyper.add_argument("--batch-size", type=positive_int, metavar="B", help=f"(default: {_default('batch_size')})")
     hyper.add_argument("--lr", type=positive_float, metavar="LR", help=f"learning rate (default: {_default('lr')})")
     hyper.add_argument("--momentum", type=unit_float, metavar="M",
-                       help=f"SGD momentum (default: {_default('momentum')})")
+                       help=f"SGD's momentum, or K-FAC's kl_clip update's (default: {_default('momentum')})")
     hyper.add_argument("--weight-decay", type=nonnegative_float, metavar="WD",
                        help=f"(default: {_default('weight_decay')})")
     hyper.add_argument("--seed", type=nonnegative_int, metavar="S",
-                       help=f"seeds the initial weights and the shuffling (default: {_default('seed')})")
+                       help="seeds the initial weights, the shuffling, the --train-examples subset and K-FAC's "
+                            f"sampled targets (default: {_default('seed')})")
     where = train.add_argument_group("where and how")
     where.add_argument("--backend", choices=BACKENDS,
                        help="numpy, cupy (a GPU), or fakegpu, the strict CuPy stand-in used by the tests "
                             f"(default: {_default('backend')})")
     where.add_argument("--dtype", choices=DTYPES, help=f"(default: {_default('dtype')})")
+    _add_kfac_options(train)
     outputs = train.add_argument_group("outputs")
     outputs.add_argument("--json", metavar="PATH", help="write the report (arguments, history, results) as JSON")
     outputs.add_argument("--out", metavar="DIR", help="write figures (loss_curve.png) to DIR, created if missing")
@@ -145,7 +215,7 @@ def _add_compare(commands):
     )
     what = compare.add_argument_group("what to compare")
     what.add_argument("--dataset", choices=DATASETS, default=defaults["dataset"], help="(default: %(default)s)")
-    what.add_argument("--model", choices=MODELS, default=defaults["model"],
+    what.add_argument("--model", choices=CLASSIFIERS, default=defaults["model"],
                       help="martens-grosse: 20-unit tanh layers x5; mlp: --hidden ReLU layers; cnn: conv "
                            "blocks of --channels (default: %(default)s)")
     what.add_argument("--hidden", type=_int_list, metavar="W,W", default=defaults["hidden"],
@@ -212,19 +282,38 @@ def _write_json(report, path):
     return path
 
 
+def _kfac_settings(report):
+    """K-FAC's settings in a few words, e.g. "quadratic, λ 0.01 adapted, factored, mc on 25%, T 20"."""
+    if report["kfac_update"] == "kl_clip":
+        update = f"kl_clip κ {report['kl_clip']:g}, lr {report['lr']:g}, μ {report['momentum']:g}"
+    else:
+        update = "quadratic"
+    damping = f"λ {report['damping']:g} {'adapted' if report['adapt_damping'] else 'fixed'}"
+    style = "factored" if report["factored_damping"] else "exact"
+    if report["preconditioner"] == "ekfac":
+        style = "EKFAC"
+    statistics = f"{report['kfac_kind']} on {100 * report['stats_fraction']:g}%"
+    return f"{update}, {damping}, {style}, {statistics}, T {report['inverse_interval']}"
+
+
 def _title(report):
+    if report["optimizer"] == "kfac":
+        return f"{report['dataset']} · {report['model']} · kfac ({_kfac_settings(report)})"
     return f"{report['dataset']} · {report['model']} · {report['optimizer']} (lr {report['lr']:g})"
 
 
 def summary(report, written=()):
     """A few lines describing a finished run's report (as printed at the end of ``train``)."""
-    accuracy = "n/a" if report["test_accuracy"] is None else f"{100 * report['test_accuracy']:.2f}%"
+    metric = training.metric_text(report["test_accuracy"], report.get("test_squared_error"))
     train_loss = "n/a" if report["train_loss"] is None else f"{report['train_loss']:.4f}"
     lines = [
         f"{_title(report)}, batch {report['batch_size']}, {report['epochs']} epochs = {report['steps']} steps "
         f"on {report['backend']}/{report['dtype']}, {report['num_parameters']:,} parameters",
-        f"  train loss {train_loss} (last epoch)   test loss {report['test_loss']:.4f}   "
-        f"test accuracy {accuracy}",
+        f"  train loss {train_loss} (last epoch)   test loss {report['test_loss']:.4f}   {metric}",
+    ]
+    if report.get("kfac"):
+        lines.append(f"  K-FAC: final λ {report['kfac']['damping']:.3g}, {report['kfac']['refused']} refused steps")
+    lines += [
         f"  {report['train_time']:.1f} s of training" + (
             f" (with the run resumed from {report['resumed_from']})" if report["resumed_from"] else "")
         + f", {report['wall_time']:.1f} s for this command",
@@ -239,6 +328,7 @@ def _train(parser, args):
         parser.error(f"--resume: checkpoint {args.resume!r} does not exist")
     if args.optimizer == "adam" and args.momentum:
         parser.error("--momentum applies to --optimizer sgd only (Adam's momentum is its beta1)")
+    _check_kfac_flags(parser, args)
     run_args = {key: getattr(args, key) for key in training.DEFAULTS}
     quiet = args.no_progress
     result = _fit(parser, run_args, resume=args.resume, save=args.save, progress=not quiet,
@@ -249,6 +339,23 @@ def _train(parser, args):
         written.append(args.save)
     print(summary(report, written))
     return 0
+
+
+def _check_kfac_flags(parser, args):
+    """K-FAC's options need --optimizer kfac; --lr and --momentum with K-FAC need its kl_clip update.
+
+    (With --resume and these left out, :func:`training.fit` checks the same against the checkpoint.)
+    """
+    given = [_kfac_flag(args, key) for key in training.KFAC_ARGS if getattr(args, key) is not None]
+    if args.optimizer in ("sgd", "adam") and given:
+        parser.error(f"{', '.join(given)}: K-FAC options, for --optimizer kfac only")
+    if args.optimizer == "kfac":
+        update = args.kfac_update or (None if args.resume else training.kfac_defaults()["kfac_update"])
+        for flag in ("--lr", "--momentum"):
+            if update == "quadratic" and getattr(args, flag[2:]) is not None:
+                parser.error(f"{flag} applies to --optimizer kfac with --kfac-update kl_clip only: the quadratic "
+                             "update chooses its step size and momentum itself, from its quadratic model "
+                             "(Martens & Grosse 2015, §7)")
 
 
 def _demo(parser, args):

@@ -1,15 +1,22 @@
 """Ready-made networks for the command line, tutorials and benchmarks.
 
-Three families, all ending in logits for :class:`~minikfac.nn.CrossEntropyLoss`:
+Three classifier families, ending in logits for :class:`~minikfac.nn.CrossEntropyLoss`:
 
 - :func:`mlp` — a multilayer perceptron on flat inputs ``(N, D_in)``;
 - :func:`martens_grosse` — the deep, narrow tanh MLP 256-20-20-20-20-20-10 of
   Martens & Grosse (2015), small enough for its exact Fisher (P = 7,030);
-- :func:`cnn` — a small LeNet-style conv net on images ``(N, C, H, W)``.
+- :func:`cnn` — a small LeNet-style conv net on images ``(N, C, H, W)``;
 
-:func:`build` picks one by name for a :class:`minikfac.data.Dataset`, and
+and one model trained to reconstruct its input:
+
+- :func:`autoencoder` — the deep sigmoid autoencoder of Martens & Grosse's
+  (2015) MNIST experiments (smaller by default), ending in logits for
+  :class:`~minikfac.nn.BCEWithLogitsLoss` with the pixels as targets.
+
+:func:`build` picks one by name for a :class:`minikfac.data.Dataset`,
 :func:`input_is_flat` says which input layout it expects (load the data with
-``minikfac.data.load(name, flat=input_is_flat(model))``).
+``minikfac.data.load(name, flat=input_is_flat(model))``) and :func:`task`
+says what it is trained for: its loss and its targets.
 
 Every layer draws its initial weights from the global host generator of
 :mod:`minikfac.nn.init`, so ``mk.nn.init.manual_seed(seed)`` before building
@@ -17,10 +24,11 @@ makes a network reproducible, on every backend.
 """
 
 import math
+from dataclasses import dataclass
 
 from minikfac import nn
 
-MODELS = ("mlp", "martens-grosse", "cnn")
+MODELS = ("mlp", "martens-grosse", "cnn", "autoencoder")
 
 _ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
 
@@ -151,25 +159,131 @@ def cnn(image_shape, num_classes, channels=(16, 32), hidden=None, activation="re
     return nn.Sequential(*layers)
 
 
-def input_is_flat(name):
-    """True if model ``name`` takes flat inputs (N, D_in), False if images (N, C, H, W)."""
+def autoencoder(in_features=784, widths=(200, 100), code=30, activation="sigmoid", init=None):
+    """A deep autoencoder: encoder ``in-widths-code``, mirrored decoder ``code-reversed(widths)-in``.
+
+    In their experiments Martens & Grosse (2015) trained Hinton & Salakhutdinov's (2006) MNIST
+    autoencoder 784-1000-500-250-30-250-500-1000-784: logistic units everywhere
+    except the 30 linear units of the code layer, and a Bernoulli output, i.e.
+    the loss is :class:`~minikfac.nn.BCEWithLogitsLoss` of the output logits
+    with the pixels in [0, 1] as targets. That network has P = 2,837,314
+    parameters and its first layer's K-FAC factor A is 785×785; it is
+    ``autoencoder(784, widths=(1000, 500, 250), code=30)``.
+
+    The default is the same design at a size that K-FAC trains in a few minutes
+    on two CPU cores, 784-200-100-30-100-200-784::
+
+        x (N, 784) -> Linear(784, 200) -> σ -> Linear(200, 100) -> σ
+                   -> Linear(100, 30)                  code (N, 30), linear
+                   -> Linear(30, 100) -> σ -> Linear(100, 200) -> σ
+                   -> Linear(200, 784)                 logits (N, 784)
+
+    P = 785·200 + 201·100 + 101·30 + 31·100 + 101·200 + 201·784
+      = 157,000 + 20,100 + 3,030 + 3,100 + 20,200 + 157,584 = 361,014,
+    and the largest factors are A = 785×785 (first layer) and G = 784×784 (last).
+
+    Parameters
+    ----------
+    in_features : int, D_in (784 for MNIST, 256 for 16×16 MNIST, 64 for digits).
+    widths : sequence of int, the encoder's hidden widths (the decoder's, reversed).
+    code : int, the width of the linear code layer.
+    activation : "sigmoid" (the paper's), "tanh" or "relu", after every hidden
+        layer but the code layer and the output.
+    init : weight initialiser (name or callable); default as in :func:`mlp`
+        (Glorot's for sigmoid; the paper's sparse initialisation is not used).
+
+    Returns a :class:`~minikfac.nn.Sequential` mapping x (N, D_in) to logits (N, D_in).
+    """
+    _check_positive_int("autoencoder", "in_features", in_features)
+    _check_positive_int("autoencoder", "code", code)
+    widths = tuple(widths)
+    for width in widths:
+        _check_positive_int("autoencoder", "width", width)
+    act = _activation(activation)
+    init = init or _DEFAULT_INIT[activation]
+    layers = []
+    encoder = (in_features,) + widths
+    for d_in, d_out in zip(encoder[:-1], encoder[1:], strict=True):
+        layers += [nn.Linear(d_in, d_out, init=init), act()]
+    # The code layer is linear (no activation) and feeds the decoder directly.
+    layers.append(nn.Linear(encoder[-1], code, init="xavier"))
+    decoder = (code,) + widths[::-1]
+    for d_in, d_out in zip(decoder[:-1], decoder[1:], strict=True):
+        layers += [nn.Linear(d_in, d_out, init=init), act()]
+    # The output logits feed a sigmoid (in the loss): Glorot's scale suits them.
+    layers.append(nn.Linear(decoder[-1], in_features, init="xavier"))
+    return nn.Sequential(*layers)
+
+
+# --------------------------------------------------------------------------- #
+# What each model is trained for
+# --------------------------------------------------------------------------- #
+@dataclass(frozen=True)
+class Task:
+    """What a model is trained to do: its loss (a negative log-likelihood) and its targets.
+
+    name : "classification" (labels y (N,) int, scored by accuracy) or
+        "reconstruction" (targets = the inputs X (N, D_in), scored by the
+        squared reconstruction error).
+    loss : the loss class of :mod:`minikfac.nn` (``task.loss()`` makes one).
+    targets_are_inputs : True if the targets are the inputs themselves.
+    """
+
+    name: str
+    loss: type
+    targets_are_inputs: bool
+
+    def targets(self, X, y):
+        """The training targets for inputs X (N, ...) with labels y (N,): y, or X itself."""
+        return X if self.targets_are_inputs else y
+
+
+CLASSIFICATION = Task("classification", nn.CrossEntropyLoss, targets_are_inputs=False)
+RECONSTRUCTION = Task("reconstruction", nn.BCEWithLogitsLoss, targets_are_inputs=True)
+
+# name -> (takes flat inputs, task)
+_SPECS = {
+    "mlp": (True, CLASSIFICATION),
+    "martens-grosse": (True, CLASSIFICATION),
+    "cnn": (False, CLASSIFICATION),
+    "autoencoder": (True, RECONSTRUCTION),
+}
+
+
+def _spec(name):
     if name not in MODELS:
         raise ValueError(f"model must be one of {MODELS}, got {name!r}")
-    return name in ("mlp", "martens-grosse")
+    return _SPECS[name]
+
+
+def input_is_flat(name):
+    """True if model ``name`` takes flat inputs (N, D_in), False if images (N, C, H, W)."""
+    return _spec(name)[0]
+
+
+def task(name):
+    """The :class:`Task` of model ``name``: CLASSIFICATION (cross-entropy on the labels) for
+    "mlp", "martens-grosse" and "cnn"; RECONSTRUCTION (Bernoulli cross-entropy with the
+    inputs as targets) for "autoencoder"."""
+    return _spec(name)[1]
 
 
 def build(name, dataset):
-    """The default network ``name`` ("mlp", "martens-grosse" or "cnn") for ``dataset``.
+    """The default network ``name`` (one of :data:`MODELS`) for ``dataset``.
 
     ``dataset`` is a :class:`minikfac.data.Dataset` (or anything with
     ``image_shape`` = (C, H, W) and ``num_classes``). The MLP has two hidden
     ReLU layers of 256 and 128 units on the flattened image (C·H·W inputs);
     "martens-grosse" is :func:`martens_grosse` on the flattened image; the
-    CNN is :func:`cnn` with its defaults.
+    CNN is :func:`cnn` with its defaults; "autoencoder" is :func:`autoencoder`
+    with its defaults on the flattened image (D_in = C·H·W).
     """
     image_shape = tuple(dataset.image_shape)
+    features = math.prod(image_shape)
     if name == "martens-grosse":
-        return martens_grosse(math.prod(image_shape), dataset.num_classes)
+        return martens_grosse(features, dataset.num_classes)
+    if name == "autoencoder":
+        return autoencoder(features)
     if input_is_flat(name):
-        return mlp(math.prod(image_shape), dataset.num_classes, hidden=(256, 128))
+        return mlp(features, dataset.num_classes, hidden=(256, 128))
     return cnn(image_shape, dataset.num_classes)

@@ -6,10 +6,13 @@ One step is the five lines every framework shares::
     out = net(X)                       # forward: layers cache what backward needs
     loss = loss_fn(out, y)             # mean NLL, a 0-d array
     net.backward(loss_fn.backward())   # fills every Parameter.grad
-    optimizer.step()
+    optimizer.step()                   # K-FAC: optimizer.step(X, y) (see train_step)
 
 :func:`fit` runs a whole experiment from names (dataset, model, optimizer) and
 returns a JSON-ready report; :func:`train` and :func:`evaluate` are the pieces.
+What a model is trained for (its loss and its targets: the labels for a
+classifier, the inputs themselves for the autoencoder) comes from
+:func:`minikfac.models.task`.
 
 Syncing with the device. Reading a loss as a Python float makes the host wait
 for the GPU, so the loop keeps each step's loss as a 0-d array and converts an
@@ -26,6 +29,7 @@ bit, as the uninterrupted run: parameters, optimizer state, the loader's epoch
 restored.
 """
 
+import inspect
 import json
 import math
 import os
@@ -40,21 +44,36 @@ from minikfac import backend, data, models, nn, optim
 #: Steps between two refreshes of the progress bar's loss (each one syncs the device).
 REFRESH_STEPS = 20
 
-OPTIMIZERS = ("sgd", "adam")
+OPTIMIZERS = ("sgd", "adam", "kfac")
 #: Learning rate used when none is given. Adam's is 3x the textbook 1e-3: with the
 #: default batch of 16 it takes the digits MLP past 97% test accuracy in 10 epochs
 #: for every seed we tried (1e-3 stays near 96%), and it trains the MNIST CNN well.
+#: K-FAC has none here: its quadratic update chooses the step size itself, and its
+#: "kl_clip" update takes K-FAC's own default (see :func:`kfac_defaults`).
 DEFAULT_LR = {"sgd": 0.1, "adam": 3e-3}
 
+#: K-FAC's run arguments, each with the keyword of :class:`minikfac.optim.KFAC` it sets.
+#: Their value None means K-FAC's own default (:func:`kfac_defaults`); they are for
+#: optimizer "kfac" only.
+KFAC_ARGS = {
+    "damping": "damping", "kfac_update": "update", "kl_clip": "kl_clip", "stats_fraction": "stats_fraction",
+    "inverse_interval": "inverse_interval", "factor_decay": "factor_decay", "kfac_kind": "kind",
+    "adapt_damping": "adapt_damping", "factored_damping": "factored", "preconditioner": "preconditioner",
+}
+
 #: Defaults of :func:`fit`'s run arguments (used when neither the caller nor a
-#: checkpoint being resumed gives a value).
+#: checkpoint being resumed gives a value). ``lr`` and ``momentum`` None: per
+#: optimizer (:data:`DEFAULT_LR`, momentum 0 for SGD, K-FAC's own for its
+#: "kl_clip" update); ``train_examples`` None: the whole training split.
 DEFAULTS = {
     "dataset": "digits", "model": "mlp", "optimizer": "adam", "epochs": 10,
-    "batch_size": 16, "lr": None, "momentum": 0.0, "weight_decay": 0.0, "seed": 0,
-    "backend": "numpy", "dtype": "float32",
+    "batch_size": 16, "lr": None, "momentum": None, "weight_decay": 0.0, "seed": 0,
+    "backend": "numpy", "dtype": "float32", "train_examples": None,
+    **dict.fromkeys(KFAC_ARGS),
 }
-#: Run arguments that define *what* is trained: a checkpoint only resumes a run that agrees on them.
-IDENTITY = ("dataset", "model", "optimizer")
+#: Run arguments that define *what* is trained: a checkpoint only resumes a run that agrees on them
+#: (K-FAC's state holds EKFAC's scalings or not, so its preconditioner is one of them).
+IDENTITY = ("dataset", "model", "optimizer", "preconditioner")
 
 CHECKPOINT_FORMAT = "minikfac-checkpoint-1"
 
@@ -62,17 +81,43 @@ CHECKPOINT_FORMAT = "minikfac-checkpoint-1"
 # --------------------------------------------------------------------------- #
 # Pieces: optimizer by name, one step, one loop, evaluation
 # --------------------------------------------------------------------------- #
-def make_optimizer(name, net, lr=None, momentum=0.0, weight_decay=0.0):
-    """The optimizer ``name`` ("sgd" or "adam") over ``net.parameters()``.
+def kfac_defaults():
+    """K-FAC's own defaults by run-argument name (:data:`KFAC_ARGS`, plus "lr" and "momentum").
 
-    ``lr=None`` takes :data:`DEFAULT_LR`. ``momentum`` is SGD's heavy-ball
-    coefficient; Adam has its own (``betas``), so a non-zero momentum with
-    Adam raises ``ValueError`` rather than being silently ignored.
+    They are read from the signature of :class:`minikfac.optim.KFAC`, the one
+    place where they are written.
+    """
+    parameters = inspect.signature(optim.KFAC).parameters
+    keywords = dict(KFAC_ARGS, lr="lr", momentum="momentum")
+    return {arg: parameters[keyword].default for arg, keyword in keywords.items()}
+
+
+def make_optimizer(name, net, lr=None, momentum=None, weight_decay=0.0, loss_fn=None, seed=0, **kfac):
+    """The optimizer ``name`` ("sgd", "adam" or "kfac") over ``net``'s parameters.
+
+    ``lr=None`` takes :data:`DEFAULT_LR` (K-FAC: its own default).
+    ``momentum`` is SGD's heavy-ball coefficient (None = 0); Adam has its own
+    (``betas``), so a non-zero momentum with Adam raises ``ValueError`` rather
+    than being silently ignored. ``weight_decay`` is the L2 coefficient (K-FAC's η).
+
+    K-FAC only: ``loss_fn`` (the loss the net is trained with; K-FAC forwards
+    part of each batch through it), ``seed`` (its sampled targets) and
+    ``**kfac``, keyword arguments of :class:`minikfac.optim.KFAC` (``damping``,
+    ``update``, ``kind``, ...; absent = K-FAC's defaults). ``lr`` and
+    ``momentum`` apply to ``update="kl_clip"`` only; K-FAC refuses them with
+    the quadratic update (``ValueError``: that update chooses both itself).
     """
     if name not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
+    if name != "kfac" and kfac:
+        raise ValueError(f"{', '.join(sorted(kfac))}: K-FAC options, for optimizer 'kfac' only (got {name!r})")
+    if name == "kfac":
+        if loss_fn is None:
+            raise ValueError("optimizer 'kfac' needs loss_fn=...: K-FAC forwards part of each batch through the loss")
+        return optim.KFAC(net, loss_fn, weight_decay=weight_decay, seed=seed, lr=lr, momentum=momentum, **kfac)
     lr = DEFAULT_LR[name] if lr is None else lr
     if name == "sgd":
+        momentum = 0.0 if momentum is None else momentum
         return optim.SGD(net.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
     if momentum:
         raise ValueError(f"momentum={momentum!r} applies to SGD only; Adam's momentum is betas[0]")
@@ -87,7 +132,12 @@ def train_step(net, loss_fn, optimizer, X, y):
     optimizer.zero_grad()
     loss = loss_fn(net(X), y)
     net.backward(loss_fn.backward(), input_grad=False)  # dL/dX of the data is never needed
-    optimizer.step()
+    # K-FAC needs the batch itself: it forwards part of it again for its curvature
+    # statistics, its quadratic model and the damping's reduction ratio.
+    if optimizer.needs_batch:
+        optimizer.step(X, y)
+    else:
+        optimizer.step()
     return loss
 
 
@@ -165,16 +215,36 @@ def _mean(losses):
     return float(backend.to_numpy(xp.mean(xp.stack(losses))))
 
 
+def predicted_mean(loss_fn, out):
+    """E[y | x] of the loss's output distribution at the outputs ``out`` (N, D_out).
+
+    sigmoid(f) for :class:`~minikfac.nn.BCEWithLogitsLoss` (the Bernoulli means:
+    an autoencoder's reconstructed pixels), f itself for
+    :class:`~minikfac.nn.MSELoss`. Returns an array of ``out``'s shape.
+    """
+    if isinstance(loss_fn, nn.BCEWithLogitsLoss):
+        xp = backend.get_array_module(out)
+        return 0.5 * (1 + xp.tanh(0.5 * out))  # = 1/(1 + e^{-f}), and exp never overflows
+    if isinstance(loss_fn, nn.MSELoss):
+        return out
+    raise TypeError(f"predicted_mean: expected a BCEWithLogitsLoss or MSELoss, got {type(loss_fn).__name__}")
+
+
 def evaluate(net, loss_fn, X, y, batch_size=500):
-    """Mean loss and accuracy of ``net`` on (X, y), in evaluation mode and in batches.
+    """Mean loss and accuracy (or squared error) of ``net`` on (X, y), in evaluation mode and in batches.
 
-    X : (N, ...) host or backend array; y : (N,) integer class labels (or
-    float targets, then no accuracy). The net's caches are dropped first and
-    eval mode keeps none, so nothing is left behind; the net's mode is
-    restored afterwards.
+    X : (N, ...) host or backend array; y : (N,) integer class labels, or
+    float targets (N, D_out) (an autoencoder's: y = X). The net's caches are
+    dropped first and eval mode keeps none, so nothing is left behind; the
+    net's mode is restored afterwards.
 
-    Returns ``{"loss": float, "accuracy": float or None}`` (accuracy in [0, 1]:
-    the fraction of rows whose largest output is the label).
+    Returns ``{"loss": float, "accuracy": float or None, "squared_error":
+    float or None}``: ``loss`` the mean per-example loss (the objective);
+    with labels, ``accuracy`` in [0, 1], the fraction of rows whose largest
+    output is the label; with float targets, ``squared_error`` =
+    (1/N) Σₙ ‖E[y | xₙ] − yₙ‖² (:func:`predicted_mean`), for an autoencoder
+    the squared reconstruction error per image that Martens & Grosse (2015)
+    plot.
     """
     params = net.parameters()
     # The data goes where the net lives, in its dtype (the current backend for a net without parameters).
@@ -187,18 +257,29 @@ def evaluate(net, loss_fn, X, y, batch_size=500):
         loader = data.DataLoader(X, y, batch_size, shuffle=False, backend=where, dtype=dtype)
         xp = backend.get_array_module(loader.X)
         classify = np.dtype(loader.y.dtype).kind in "iu"
-        total_loss, correct = [], []
+        total_loss, scores = [], []
         for X_batch, y_batch in loader:
             out = net(X_batch)
             total_loss.append(xp.sum(loss_fn.per_example(out, y_batch)))
             if classify:
-                correct.append(xp.sum(xp.argmax(out, axis=1) == y_batch))
+                scores.append(xp.sum(xp.argmax(out, axis=1) == y_batch))
+            else:
+                scores.append(xp.sum((predicted_mean(loss_fn, out) - y_batch) ** 2))
         n = loader.num_examples
         loss = sum(_to_floats(total_loss)) / n
-        accuracy = sum(_to_floats(correct)) / n if classify else None
+        score = sum(_to_floats(scores)) / n
     finally:
         net.train(was_training)
-    return {"loss": loss, "accuracy": accuracy}
+    return {"loss": loss, "accuracy": score if classify else None, "squared_error": None if classify else score}
+
+
+def metric_text(accuracy=None, squared_error=None):
+    """How a run's test metric is printed: "test accuracy 97.50%" or "squared error 12.34 per image"."""
+    if accuracy is not None:
+        return f"test accuracy {100 * accuracy:.2f}%"
+    if squared_error is not None:
+        return f"test squared error {squared_error:.2f} per image"
+    return "test accuracy n/a"
 
 
 def num_parameters(net):
@@ -305,7 +386,7 @@ def load_checkpoint(path):
 def check_compatible(checkpoint, args, path="checkpoint"):
     """Raise ``ValueError`` if ``checkpoint`` was made by a run other than ``args`` describes.
 
-    Only the :data:`IDENTITY` arguments (dataset, model, optimizer) must agree;
+    Only the :data:`IDENTITY` arguments (dataset, model, optimizer, K-FAC's preconditioner) must agree;
     the others (learning rate, ...) may change on resuming.
     """
     saved = checkpoint["args"]
@@ -326,7 +407,16 @@ class RunResult:
 
 
 def resolve_args(args, checkpoint=None):
-    """Fill the run arguments that are None: from the checkpoint if any, else :data:`DEFAULTS`."""
+    """Fill the run arguments that are None: from the checkpoint if any, else :data:`DEFAULTS`.
+
+    Then per optimizer: SGD and Adam get :data:`DEFAULT_LR` and momentum 0 and
+    refuse K-FAC's options (:data:`KFAC_ARGS`) with ``ValueError``; K-FAC gets
+    its own defaults (:func:`kfac_defaults`) for the options left out (those
+    whose default is None, like ``factored_damping``, stay None: K-FAC picks
+    them from the others). ``lr`` and ``momentum`` of K-FAC stay None unless
+    given (K-FAC's kl_clip defaults); with the quadratic update a checkpoint's
+    values are dropped (given ones make K-FAC raise ``ValueError``).
+    """
     unknown = sorted(set(args) - set(DEFAULTS))
     if unknown:
         raise TypeError(f"unknown run arguments {unknown}; expected some of {sorted(DEFAULTS)}")
@@ -335,8 +425,42 @@ def resolve_args(args, checkpoint=None):
     for key, default in DEFAULTS.items():
         value = args.get(key)
         resolved[key] = value if value is not None else saved.get(key, default)
-    resolved["lr"] = DEFAULT_LR[resolved["optimizer"]] if resolved["lr"] is None else resolved["lr"]
+    name = resolved["optimizer"]
+    if name != "kfac":
+        given = [f"{key}={resolved[key]!r}" for key in KFAC_ARGS if resolved[key] is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)}: K-FAC options, for optimizer 'kfac' only (got optimizer={name!r})")
+        resolved["lr"] = DEFAULT_LR.get(name) if resolved["lr"] is None else resolved["lr"]
+        resolved["momentum"] = 0.0 if resolved["momentum"] is None else resolved["momentum"]
+        return resolved
+    defaults = kfac_defaults()
+    for key in KFAC_ARGS:
+        resolved[key] = defaults[key] if resolved[key] is None else resolved[key]
+    for key in ("lr", "momentum"):
+        if resolved["kfac_update"] != "kl_clip" and args.get(key) is None:
+            resolved[key] = None  # a kl_clip checkpoint's value does not apply to the quadratic update
     return resolved
+
+
+def kfac_options(run):
+    """The keyword arguments of :class:`minikfac.optim.KFAC` set by the run arguments ``run`` ({} unless K-FAC)."""
+    if run["optimizer"] != "kfac":
+        return {}
+    return {keyword: run[arg] for arg, keyword in KFAC_ARGS.items() if run[arg] is not None}
+
+
+def _training_examples(dataset, run):
+    """(X, labels) of the training split, or of a seeded subset of ``run["train_examples"]`` of it."""
+    X, y = dataset.X_train, dataset.y_train
+    count = run["train_examples"]
+    if count is None:
+        return X, y
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= len(y):
+        raise ValueError(f"train_examples must be an int in [1, {len(y)}] ({run['dataset']} has {len(y):,} "
+                         f"training examples), got {count!r}")
+    # A subset drawn with the run's seed (the files are sorted by class in places, so not the first rows).
+    rows = np.sort(np.random.default_rng(run["seed"]).permutation(len(y))[:count])
+    return X[rows], y[rows]
 
 
 def fit(resume=None, save=None, progress=True, log=print, eval_every_epoch=True, **args):
@@ -344,11 +468,16 @@ def fit(resume=None, save=None, progress=True, log=print, eval_every_epoch=True,
 
     Run arguments (``None`` or absent = the resumed checkpoint's value, else
     :data:`DEFAULTS`): ``dataset`` ("digits", "mnist", "mnist16"), ``model``
-    ("mlp", "cnn", see :mod:`minikfac.models`), ``optimizer`` ("sgd", "adam"),
-    ``epochs`` (total, counting those of a resumed run), ``batch_size``, ``lr``,
-    ``momentum`` (SGD), ``weight_decay``, ``seed`` (initial weights and
-    shuffling), ``backend`` ("numpy", "cupy", "fakegpu"), ``dtype``
-    ("float32", "float64").
+    (one of :data:`minikfac.models.MODELS`: "mlp", "martens-grosse", "cnn"
+    are classifiers, "autoencoder" reconstructs its input; its loss and
+    targets come from :func:`minikfac.models.task`), ``optimizer`` ("sgd",
+    "adam", "kfac"), ``epochs`` (total, counting those of a resumed run),
+    ``batch_size``, ``lr``, ``momentum`` (SGD; K-FAC's kl_clip update),
+    ``weight_decay`` (K-FAC's η), ``seed`` (initial weights, shuffling, the
+    training subset, K-FAC's sampled targets), ``backend`` ("numpy", "cupy",
+    "fakegpu"), ``dtype`` ("float32", "float64"), ``train_examples`` (train
+    on a seeded random subset of that many examples; None: all), and K-FAC's
+    options :data:`KFAC_ARGS` (see :func:`resolve_args`).
 
     resume : path of a checkpoint to continue from (its dataset, model and
         optimizer must match the arguments given).
@@ -356,26 +485,38 @@ def fit(resume=None, save=None, progress=True, log=print, eval_every_epoch=True,
     progress, log : as in :func:`train`. eval_every_epoch : evaluate on the
         test split after each epoch (recorded in ``report["evaluations"]``).
 
-    The report holds the resolved arguments and ``num_parameters``, ``steps``,
+    The report holds the resolved arguments (for K-FAC, its options as it used
+    them: its defaults filled in) and ``num_parameters``, ``steps``,
     ``history``, ``evaluations``, ``train_loss`` (mean over the last epoch),
-    ``test_loss``, ``test_accuracy``, ``train_time`` (seconds of training,
-    resumed runs included), ``wall_time`` (seconds this call took) and
-    ``resumed_from``. The current backend and default dtype are restored on return.
+    ``test_loss``, ``test_accuracy`` (classifiers; else None),
+    ``test_squared_error`` (the autoencoder's squared reconstruction error per
+    image; else None; see :func:`evaluate`), ``kfac`` (K-FAC's final damping λ
+    and number of refused steps; None for other optimizers), ``train_time``
+    (seconds of training, resumed runs included), ``wall_time`` (seconds this
+    call took) and ``resumed_from``. The current backend and default dtype are
+    restored on return.
     """
     started = time.perf_counter()
     checkpoint = load_checkpoint(resume) if resume is not None else None
     if checkpoint is not None:
         check_compatible(checkpoint, args, path=repr(os.fspath(resume)))
     run = resolve_args(args, checkpoint)
+    task = models.task(run["model"])
     previous = backend.get_backend(), backend.get_default_dtype()
     try:
         backend.set_backend(run["backend"])
         backend.set_default_dtype(run["dtype"])
         dataset = data.load(run["dataset"], flat=models.input_is_flat(run["model"]))
+        X_train, labels = _training_examples(dataset, run)
+        # On the backend once: an autoencoder's targets are then the very same array as its inputs.
+        X_train = backend.asarray(X_train)
+        X_test, y_test = dataset.X_test, task.targets(dataset.X_test, dataset.y_test)
         nn.init.manual_seed(run["seed"])
         net = models.build(run["model"], dataset)
-        optimizer = make_optimizer(run["optimizer"], net, run["lr"], run["momentum"], run["weight_decay"])
-        loader = data.DataLoader(dataset.X_train, dataset.y_train, run["batch_size"], seed=run["seed"])
+        loss_fn = task.loss()
+        optimizer = make_optimizer(run["optimizer"], net, run["lr"], run["momentum"], run["weight_decay"],
+                                   loss_fn=loss_fn, seed=run["seed"], **kfac_options(run))
+        loader = data.DataLoader(X_train, task.targets(X_train, labels), run["batch_size"], seed=run["seed"])
         history, evaluations = [], []
         if checkpoint is not None:
             net.load_state_dict(checkpoint["model"])
@@ -386,15 +527,17 @@ def fit(resume=None, save=None, progress=True, log=print, eval_every_epoch=True,
             optimizer.hyper = hyper
             loader.epoch = checkpoint["epoch"]
             history, evaluations = checkpoint["history"], checkpoint["extra"].get("evaluations", [])
-        loss_fn = nn.CrossEntropyLoss()
 
         def after_epoch(epoch, history):
             line = ""
             if eval_every_epoch:
-                result = evaluate(net, loss_fn, dataset.X_test, dataset.y_test)
+                result = evaluate(net, loss_fn, X_test, y_test)
                 evaluations.append({"epoch": epoch, "step": history[-1]["step"], "test_loss": result["loss"],
-                                    "test_accuracy": result["accuracy"]})
-                line = f"  test loss {result['loss']:.4f}  test accuracy {100 * result['accuracy']:.2f}%"
+                                    "test_accuracy": result["accuracy"],
+                                    "test_squared_error": result["squared_error"]})
+                line = f"  test loss {result['loss']:.4f}  {metric_text(result['accuracy'], result['squared_error'])}"
+            if run["optimizer"] == "kfac":
+                line += f"  λ {optimizer.damping:.3g}"  # a host float: no device sync
             if save is not None:
                 save_checkpoint(save, net, optimizer, epoch, history[-1]["step"], history, run,
                                 extra={"evaluations": evaluations})
@@ -402,14 +545,20 @@ def fit(resume=None, save=None, progress=True, log=print, eval_every_epoch=True,
 
         train(net, loss_fn, optimizer, loader, run["epochs"], history, progress=progress, log=log,
               on_epoch_end=after_epoch)
-        final = evaluate(net, loss_fn, dataset.X_test, dataset.y_test)
+        final = evaluate(net, loss_fn, X_test, y_test)
     finally:
         backend.set_backend(previous[0])
         backend.set_default_dtype(previous[1])
     last_epoch = [r["train_loss"] for r in history if r["epoch"] == history[-1]["epoch"]] if history else []
-    report = dict(run, num_parameters=num_parameters(net), steps=history[-1]["step"] if history else 0,
+    # K-FAC's options as it used them (its defaults of lr, momentum, factored_damping filled in).
+    used = {arg: optimizer.hyper[keyword] for arg, keyword in dict(KFAC_ARGS, lr="lr", momentum="momentum").items()
+            } if run["optimizer"] == "kfac" else {}
+    report = dict(run, **used, num_parameters=num_parameters(net), steps=history[-1]["step"] if history else 0,
                   train_loss=sum(last_epoch) / len(last_epoch) if last_epoch else None,
                   test_loss=final["loss"], test_accuracy=final["accuracy"],
+                  test_squared_error=final["squared_error"],
+                  kfac={"damping": float(optimizer.damping), "refused": int(optimizer.refused)}
+                  if run["optimizer"] == "kfac" else None,
                   train_time=history[-1]["wall_time"] if history else 0.0,
                   wall_time=time.perf_counter() - started,
                   resumed_from=os.fspath(resume) if resume is not None else None,

@@ -76,12 +76,52 @@ def test_resume_of_another_model_is_refused(tmp_path, capsys):
     (["--momentum", "1.5"], "--momentum: expected a number in [0, 1)"),
     (["--dataset", "cifar"], "invalid choice: 'cifar'"),
     (["--optimizer", "adam", "--momentum", "0.9"], "--momentum applies to --optimizer sgd only"),
+    (["--optimizer", "adam", "--damping", "0.1"], "--damping: K-FAC options, for --optimizer kfac only"),
+    (["--optimizer", "sgd", "--no-adapt-damping", "--exact-damping"],
+     "--no-adapt-damping, --exact-damping: K-FAC options, for --optimizer kfac only"),
+    (["--optimizer", "kfac", "--lr", "0.1"], "--lr applies to --optimizer kfac with --kfac-update kl_clip only: "
+                                             "the quadratic update chooses its step size"),
+    (["--optimizer", "kfac", "--kfac-update", "quadratic", "--momentum", "0.5"], "--momentum applies to"),
+    (["--stats-fraction", "0"], "--stats-fraction: expected a number in (0, 1]"),
+    (["--kfac-kind", "fisher"], "invalid choice: 'fisher'"),
+    (["--exact-damping", "--factored-damping"], "not allowed with argument --exact-damping"),
 ])
 def test_bad_arguments_are_argparse_errors(bad, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["train", *bad])
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_kfac_trains_an_autoencoder_end_to_end(tmp_path, capsys):
+    report_path, out = tmp_path / "ae.json", tmp_path / "figures"
+    assert _train("--model", "autoencoder", "--optimizer", "kfac", "--train-examples", "96", "--batch-size", "32",
+                  "--epochs", "2", "--damping", "0.05", "--no-adapt-damping", "--kfac-kind", "empirical",
+                  "--json", str(report_path), "--out", str(out)) == 0
+    report = json.loads(report_path.read_text())
+    widths = [64, 200, 100, 30, 100, 200, 64]  # the default autoencoder on the 8x8 digits
+    assert report["num_parameters"] == sum((a + 1) * b for a, b in zip(widths[:-1], widths[1:]))
+    assert report["damping"] == 0.05 and report["adapt_damping"] is False and report["kfac_kind"] == "empirical"
+    assert report["steps"] == 6 and report["kfac"]["damping"] == 0.05  # a fixed λ stays as it was
+    assert report["test_accuracy"] is None and report["test_squared_error"] > 0
+    first, last = report["evaluations"]
+    assert last["test_loss"] < first["test_loss"] and set(first) >= {"test_loss", "test_squared_error"}
+    assert _is_png(out / "loss_curve.png")
+    printed = capsys.readouterr().out
+    assert "kfac (quadratic, λ 0.05 fixed, factored, empirical on 25%, T 20)" in printed
+    assert f"test squared error {report['test_squared_error']:.2f} per image" in printed
+    assert "K-FAC: final λ 0.05, 0 refused steps" in printed
+
+
+def test_train_help_lists_the_kfac_options(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert "K-FAC options" in text and "Martens & Grosse 2015" in text
+    for flag in ("--damping", "--kfac-update", "--kl-clip", "--stats-fraction", "--inverse-interval",
+                 "--factor-decay", "--kfac-kind", "--no-adapt-damping", "--exact-damping", "--preconditioner"):
+        assert flag in text, flag
 
 
 def test_demo_writes_report(tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""The training loop, evaluation, checkpoints and the ready-made models."""
+"""The training loop, evaluation, checkpoints, and K-FAC and the autoencoder in training."""
 
 import math
 
@@ -215,25 +215,90 @@ def test_adam_refuses_momentum():
 
 
 # --------------------------------------------------------------------------- #
-# Models
+# Reconstruction: the autoencoder's loss, targets and metric
 # --------------------------------------------------------------------------- #
-@pytest.mark.parametrize("side", [8, 16, 28])
-def test_cnn_shapes_follow_the_docstring(side):
-    net = models.cnn((1, side, side), 10)
-    linear = net[-1]
-    assert linear.in_features == 32 * (side // 4) ** 2
-    out = net(np.random.default_rng(0).random((3, 1, side, side)))
-    assert out.shape == (3, 10)
+def test_evaluate_of_an_autoencoder_reports_the_bernoulli_loss_and_the_squared_error():
+    X = data.load("digits").X_test[:120]
+    net = models.autoencoder(64, widths=(16,), code=4)
+    result = training.evaluate(net, mk.nn.BCEWithLogitsLoss(), X, X, batch_size=50)
+    net.eval()
+    logits = net(X)
+    probs = 1 / (1 + np.exp(-logits))
+    bce = -(X * np.log(probs) + (1 - X) * np.log1p(-probs)).sum(axis=1).mean()
+    assert result["accuracy"] is None
+    assert result["loss"] == pytest.approx(bce, rel=1e-10)
+    assert result["squared_error"] == pytest.approx(((probs - X) ** 2).sum(axis=1).mean(), rel=1e-10)
 
 
-def test_mlp_shapes_and_errors():
-    net = models.mlp(6, 4, hidden=(5, 3), activation="tanh")
-    widths = [(layer.in_features, layer.out_features) for layer in net if isinstance(layer, mk.nn.Linear)]
-    assert widths == [(6, 5), (5, 3), (3, 4)]
-    assert models.mlp(6, 4, hidden=())(np.ones((2, 6))).shape == (2, 4)
-    with pytest.raises(ValueError, match="activation"):
-        models.mlp(6, 4, activation="gelu")
-    with pytest.raises(ValueError, match="too small"):
-        models.cnn((1, 3, 3), 10)
-    with pytest.raises(ValueError, match="model must be one of"):
-        models.input_is_flat("resnet")
+def test_a_subset_of_training_examples_is_seeded():
+    first = _quiet_fit(model="martens-grosse", train_examples=40, batch_size=16, epochs=1, eval_every_epoch=False)
+    again = _quiet_fit(model="martens-grosse", train_examples=40, batch_size=16, epochs=1, eval_every_epoch=False)
+    assert first.report["steps"] == 3 and first.report["train_examples"] == 40
+    assert _losses(first.report["history"]) == _losses(again.report["history"])
+    with pytest.raises(ValueError, match=r"train_examples must be an int in \[1, 1438\]"):
+        _quiet_fit(train_examples=5000)
+
+
+# --------------------------------------------------------------------------- #
+# K-FAC in training
+# --------------------------------------------------------------------------- #
+def test_kfac_run_arguments_take_kfacs_defaults_and_refuse_other_optimizers():
+    defaults = training.kfac_defaults()
+    run = training.resolve_args({"optimizer": "kfac", "damping": 0.5})
+    assert run["damping"] == 0.5 and run["lr"] is None and run["momentum"] is None
+    assert all(run[key] == defaults[key] for key in training.KFAC_ARGS if key != "damping")
+    assert training.resolve_args({"optimizer": "kfac", "kfac_update": "kl_clip", "lr": 0.3})["lr"] == 0.3
+    with pytest.raises(ValueError, match="damping=0.5, kfac_kind='true': K-FAC options, for optimizer 'kfac' only"):
+        training.resolve_args({"optimizer": "adam", "damping": 0.5, "kfac_kind": "true"})
+    net = models.mlp(4, 3)
+    with pytest.raises(ValueError, match="lr and momentum apply to update='kl_clip' only"):
+        training.make_optimizer("kfac", net, lr=0.1, loss_fn=mk.nn.CrossEntropyLoss())
+    with pytest.raises(ValueError, match="damping: K-FAC options"):
+        training.make_optimizer("sgd", net, damping=0.1)
+    with pytest.raises(ValueError, match="needs loss_fn"):
+        training.make_optimizer("kfac", net)
+
+
+def test_kfac_trains_the_digits_mlp_and_the_report_records_its_options():
+    result = _quiet_fit(optimizer="kfac", train_examples=256, batch_size=64, epochs=1, damping=0.05,
+                        inverse_interval=3, eval_every_epoch=False)
+    report = result.report
+    assert isinstance(result.optimizer, mk.optim.KFAC) and result.optimizer.steps == report["steps"] == 4
+    assert result.optimizer.hyper["damping"] == report["damping"] == 0.05
+    assert result.optimizer.hyper["inverse_interval"] == report["inverse_interval"] == 3
+    defaults = training.kfac_defaults()
+    assert report["kfac_update"] == defaults["kfac_update"] and report["kfac_kind"] == defaults["kfac_kind"]
+    assert report["factored_damping"] is True and report["lr"] is None  # K-FAC's choices, as it used them
+    assert report["kfac"] == {"damping": result.optimizer.damping, "refused": 0}
+    # Better than the initial network (same seed) on the test split.
+    ds = data.load("digits")
+    mk.nn.init.manual_seed(0)
+    initial = training.evaluate(models.build("mlp", ds), mk.nn.CrossEntropyLoss(), ds.X_test, ds.y_test)
+    assert report["test_loss"] < 0.7 * initial["loss"] and report["test_accuracy"] > initial["accuracy"]
+
+
+@pytest.mark.parametrize("options", [{}, {"kfac_update": "kl_clip", "preconditioner": "ekfac", "momentum": 0.5}])
+def test_kfac_resume_continues_exactly_as_an_uninterrupted_run(tmp_path, options):
+    # A tiny net and 96 examples: 6 steps an epoch; eigenbases refreshed every 5 steps and λ adapted
+    # every 5 (K-FAC's default), so both cross the checkpoint.
+    args = dict(model="martens-grosse", optimizer="kfac", train_examples=96, dtype="float64", inverse_interval=5,
+                **options)
+    path = tmp_path / "run.npz"
+    straight = _quiet_fit(epochs=4, **args)
+    _quiet_fit(epochs=2, save=path, **args)
+    saved = training.load_checkpoint(path)
+    assert {key: saved["args"][key] for key in args} == args
+    resumed = _quiet_fit(resume=path, epochs=4)  # everything else from the checkpoint
+
+    assert _losses(resumed.report["history"]) == _losses(straight.report["history"])
+    assert _same_state(resumed.net.state_dict(), straight.net.state_dict())
+    a, b = resumed.optimizer.state_dict(), straight.optimizer.state_dict()
+    assert a["steps"] == b["steps"] == 24 and a["hyper"] == b["hyper"]
+    assert a["state"]["global"] == b["state"]["global"]
+    for key in b["state"]:
+        for name, value in b["state"][key].items():
+            assert np.array_equal(a["state"][key][name], value), (key, name)
+    assert resumed.report["test_loss"] == straight.report["test_loss"]
+    other = "kfac" if options.get("preconditioner") == "ekfac" else "ekfac"
+    with pytest.raises(ValueError, match=f"preconditioner='{other}' but the checkpoint has preconditioner="):
+        _quiet_fit(resume=path, epochs=5, preconditioner=other)

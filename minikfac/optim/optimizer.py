@@ -128,6 +128,8 @@ class Optimizer:
     }
     #: the names a subclass keeps in ``state[key]`` (checked when loading).
     state_names: ClassVar[tuple] = ()
+    #: Whether ``step`` needs the batch, ``step(X, y)`` (K-FAC) rather than ``step()``.
+    needs_batch: ClassVar[bool] = False
 
     def __init__(self, params, **hyper):
         self.params = self._parameter_list(params)
