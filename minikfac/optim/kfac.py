@@ -63,8 +63,8 @@ from minikfac.optim.optimizer import Optimizer, flag, nonnegative, positive, uni
 
 #: λ is multiplied by this when a step is refused for non-finite numbers.
 REFUSED_DAMPING_FACTOR = 10.0
-#: λ stays within these bounds (a runaway LM rule cannot make it 0 or overflow).
-DAMPING_RANGE = (1e-8, 1e8)
+#: λ never exceeds this (a run of refused steps cannot overflow it); the floor is ``min_damping``.
+MAX_DAMPING = 1e8
 UPDATES = ("quadratic", "kl_clip")
 PRECONDITIONERS = ("kfac", "ekfac")
 #: Names of the per-layer state arrays, in the order they are checked when loading.
@@ -111,6 +111,10 @@ class KFAC(Optimizer):
     loss_fn : the net's loss (CrossEntropyLoss, MSELoss, BCEWithLogitsLoss): it
         samples targets, and its output Hessian gives the quadratic model.
     damping : initial λ > 0 (adapted by the LM rule when ``adapt_damping``).
+    min_damping : the LM rule never takes λ below this. The rule judges a step
+        on the batch it was computed on; as the loss nears its minimum it keeps
+        shrinking λ, and steps that fit one batch blow up on the next (digits
+        MLP at batch 64 diverged once λ < 1e-4). The floor keeps a trust region.
     weight_decay : η >= 0, an L2 term (η/2)‖θ‖² in the objective h: added to the
         gradient and to the damping (M&G §6.2).
     update : "quadratic" (α and μ from the quadratic model, M&G §7) or
@@ -125,6 +129,8 @@ class KFAC(Optimizer):
     samples : targets per example for "mc".
     stats_fraction : fraction of each batch (its first rows) used for the
         statistics and the quadratic model, in (0, 1].
+    min_stats_examples : but never fewer examples than this (or the whole
+        batch); see :meth:`statistics_examples`.
     factor_decay : the EMA's ε in [0, 1) (with the warm start min(1 − 1/k, ε)).
     inverse_interval : T, steps between two eigendecompositions (M&G's T₃).
     adapt_damping : adapt λ by the LM rule; damping_interval : T₁, every T₁ steps.
@@ -152,6 +158,7 @@ class KFAC(Optimizer):
     needs_batch = True
     hyper_rules: ClassVar[dict] = {
         "damping": positive,
+        "min_damping": positive,
         "weight_decay": nonnegative,
         "update": _choice(UPDATES),
         "lr": _optional(positive),
@@ -160,6 +167,7 @@ class KFAC(Optimizer):
         "kind": _choice(backprop.KINDS),
         "samples": _positive_int,
         "stats_fraction": _fraction,
+        "min_stats_examples": _positive_int,
         "factor_decay": unit_interval,
         "inverse_interval": _positive_int,
         "adapt_damping": flag,
@@ -170,8 +178,9 @@ class KFAC(Optimizer):
     }
     state_names = LAYER_STATE
 
-    def __init__(self, net, loss_fn, damping=1e-2, weight_decay=0.0, update="quadratic", lr=None, momentum=None,
-                 kl_clip=1e-3, kind="mc", samples=1, stats_fraction=0.25, factor_decay=0.95, inverse_interval=20,
+    def __init__(self, net, loss_fn, damping=1.0, min_damping=1e-3, weight_decay=0.0, update="quadratic", lr=None, momentum=None,
+                 kl_clip=1e-3, kind="mc", samples=1, stats_fraction=0.25, min_stats_examples=128, factor_decay=0.95,
+                 inverse_interval=20,
                  adapt_damping=True, damping_interval=5, factored=None, preconditioner="kfac", seed=0):
         self.layers = parametrised_layers(net)
         self.net, self.loss_fn = net, loss_fn
@@ -180,9 +189,10 @@ class KFAC(Optimizer):
         if update == "kl_clip":
             lr = 0.1 if lr is None else lr
             momentum = 0.9 if momentum is None else momentum
-        super().__init__(net.parameters(), damping=damping, weight_decay=weight_decay, update=update, lr=lr,
+        super().__init__(net.parameters(), damping=damping, min_damping=min_damping, weight_decay=weight_decay, update=update, lr=lr,
                          momentum=momentum, kl_clip=kl_clip, kind=kind, samples=samples,
-                         stats_fraction=stats_fraction, factor_decay=factor_decay,
+                         stats_fraction=stats_fraction, min_stats_examples=min_stats_examples,
+                         factor_decay=factor_decay,
                          inverse_interval=inverse_interval, adapt_damping=adapt_damping,
                          damping_interval=damping_interval, factored=factored, preconditioner=preconditioner,
                          seed=seed)
@@ -195,6 +205,8 @@ class KFAC(Optimizer):
             raise ValueError("KFAC: lr and momentum apply to update='kl_clip' only; update='quadratic' chooses "
                              f"the step size and momentum from its quadratic model, got lr={hyper['lr']!r}, "
                              f"momentum={hyper['momentum']!r}")
+        if hyper["min_damping"] > hyper["damping"]:
+            raise ValueError(f"KFAC: min_damping={hyper['min_damping']!r} is above damping={hyper['damping']!r}")
         if hyper["preconditioner"] == "ekfac" and hyper["factored"]:
             raise ValueError("KFAC: factored=True applies to preconditioner='kfac' only; EKFAC's damping is "
                              "exact Tikhonov in its eigenbasis (leave factored=None)")
@@ -225,7 +237,7 @@ class KFAC(Optimizer):
         eta = hyper["weight_decay"]
         damping = self.damping + eta  # γ² = λ + η
         gradients = self._gradients(eta)
-        n = max(1, int(round(hyper["stats_fraction"] * X.shape[0])))
+        n = self.statistics_examples(X.shape[0])
         with_model = hyper["update"] == "quadratic" or self._check_rho(k)
         tentative, directions, model_terms = None, None, None
         for chunk in backprop.chunks(self.net, self.loss_fn, X[:n], None if y is None else y[:n], hyper["kind"],
@@ -254,6 +266,17 @@ class KFAC(Optimizer):
                      "model_change": self._last_model_change, "rho": rho, "damping": self.damping,
                      "refused": False, "refreshed": self._refreshed}
         return self.last
+
+    def statistics_examples(self, batch_size):
+        """How many of a batch's examples (its first rows) feed the statistics and the quadratic model.
+
+        ``stats_fraction`` of the batch, but at least ``min_stats_examples``
+        (or the whole batch if it is smaller): with a few dozen examples the
+        model's curvature is too noisy to choose α and μ (steps with μ = −8 and
+        divergence on a 64-example digits batch at 16 examples).
+        """
+        wanted = max(math.ceil(self.hyper["stats_fraction"] * batch_size), self.hyper["min_stats_examples"])
+        return min(batch_size, wanted)
 
     # -- pieces ------------------------------------------------------------- #
     def _check_rho(self, k):
@@ -402,7 +425,7 @@ class KFAC(Optimizer):
     def _refuse(self, k):
         """Leave everything as it was, raise λ; see the module docstring, step 5."""
         glob = self.state["global"]
-        glob["damping"] = min(glob["damping"] * REFUSED_DAMPING_FACTOR, DAMPING_RANGE[1])
+        glob["damping"] = min(glob["damping"] * REFUSED_DAMPING_FACTOR, MAX_DAMPING)
         glob["refused"] += 1
         self.last = {"alpha": None, "mu": None, "model_change": None, "rho": None, "damping": glob["damping"],
                      "refused": True, "refreshed": False}
@@ -434,7 +457,7 @@ class KFAC(Optimizer):
         rho = quadratic.reduction_ratio(before, after, float(model))
         decay = (19 / 20) ** self.hyper["damping_interval"]
         new = quadratic.levenberg_marquardt(self.damping, rho, decay)
-        self.state["global"]["damping"] = min(max(new, DAMPING_RANGE[0]), DAMPING_RANGE[1])
+        self.state["global"]["damping"] = min(max(new, self.hyper["min_damping"]), MAX_DAMPING)
         return rho
 
     # ------------------------------------------------------------------ #
