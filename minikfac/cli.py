@@ -288,11 +288,12 @@ def _kfac_settings(report):
         update = f"kl_clip κ {report['kl_clip']:g}, lr {report['lr']:g}, μ {report['momentum']:g}"
     else:
         update = "quadratic"
-    damping = f"λ {report['damping']:g} {'adapted' if report['adapt_damping'] else 'fixed'}"
-    style = "factored" if report["factored_damping"] else "exact"
-    if report["preconditioner"] == "ekfac":
-        style = "EKFAC"
-    statistics = f"{report['kfac_kind']} on {100 * report['stats_fraction']:g}%"
+    # None = K-FAC's own choice: adapted with the quadratic update, factored for kfac (optim/kfac.py).
+    adapted = report["adapt_damping"] if report["adapt_damping"] is not None else update == "quadratic"
+    damping = f"λ {report['damping']:g} {'adapted' if adapted else 'fixed'}"
+    factored = report["factored_damping"] if report["factored_damping"] is not None else True
+    style = "EKFAC" if report["preconditioner"] == "ekfac" else "factored" if factored else "exact"
+    statistics = f"{report['kfac_kind']} on {100 * report['stats_fraction']:g}% (≥ 128 examples)"
     return f"{update}, {damping}, {style}, {statistics}, T {report['inverse_interval']}"
 
 

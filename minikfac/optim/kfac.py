@@ -48,6 +48,7 @@ decisions on the host that a first-order step does not need.
 
 import math
 import numbers
+import warnings
 from typing import ClassVar
 
 import numpy as np
@@ -66,6 +67,8 @@ REFUSED_DAMPING_FACTOR = 10.0
 #: λ never exceeds this (a run of refused steps cannot overflow it); the floor is ``min_damping``.
 MAX_DAMPING = 1e8
 UPDATES = ("quadratic", "kl_clip")
+#: Below this many examples per step the quadratic model warns (see :meth:`KFAC.statistics_examples`).
+SMALL_MODEL_BATCH = 32
 PRECONDITIONERS = ("kfac", "ekfac")
 #: Names of the per-layer state arrays, in the order they are checked when loading.
 LAYER_STATE = ("A", "G", "a_eigs", "U_A", "g_eigs", "U_G", "scalings", "update")
@@ -133,7 +136,10 @@ class KFAC(Optimizer):
         batch); see :meth:`statistics_examples`.
     factor_decay : the EMA's ε in [0, 1) (with the warm start min(1 − 1/k, ε)).
     inverse_interval : T, steps between two eigendecompositions (M&G's T₃).
-    adapt_damping : adapt λ by the LM rule; damping_interval : T₁, every T₁ steps.
+    adapt_damping : adapt λ by the LM rule (default: with update="quadratic"
+        only; with "kl_clip" the step size comes from lr and ν, not from the
+        model, and the rule would push λ up to make up for lr — Ba et al. keep
+        λ fixed); damping_interval : T₁, every T₁ steps.
     factored : factored Tikhonov damping with π (True, K-FAC's default) or exact
         (False). Not for EKFAC, whose damping is exact in its eigenbasis (None
         picks the right one).
@@ -181,11 +187,13 @@ class KFAC(Optimizer):
     def __init__(self, net, loss_fn, damping=1.0, min_damping=1e-3, weight_decay=0.0, update="quadratic", lr=None, momentum=None,
                  kl_clip=1e-3, kind="mc", samples=1, stats_fraction=0.25, min_stats_examples=128, factor_decay=0.95,
                  inverse_interval=20,
-                 adapt_damping=True, damping_interval=5, factored=None, preconditioner="kfac", seed=0):
+                 adapt_damping=None, damping_interval=5, factored=None, preconditioner="kfac", seed=0):
         self.layers = parametrised_layers(net)
         self.net, self.loss_fn = net, loss_fn
         if factored is None:
             factored = preconditioner == "kfac"
+        if adapt_damping is None:
+            adapt_damping = update == "quadratic"
         if update == "kl_clip":
             lr = 0.1 if lr is None else lr
             momentum = 0.9 if momentum is None else momentum
@@ -198,6 +206,7 @@ class KFAC(Optimizer):
                          seed=seed)
         self.state["global"] = {"damping": self.hyper["damping"], "refused": 0}
         self.last = {}
+        self._warned = False
 
     def _check_hyper(self, hyper):
         hyper = super()._check_hyper(hyper)
@@ -238,6 +247,11 @@ class KFAC(Optimizer):
         damping = self.damping + eta  # γ² = λ + η
         gradients = self._gradients(eta)
         n = self.statistics_examples(X.shape[0])
+        if n < SMALL_MODEL_BATCH and hyper["update"] == "quadratic" and not self._warned:
+            self._warned = True
+            warnings.warn(f"KFAC: the quadratic model sees {n} examples per step; below {SMALL_MODEL_BATCH} its "
+                          "curvature is too noisy to choose the step (digits MLP diverged at batch 16). Use bigger "
+                          "batches or update='kl_clip'.", RuntimeWarning, stacklevel=2)
         with_model = hyper["update"] == "quadratic" or self._check_rho(k)
         tentative, directions, model_terms = None, None, None
         for chunk in backprop.chunks(self.net, self.loss_fn, X[:n], None if y is None else y[:n], hyper["kind"],
