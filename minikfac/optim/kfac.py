@@ -331,7 +331,7 @@ class KFAC(Optimizer):
                     entry["scalings"] = entry["g_eigs"][:, None] * entry["a_eigs"][None, :]
             if self.hyper["preconditioner"] == "ekfac":
                 s_new = _scaling_update(stats, chunk.output_hessian, entry["U_A"], entry["U_G"])
-                s_new = s_new / ((chunk.stop - chunk.start) * (stats.inputs.shape[1] if stats.inputs.ndim == 3 else 1))
+                s_new = s_new / (chunk.stop - chunk.start)  # diag(Qᵀ F_l Q): a mean over examples only
                 entry["scalings"] = decay * entry["scalings"] + (1 - decay) * s_new if k > 1 else s_new
             entries.append(entry)
         return entries
@@ -505,8 +505,27 @@ class KFAC(Optimizer):
         return backend.asarray(host, backend=backend.backend_of(weight))
 
     def load_state_dict(self, state_dict):
+        """Restore from :meth:`state_dict`'s output; everything is checked before anything changes.
+
+        Besides the base class's checks: the ``"global"`` entry must hold
+        ``damping`` and ``refused``, and the layers' state must be all or
+        nothing (a checkpoint of step 0 has none), each layer with every entry
+        of :data:`LAYER_STATE` (``scalings`` only for EKFAC; ``update`` once a
+        step was taken).
+        """
+        if isinstance(state_dict, dict) and state_dict.get("type") not in (None, type(self).__name__):
+            return super().load_state_dict(state_dict)  # the base class names the other optimizer
         saved = state_dict.get("state", {}) if isinstance(state_dict, dict) else {}
         if not isinstance(saved, dict) or set(saved.get("global", {})) != {"damping", "refused"}:
             raise ValueError("KFAC.load_state_dict: the checkpoint has no 'global' state with 'damping' and "
                              "'refused'")
+        layers = [key for key in saved if key != "global"]
+        if layers:
+            wanted = set(LAYER_STATE) - ({"scalings"} if self.hyper["preconditioner"] == "kfac" else set())
+            for index in range(len(self.layers)):
+                entry = saved.get(index)
+                missing = sorted(wanted - set(entry or {}))
+                if missing:
+                    raise ValueError(f"KFAC.load_state_dict: state[{index}] is missing {missing} (a checkpoint "
+                                     f"holds every layer's {sorted(wanted)}, or no layer state at step 0)")
         return super().load_state_dict(state_dict)

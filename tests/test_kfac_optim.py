@@ -1,0 +1,627 @@
+"""The K-FAC optimizer against independent references where its step is known exactly.
+
+- One step with ν = 1, no momentum and fresh statistics is −(F̂ + (λ+η)I)⁻¹(∇L + ηθ)
+  with F̂ from the curvature module (K-FAC exact/factored damping, EKFAC), and
+  with one example it is the exact block natural gradient (M&G 2015, §3).
+- α, μ solve the 2×2 system of the quadratic model with the *dense* Fisher
+  (M&G §7); ρ and the Levenberg–Marquardt rule (M&G §6.5) are recomputed from
+  the dense Fisher; a linear net with MSE has an exact quadratic model (ρ = 1).
+- Non-finite numbers refuse the step and change nothing but λ; checkpoints
+  resume bit for bit; float32 and float64 both train; backends agree.
+"""
+
+import math
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+
+import minikfac as mk
+from minikfac import backend
+from minikfac.curvature import EKFAC, fisher, flatten, kfac_factors, layer_slices, vec
+from minikfac.curvature import KFAC as KFACApprox
+from minikfac.optim import KFAC, SGD
+from minikfac.optim import kfac as kfac_module
+from minikfac.optim import quadratic
+from tests.conftest import inputs_and_targets, on
+
+# The exact cases use tiny batches on purpose; the optimizer warns that its model is noisy there.
+pytestmark = pytest.mark.filterwarnings("ignore:KFAC. the quadratic model sees:RuntimeWarning")
+nn = mk.nn
+LOSSES = {"ce": nn.CrossEntropyLoss, "mse": nn.MSELoss}
+NETS = {  # name: (builder, input shape, loss)
+    "mlp-ce": (lambda: nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3)), (4,), "ce"),
+    "mlp-mse": (lambda: nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3)), (4,), "mse"),
+    "conv-ce": (lambda: nn.Sequential(nn.Conv2d(1, 2, 2), nn.Tanh(), nn.Flatten(), nn.Linear(8, 3)), (1, 3, 3), "ce"),
+}
+#: One step that is exactly δ = Δ: ν = min(1, sqrt(κ / |∇hᵀΔ|)) = 1, no momentum, fresh statistics.
+EXACT_STEP = {"update": "kl_clip", "lr": 1.0, "momentum": 0.0, "kl_clip": 1e30, "stats_fraction": 1.0,
+              "kind": "true", "adapt_damping": False}
+
+
+def host(x):
+    return backend.to_numpy(x)
+
+
+def relative(a, b):
+    a, b = host(a), host(b)
+    return np.abs(a - b).max() / max(np.abs(b).max(), 1e-300)
+
+
+def problem(name, backend_name="numpy", n=6, seed=0):
+    """(net, loss_fn, X, y) on ``backend_name``; the same weights for the same ``seed``."""
+    build, shape, loss = NETS[name]
+    mk.nn.init.manual_seed(seed)
+    net = build().to(backend_name)
+    X, y = inputs_and_targets(shape, loss, n=n, seed=seed + 1)
+    return net, LOSSES[loss](), on(backend_name, X), on(backend_name, y)
+
+
+def backward(net, loss_fn, X, y):
+    """Fresh gradients of the mean loss on (X, y); returns the loss."""
+    net.zero_grad()
+    loss = loss_fn(net(X), y)
+    net.backward(loss_fn.backward())
+    return loss
+
+
+def objective_gradient(net, eta):
+    """∇h = ∇L + ηθ in the canonical order (after a backward)."""
+    return flatten(net, "grad") + eta * flatten(net)
+
+
+def state_arrays(opt):
+    """Host copies of every per-layer state array: {(layer, name): array}."""
+    return {(i, name): host(v).copy() for i, entry in opt.state.items() if i != "global"
+            for name, v in entry.items()}
+
+
+def used_factors(opt):
+    """The (A, G) the last proposal used: rebuilt from the stored eigendecompositions (host)."""
+    pairs = []
+    for i in range(len(opt.layers)):
+        entry = {k: host(v) for k, v in opt.state[i].items()}
+        pairs.append(((entry["U_A"] * entry["a_eigs"]) @ entry["U_A"].T, (entry["U_G"] * entry["g_eigs"]) @ entry["U_G"].T))
+    return pairs
+
+
+# --------------------------------------------------------------------------- #
+# 1. One step equals the curvature module's damped solve
+# --------------------------------------------------------------------------- #
+@pytest.mark.parametrize("name", sorted(NETS))
+@pytest.mark.parametrize("preconditioner,factored", [("kfac", False), ("kfac", True), ("ekfac", None)],
+                         ids=["kfac-exact", "kfac-factored", "ekfac"])
+@pytest.mark.parametrize("eta", [0.0, 0.1])
+def test_first_step_is_the_damped_solve_of_the_curvature_module(backend_name, name, preconditioner, factored, eta):
+    net, loss_fn, X, y = problem(name, backend_name)
+    backward(net, loss_fn, X, y)
+    damping, theta, grad = 0.05, host(flatten(net)), objective_gradient(net, eta)
+    if preconditioner == "kfac":
+        approx = KFACApprox.from_net(net, loss_fn, X, kind="true")
+        want = -approx.solve(grad, damping + eta, factored=factored)
+        statistics = [("A", kf.A) for kf in approx.factors] + [("G", kf.G) for kf in approx.factors]
+    else:
+        approx = EKFAC.from_net(net, loss_fn, X, kind="true")
+        want = -approx.solve(grad, damping + eta)
+        statistics = [("scalings", s) for s in approx.scalings]  # George et al.'s s = diag(Qᵀ F_l Q)
+    opt = KFAC(net, loss_fn, damping=damping, weight_decay=eta, factored=factored, preconditioner=preconditioner,
+               **EXACT_STEP)
+    opt.step(X, y)
+    layers = len(opt.layers)
+    for j, (key, value) in enumerate(statistics):  # first step: the averages are the fresh statistics
+        assert relative(opt.state[j % layers][key], value) < 1e-12, (key, j % layers)
+    assert relative(host(flatten(net)) - theta, want) < 1e-10
+    stored = np.concatenate([host(vec(opt.state[i]["update"])) for i in range(layers)])
+    assert relative(stored, want) < 1e-12  # δ₀ for the next step is the step taken
+    assert opt.last["alpha"] == 1.0 and opt.last["mu"] == 0.0 and opt.steps == 1
+
+
+@pytest.mark.parametrize("loss", ["ce", "mse"])
+def test_one_example_step_is_the_exact_block_natural_gradient(loss):
+    """N = 1: A ⊗ G is the exact Fisher block of a Linear layer, so δ_l = −(F_ll + λI)⁻¹ ∇_l."""
+    net = nn.Sequential(nn.Linear(3, 5), nn.Tanh(), nn.Linear(5, 4), nn.Sigmoid(), nn.Linear(4, 3))
+    loss_fn = LOSSES[loss]()
+    X, y = inputs_and_targets((3,), loss, n=1, seed=2)
+    backward(net, loss_fn, X, y)
+    damping, theta, grad = 1e-6, flatten(net).copy(), flatten(net, "grad")
+    F = fisher(net, loss_fn, X, kind="true")
+    want = np.concatenate([-np.linalg.solve(F[s, s] + damping * np.eye(s.stop - s.start), grad[s])
+                           for s in layer_slices(net)])
+    KFAC(net, loss_fn, damping=damping, min_damping=damping, factored=False, **EXACT_STEP).step(X, y)
+    assert relative(flatten(net) - theta, want) < 1e-7
+
+
+def test_factor_averages_and_inverse_schedule():
+    """A ← εA + (1−ε)A_new with ε = min(1 − 1/k, factor_decay); eigenbases only every T steps."""
+    net, loss_fn, X, y = problem("mlp-ce", n=8)
+    batches = [(X[:4], y[:4]), (X[4:], y[4:]), (X[2:6], y[2:6])]
+    opt = KFAC(net, loss_fn, inverse_interval=2, factor_decay=0.6, **EXACT_STEP)
+    averages, previous = None, None
+    for k, (Xb, yb) in enumerate(batches, start=1):
+        fresh = [tuple(map(host, pair)) for pair in kfac_factors(net, loss_fn, Xb, kind="true")]
+        decay = min(1 - 1 / k, 0.6)
+        averages = fresh if averages is None else [(decay * A + (1 - decay) * An, decay * G + (1 - decay) * Gn)
+                                                   for (A, G), (An, Gn) in zip(averages, fresh)]
+        backward(net, loss_fn, Xb, yb)
+        opt.step(Xb, yb)
+        assert opt.last["refreshed"] == (k != 2)
+        for i, (A, G) in enumerate(averages):
+            assert relative(opt.state[i]["A"], A) < 1e-13 and relative(opt.state[i]["G"], G) < 1e-13
+        # Step 2 preconditions with step 1's eigendecompositions; steps 1 and 3 with their own averages.
+        used = previous if k == 2 else averages
+        for (A_used, G_used), (A, G) in zip(used_factors(opt), used):
+            assert relative(A_used, A) < 1e-12 and relative(G_used, G) < 1e-12
+        previous = averages
+
+
+@pytest.mark.parametrize("fraction,minimum,batch,want", [(0.5, 1, 8, 4), (0.25, 1, 10, 3), (0.25, 5, 10, 5),
+                                                         (0.25, 128, 10, 10), (1.0, 1, 7, 7)])
+def test_statistics_use_the_first_rows_of_the_batch(fraction, minimum, batch, want):
+    """n = min(N, max(ceil(fraction·N), min_stats_examples)); A and G come from X[:n] only."""
+    net, loss_fn, X, y = problem("mlp-ce", n=batch)
+    opt = KFAC(net, loss_fn, min_stats_examples=minimum, **dict(EXACT_STEP, stats_fraction=fraction))
+    assert opt.statistics_examples(batch) == want
+    fresh = kfac_factors(net, loss_fn, X[:want], kind="true")
+    backward(net, loss_fn, X, y)
+    opt.step(X, y)
+    for i, (A, G) in enumerate(fresh):
+        assert relative(opt.state[i]["A"], A) < 1e-13 and relative(opt.state[i]["G"], G) < 1e-13
+
+
+# --------------------------------------------------------------------------- #
+# 2. The quadratic model: α, μ (M&G §7) and the KL-clipped step (Ba et al. 2017)
+# --------------------------------------------------------------------------- #
+def test_solve_step_solves_the_two_by_two_system():
+    rng = np.random.default_rng(4)
+    for _ in range(5):
+        M = rng.standard_normal((2, 2))
+        C, b = M @ M.T + 0.1 * np.eye(2), rng.standard_normal(2)
+        x, change = quadratic.solve_step(C, b)
+        np.testing.assert_allclose(x, np.linalg.solve(C, -b), rtol=1e-12)
+        assert change == pytest.approx(0.5 * x @ C @ x + b @ x, rel=1e-12) and change < 0
+    x, change = quadratic.solve_step([[4.0]], [-2.0])  # K = 1: α = −b/C
+    assert x.tolist() == [0.5] and change == -0.5
+
+
+def test_solve_step_falls_back_to_alpha_when_directions_are_parallel():
+    """δ₀ = 3Δ: C is singular on the 'plane'; μ = 0, α = −∇hᵀΔ / ΔᵀCΔ."""
+    rng = np.random.default_rng(5)
+    M = rng.standard_normal((4, 4))
+    C_full, grad, delta = M @ M.T + np.eye(4), rng.standard_normal(4), rng.standard_normal(4)
+    D = np.stack([delta, 3 * delta], axis=1)
+    x, change = quadratic.solve_step(D.T @ C_full @ D, D.T @ grad)
+    assert x[1] == 0.0 and x[0] == pytest.approx(-(grad @ delta) / (delta @ C_full @ delta), rel=1e-12)
+    assert change == pytest.approx(0.5 * x[0] * (grad @ delta), rel=1e-12)
+
+
+@pytest.mark.parametrize("C,b,match", [([[1.0, 0.0], [0.0, 1.0]], [1.0], "gradient_dots"),
+                                       ([[1.0, 2.0, 3.0]], [1.0], "curvature"),
+                                       ([[0.0]], [1.0], "must be > 0")])
+def test_solve_step_rejects_bad_input(C, b, match):
+    with pytest.raises(ValueError, match=match):
+        quadratic.solve_step(C, b)
+
+
+@pytest.mark.parametrize("eta", [0.0, 0.02])
+def test_alpha_and_mu_minimise_the_model_with_the_dense_fisher(eta):
+    """Second step: C x = −b, C = Dᵀ(F + (λ+η)I)D, b = Dᵀ∇h, D = [Δ, δ₀].
+
+    F is the dense Fisher of the statistics rows (the first 3 of 5), ∇h the whole batch's gradient.
+    """
+    net, loss_fn, X, y = problem("mlp-ce", n=10)
+    X1, y1, X2, y2 = X[:5], y[:5], X[5:], y[5:]
+    damping = 0.03
+    opt = KFAC(net, loss_fn, damping=damping, weight_decay=eta, stats_fraction=0.6, min_stats_examples=1,
+               kind="true", adapt_damping=False)
+    assert opt.statistics_examples(5) == 3
+    backward(net, loss_fn, X1, y1)
+    opt.step(X1, y1)
+    previous = np.concatenate([vec(opt.state[i]["update"]) for i in range(len(opt.layers))])
+    backward(net, loss_fn, X2, y2)
+    theta, grad = flatten(net).copy(), objective_gradient(net, eta)
+    F = fisher(net, loss_fn, X2[:3], kind="true")
+    opt.step(X2, y2)
+    proposal = -KFACApprox(used_factors(opt)).solve(grad, damping + eta, factored=True)
+    D = np.stack([proposal, previous], axis=1)
+    C = D.T @ (F + (damping + eta) * np.eye(len(grad))) @ D
+    x = np.array([opt.last["alpha"], opt.last["mu"]])
+    assert x[1] != 0.0
+    np.testing.assert_allclose(x, np.linalg.solve(C, -(D.T @ grad)), rtol=1e-8)
+    assert relative(flatten(net) - theta, D @ x) < 1e-10
+    assert opt.last["model_change"] == pytest.approx(0.5 * x @ C @ x + grad @ D @ x, rel=1e-8)
+
+
+def test_kl_clip_scales_the_proposal_and_adds_momentum():
+    """δ = lr·ν·Δ + m·δ₀ with ν = min(1, sqrt(κ / (lr² |∇hᵀΔ|))) (Ba et al. 2017, §5)."""
+    net, loss_fn, X, y = problem("mlp-ce", n=10)
+    lr, kappa, momentum, damping = 0.5, 1e-4, 0.7, 0.02
+    opt = KFAC(net, loss_fn, damping=damping, update="kl_clip", lr=lr, momentum=momentum, kl_clip=kappa,
+               stats_fraction=1.0, kind="true", adapt_damping=False)
+    previous = np.zeros(len(flatten(net)))
+    for Xb, yb in ((X[:5], y[:5]), (X[5:], y[5:])):
+        backward(net, loss_fn, Xb, yb)
+        theta, grad = flatten(net).copy(), flatten(net, "grad")
+        opt.step(Xb, yb)
+        proposal = -KFACApprox(used_factors(opt)).solve(grad, damping, factored=True)
+        nu = min(1.0, math.sqrt(kappa / (lr**2 * abs(grad @ proposal))))
+        assert nu < 1  # the clip is active
+        want = lr * nu * proposal + momentum * previous
+        assert relative(flatten(net) - theta, want) < 1e-10
+        previous = flatten(net) - theta
+
+
+def test_quadratic_model_on_a_small_batch_warns_once():
+    net, loss_fn, X, y = problem("mlp-ce", n=6)
+    opt = KFAC(net, loss_fn)
+    with pytest.warns(RuntimeWarning, match="quadratic model sees 6 examples") as caught:
+        for _ in range(2):
+            backward(net, loss_fn, X, y)
+            opt.step(X, y)
+    assert len([w for w in caught if "quadratic model" in str(w.message)]) == 1
+    clipped = KFAC(net, loss_fn, update="kl_clip")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        backward(net, loss_fn, X, y)
+        clipped.step(X, y)
+
+
+# --------------------------------------------------------------------------- #
+# 3. Levenberg–Marquardt damping (M&G §6.5)
+# --------------------------------------------------------------------------- #
+@pytest.mark.parametrize("rho,factor", [(0.9, 0.5), (1.0, 0.5), (0.76, 0.5), (0.75, 1.0), (0.5, 1.0), (0.25, 1.0),
+                                        (0.2, 2.0), (-3.0, 2.0), (float("nan"), 2.0)])
+def test_levenberg_marquardt_rule(rho, factor):
+    assert quadratic.levenberg_marquardt(0.1, rho, 0.5) == pytest.approx(0.1 * factor, rel=1e-15)
+
+
+@pytest.mark.parametrize("decay", [0.0, 1.0, 1.5, -0.5])
+def test_levenberg_marquardt_rejects_decay_outside_unit_interval(decay):
+    with pytest.raises(ValueError, match="decay"):
+        quadratic.levenberg_marquardt(0.1, 0.5, decay)
+
+
+def test_reduction_ratio_signs_and_undefined_cases():
+    assert quadratic.reduction_ratio(2.0, 1.5, -0.5) == 1.0  # h fell as predicted
+    assert quadratic.reduction_ratio(2.0, 1.9, -0.4) == pytest.approx(0.25)
+    assert quadratic.reduction_ratio(2.0, 2.5, -0.5) == -1.0  # h went up: ρ < 0
+    for args in [(2.0, 1.0, 0.0), (2.0, 1.0, 0.3), (float("nan"), 1.0, -1.0), (2.0, float("inf"), -1.0),
+                 (2.0, 1.0, float("nan"))]:
+        assert math.isnan(quadratic.reduction_ratio(*args)), args
+
+
+@pytest.mark.parametrize("eta", [0.0, 0.05])
+def test_linear_regression_model_is_exact_so_damping_shrinks(eta):
+    """Linear net + MSE: h is quadratic and its Hessian is F + ηI, so ρ = 1 and λ ← (19/20)^T₁ λ."""
+    net, loss_fn = nn.Sequential(nn.Linear(3, 2)), nn.MSELoss()
+    X, y = inputs_and_targets((3,), "mse", n=8, classes=2, seed=3)
+    opt = KFAC(net, loss_fn, damping=0.5, weight_decay=eta, stats_fraction=1.0, kind="true", damping_interval=2)
+    expected = 0.5
+    for k in range(1, 5):
+        backward(net, loss_fn, X, y)
+        opt.step(X, y)
+        if k % 2:
+            assert opt.last["rho"] is None
+        else:
+            assert opt.last["rho"] == pytest.approx(1.0, abs=1e-8)
+            expected *= (19 / 20) ** 2
+        assert opt.damping == pytest.approx(expected, rel=1e-14)
+
+
+def test_damping_never_drops_below_min_damping():
+    net, loss_fn = nn.Sequential(nn.Linear(3, 2)), nn.MSELoss()
+    X, y = inputs_and_targets((3,), "mse", n=8, classes=2, seed=3)
+    opt = KFAC(net, loss_fn, damping=0.0105, min_damping=0.01, stats_fraction=1.0, kind="true", damping_interval=1)
+    for _ in range(2):
+        backward(net, loss_fn, X, y)
+        opt.step(X, y)
+        assert opt.last["rho"] == pytest.approx(1.0, abs=1e-8) and opt.damping == 0.01
+    with pytest.raises(ValueError, match="min_damping"):
+        KFAC(net, loss_fn, damping=1e-4, min_damping=1e-3)
+
+
+@pytest.mark.parametrize("target", [None, 0.9, 0.5, 0.1, -2.0, float("nan")])
+def test_reduction_ratio_from_the_dense_model_drives_damping(monkeypatch, target):
+    """ρ = (h(θ+δ) − h(θ)) / M_h(δ), M_h = ½δᵀ(F + ηI)δ + ∇hᵀδ with the dense F; then the LM rule.
+
+    ``target`` replaces h(θ+δ) by h(θ) + target·M_h(δ) (the objective patched), so every
+    branch of the rule is reached; None keeps the true h.
+    """
+    net, loss_fn, X, y = problem("mlp-ce", n=8)
+    eta, damping = 0.01, 0.1
+    opt = KFAC(net, loss_fn, damping=damping, weight_decay=eta, stats_fraction=1.0, kind="true", damping_interval=1)
+    backward(net, loss_fn, X, y)
+    theta, grad = flatten(net).copy(), objective_gradient(net, eta)
+    F = fisher(net, loss_fn, X, kind="true")
+    real_objective, seen = opt._objective, {}
+
+    def objective(Xb, yb):
+        value = real_objective(Xb, yb)
+        theta_now = flatten(net)
+        h = float(loss_fn(net(Xb), yb)) + 0.5 * eta * theta_now @ theta_now  # h, independently
+        assert float(value) == pytest.approx(h, rel=1e-13)
+        if "before" not in seen:
+            seen["before"] = float(value)
+            return value
+        delta = flatten(net) - theta
+        seen["model"] = 0.5 * delta @ (F + eta * np.eye(len(delta))) @ delta + grad @ delta
+        seen["after"] = float(value) if target is None else seen["before"] + target * seen["model"]
+        return value * 0 + seen["after"]
+
+    monkeypatch.setattr(opt, "_objective", objective)
+    opt.step(X, y)
+    rho = (seen["after"] - seen["before"]) / seen["model"]
+    if math.isnan(rho):
+        assert math.isnan(opt.last["rho"])
+    else:
+        assert opt.last["rho"] == pytest.approx(rho, rel=1e-8)
+    omega = 19 / 20
+    want = damping * omega if rho > 0.75 else damping / omega if not rho >= 0.25 else damping
+    assert opt.damping == pytest.approx(want, rel=1e-14) and opt.last["damping"] == opt.damping
+
+
+# --------------------------------------------------------------------------- #
+# 4. The NaN guard
+# --------------------------------------------------------------------------- #
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+@pytest.mark.parametrize("after", [0, 2])
+def test_non_finite_gradient_refuses_the_step(backend_name, bad, after):
+    net, loss_fn, X, y = problem("mlp-ce", backend_name, n=6)
+    opt = KFAC(net, loss_fn, damping=0.1, stats_fraction=0.5, min_stats_examples=1, kind="mc", inverse_interval=2,
+               damping_interval=1)
+    for _ in range(after):
+        backward(net, loss_fn, X, y)
+        opt.step(X, y)
+    backward(net, loss_fn, X, y)
+    grad = host(net[2].weight.grad)
+    grad[1, 2] = bad
+    net[2].weight.grad = on(backend_name, grad)
+    params, arrays = [host(p.data).copy() for p in net.parameters()], state_arrays(opt)
+    damping, steps = opt.damping, opt.steps
+    last = opt.step(X, y)
+    assert last["refused"] and opt.last is last and opt.refused == 1 and opt.steps == steps == after
+    assert opt.damping == damping * kfac_module.REFUSED_DAMPING_FACTOR
+    for p, before in zip(net.parameters(), params):
+        np.testing.assert_array_equal(host(p.data), before)
+    now = state_arrays(opt)
+    assert now.keys() == arrays.keys()
+    for key, before in arrays.items():
+        np.testing.assert_array_equal(now[key], before)
+    backward(net, loss_fn, X, y)  # a healthy step proceeds
+    opt.step(X, y)
+    assert not opt.last["refused"] and opt.steps == after + 1 and opt.refused == 1
+    assert not np.array_equal(host(net[0].weight.data), params[0])
+    assert all(np.all(np.isfinite(host(p.data))) for p in net.parameters())
+
+
+def test_overflowing_update_is_refused(monkeypatch):
+    """Finite Δ and model numbers, but θ + δ is not finite (α = ∞): the last check refuses the step."""
+    net, loss_fn, X, y = problem("mlp-ce")
+    opt = KFAC(net, loss_fn, damping=0.1, **dict(EXACT_STEP, adapt_damping=True, damping_interval=1))
+    backward(net, loss_fn, X, y)
+    real_coefficients = opt._coefficients
+    monkeypatch.setattr(opt, "_coefficients", lambda terms, damping: (real_coefficients(terms, damping)[0] * np.inf, True))
+    theta = flatten(net).copy()
+    assert opt.step(X, y)["refused"] and opt.refused == 1 and opt.steps == 0 and list(opt.state) == ["global"]
+    np.testing.assert_array_equal(flatten(net), theta)
+    assert opt.damping == 0.1 * kfac_module.REFUSED_DAMPING_FACTOR
+
+
+def test_refused_damping_stays_bounded():
+    net, loss_fn, X, y = problem("mlp-ce")
+    opt = KFAC(net, loss_fn, damping=1e7)
+    backward(net, loss_fn, X, y)
+    net[0].bias.grad[0] = float("nan")
+    opt.step(X, y)
+    opt.step(X, y)
+    assert opt.damping == kfac_module.MAX_DAMPING and opt.refused == 2
+
+
+# --------------------------------------------------------------------------- #
+# 5. Checkpoints
+# --------------------------------------------------------------------------- #
+CHECKPOINT_ARGS = {"damping": 0.05, "weight_decay": 1e-3, "kind": "mc", "samples": 2, "stats_fraction": 0.5,
+                   "min_stats_examples": 1, "inverse_interval": 3, "damping_interval": 2, "seed": 7}
+
+
+def _train(net, loss_fn, opt, batches):
+    for Xb, yb in batches:
+        backward(net, loss_fn, Xb, yb)
+        opt.step(Xb, yb)
+
+
+@pytest.mark.parametrize("preconditioner", ["kfac", "ekfac"])
+def test_resumed_run_is_identical_to_the_uninterrupted_one(backend_name, preconditioner):
+    """Run on NumPy, resume after step 2 on ``backend_name``; steps 3–6 include an inverse
+    refresh (k = 4) and two ρ steps (k = 4, 6), all with sampled targets."""
+    if backend_name == "cupy":
+        pytest.skip("CuPy's random stream differs from NumPy's (backend.default_rng)")
+    backend.set_backend("numpy")
+    net, loss_fn, X, y = problem("mlp-ce", n=24)
+    batches = [(X[4 * i:4 * i + 4], y[4 * i:4 * i + 4]) for i in range(6)]
+    args = dict(CHECKPOINT_ARGS, preconditioner=preconditioner)
+    opt = KFAC(net, loss_fn, **args)
+    _train(net, loss_fn, opt, batches[:2])
+    saved = pickle.loads(pickle.dumps((net.state_dict(), opt.state_dict())))
+    _train(net, loss_fn, opt, batches[2:])
+
+    backend.set_backend(backend_name)
+    mk.nn.init.manual_seed(99)  # different weights until loaded
+    resumed_net = NETS["mlp-ce"][0]()
+    resumed_net.load_state_dict(saved[0])
+    resumed = KFAC(resumed_net, loss_fn, damping=1.0, preconditioner=preconditioner)
+    resumed.load_state_dict(saved[1])
+    assert resumed.steps == 2 and resumed.hyper == opt.hyper
+    _train(resumed_net, loss_fn, resumed, [(on(backend_name, Xb), on(backend_name, yb)) for Xb, yb in batches[2:]])
+
+    assert resumed.steps == opt.steps == 6 and resumed.damping == opt.damping and resumed.refused == opt.refused
+    assert resumed.last == opt.last and opt.last["rho"] is not None
+    for p, q in zip(net.parameters(), resumed_net.parameters()):
+        np.testing.assert_array_equal(p.data, host(q.data))
+    mine, theirs = state_arrays(opt), state_arrays(resumed)
+    assert all(backend.backend_of(v) == backend_name for i in range(2) for v in resumed.state[i].values())
+    assert mine.keys() == theirs.keys()
+    for key in mine:
+        np.testing.assert_array_equal(mine[key], theirs[key])
+
+
+def _trained():
+    net, loss_fn, X, y = problem("mlp-ce")
+    opt = KFAC(net, loss_fn, **CHECKPOINT_ARGS)
+    _train(net, loss_fn, opt, [(X, y), (X, y)])
+    return net, opt
+
+
+def _break_shape(saved):
+    saved["state"][1]["G"] = np.zeros((4, 4))
+
+
+def _break_name(saved):
+    saved["state"][0]["momentum"] = np.zeros((5, 5))
+
+
+def _break_key(saved):
+    saved["state"][2] = dict(saved["state"][1])
+
+
+def _break_global(saved):
+    del saved["state"]["global"]
+
+
+def _break_damping(saved):
+    saved["state"]["global"]["damping"] = -1.0
+
+
+def _drop_entry(saved):
+    del saved["state"][0]["U_A"]
+
+
+def _drop_layer(saved):
+    del saved["state"][1]
+
+
+@pytest.mark.parametrize("corrupt,match", [
+    (_drop_entry, "(?i)missing"),
+    (_drop_layer, "(?i)missing"),
+    (_break_shape, r"state\[1\]\['G'\] has shape \(4, 4\), expected \(3, 3\)"),
+    (_break_name, "unknown entry 'momentum'"),
+    (_break_key, "state key 2 is not 'global' or a layer index"),
+    (_break_global, "no 'global' state"),
+    (_break_damping, "damping"),
+], ids=["missing-entry", "missing-layer", "shape", "name", "key", "global", "damping"])
+def test_load_state_dict_rejects_bad_checkpoints_and_changes_nothing(corrupt, match):
+    _net, opt = _trained()
+    saved = opt.state_dict()
+    corrupt(saved)
+    before, arrays, damping = opt.state_dict(), state_arrays(opt), opt.damping
+    with pytest.raises(ValueError, match=match):
+        opt.load_state_dict(saved)
+    assert opt.steps == before["steps"] and opt.hyper == before["hyper"] and opt.damping == damping
+    now = state_arrays(opt)
+    assert now.keys() == arrays.keys() and all(np.array_equal(now[k], arrays[k]) for k in arrays)
+
+
+def test_load_state_dict_rejects_another_optimizer():
+    net, opt = _trained()
+    with pytest.raises(ValueError, match="SGD"):
+        opt.load_state_dict(SGD(net.parameters(), lr=0.1).state_dict())
+
+
+def test_state_dict_is_a_copy():
+    net, opt = _trained()
+    saved = opt.state_dict()
+    saved["state"][0]["A"][...] = 0.0
+    assert np.any(host(opt.state[0]["A"]) != 0)
+
+
+# --------------------------------------------------------------------------- #
+# 6. Training in float32 and float64; backends
+# --------------------------------------------------------------------------- #
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("preconditioner", ["kfac", "ekfac"])
+def test_trains_in_both_dtypes(dtype, preconditioner):
+    backend.set_default_dtype(dtype)
+    X, y = mk.data.spirals(n_per_class=30, noise=0.1, seed=1, dtype=dtype)
+    net = nn.Sequential(nn.Linear(2, 16), nn.Tanh(), nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, 3))
+    loss_fn = nn.CrossEntropyLoss()
+    opt = KFAC(net, loss_fn, damping=0.01, inverse_interval=5, preconditioner=preconditioner)
+    start = float(loss_fn(net(X), y))
+    for _ in range(30):
+        backward(net, loss_fn, X, y)
+        opt.step(X, y)
+    end = float(loss_fn(net(X), y))
+    assert end < 0.25 * start, (start, end)  # about 1.1 -> 0.04 in either dtype
+    assert opt.refused == 0
+    for p in net.parameters():
+        assert p.data.dtype == np.dtype(dtype)
+    for (_, name), value in state_arrays(opt).items():
+        assert value.dtype == np.dtype(dtype), name
+
+
+@pytest.mark.parametrize("kind,preconditioner", [("true", "kfac"), ("true", "ekfac"), ("mc", "kfac")])
+def test_backends_agree(backend_name, kind, preconditioner):
+    """The same run on NumPy and on ``backend_name``. "mc" needs the same random stream:
+    fakegpu draws from NumPy's generator, CuPy from its own (backend.default_rng)."""
+    if kind == "mc" and backend_name == "cupy":
+        pytest.skip("CuPy's random stream differs from NumPy's")
+    args = dict(damping=0.05, kind=kind, stats_fraction=0.5, min_stats_examples=1, inverse_interval=2,
+                damping_interval=2, preconditioner=preconditioner)
+    results = []
+    for name in ("numpy", backend_name):
+        backend.set_backend(name)
+        net, loss_fn, X, y = problem("conv-ce", name, n=8)
+        opt = KFAC(net, loss_fn, **args)
+        _train(net, loss_fn, opt, [(X, y), (X[:4], y[:4]), (X[4:], y[4:]), (X, y)])
+        assert all(backend.backend_of(v) == name for entry in opt.state.values() for v in entry.values()
+                   if backend.is_array(v))
+        results.append(([host(p.data) for p in net.parameters()], opt.damping))
+    for p, q in zip(results[0][0], results[1][0]):
+        np.testing.assert_allclose(q, p, rtol=1e-10, atol=1e-13)
+    assert results[1][1] == pytest.approx(results[0][1], rel=1e-12)
+
+
+# --------------------------------------------------------------------------- #
+# 7. Errors
+# --------------------------------------------------------------------------- #
+@pytest.mark.parametrize("kwargs,name", [
+    ({"kind": "fisher"}, "kind"),
+    ({"stats_fraction": 0.0}, "stats_fraction"),
+    ({"stats_fraction": 1.5}, "stats_fraction"),
+    ({"lr": 0.1}, "lr"),
+    ({"momentum": 0.5}, "momentum"),
+    ({"preconditioner": "ekfac", "factored": True}, "factored"),
+    ({"preconditioner": "shampoo"}, "preconditioner"),
+    ({"update": "adam"}, "update"),
+    ({"damping": 0.0}, "damping"),
+    ({"inverse_interval": 0}, "inverse_interval"),
+    ({"damping_interval": 1.5}, "damping_interval"),
+    ({"factor_decay": 1.0}, "factor_decay"),
+    ({"samples": 0}, "samples"),
+])
+def test_bad_hyper_parameters_raise_naming_them(kwargs, name):
+    net, loss_fn, _, _ = problem("mlp-ce")
+    with pytest.raises(ValueError, match=name):
+        KFAC(net, loss_fn, **kwargs)
+
+
+def test_layers_other_than_linear_and_conv_with_parameters_are_refused():
+    class Scale(nn.Module):
+        def __init__(self):
+            self.gain = nn.Parameter(np.ones(3))
+
+        def forward(self, x):
+            return x * self.gain.data
+
+    net = nn.Sequential(nn.Linear(2, 3), Scale())
+    with pytest.raises(TypeError, match="Scale has parameters"):
+        KFAC(net, nn.MSELoss())
+
+
+def test_step_without_backward_raises():
+    net, loss_fn, X, y = problem("mlp-ce")
+    opt, theta = KFAC(net, loss_fn), flatten(net).copy()
+    with pytest.raises(ValueError, match=r"layer 0 .* has no gradient; run net.backward"):
+        opt.step(X, y)
+    assert opt.steps == 0 and opt.refused == 0 and list(opt.state) == ["global"]
+    np.testing.assert_array_equal(flatten(net), theta)
