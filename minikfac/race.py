@@ -1,0 +1,612 @@
+"""The race: K-FAC against SGD with momentum and Adam, to a target training loss.
+
+A :class:`Problem` fixes everything but the optimizer: a dataset, a network,
+its loss and targets, a batch size, a budget of epochs, the training loss to
+reach and how the result is scored on the test split. On each problem,
+
+- SGD (heavy-ball momentum 0.9) and Adam each run a small sweep of learning
+  rates and are reported at their best: the fewest iterations to the target,
+  ties (e.g. neither reached it) broken by the lower final training loss;
+- K-FAC runs once with its defaults (``training.make_optimizer("kfac", ...)``),
+  untuned: the point of a second-order method is not to need the sweep.
+
+Measuring. The mini-batch loss is too noisy to say *when* a target was
+reached, so every run measures the mean loss of a fixed subset of the
+training split (:data:`TRAIN_SUBSET` examples, eval mode) at the steps of
+:func:`evaluation_steps` — log-spaced early, evenly spaced later, about
+:data:`EVALUATIONS` points — with the clock stopped: seconds count training
+only. The time to the target is the first evaluated point at or below it
+(:func:`time_to_target`), so it is exact to one evaluation interval. Every run
+of a problem starts from the same initial weights (the seed) and sees the same
+mini-batches in the same order, so the optimizers alone differ.
+
+The per-step cost is measured apart (:func:`step_cost`): medians of blocks of
+consecutive steps, K-FAC's blocks spanning whole inverse periods so that its
+eigendecompositions are counted.
+
+This module only computes and returns JSON-ready dicts; the figures are
+:func:`minikfac.plot.race_figures` and the command is ``minikfac bench``.
+"""
+
+import dataclasses
+import math
+import statistics
+import sys
+import time
+
+import numpy as np
+from tqdm import tqdm
+
+from minikfac import backend, data, models, nn, training
+
+METHODS = ("sgd", "adam", "kfac")
+#: Heavy-ball coefficient of every SGD run.
+SGD_MOMENTUM = 0.9
+#: Examples of the training split whose mean loss is "the training loss".
+TRAIN_SUBSET = 1000
+#: About how many times each run measures that loss.
+EVALUATIONS = 60
+#: The step cost's block unit when K-FAC is not measured (else K-FAC's own inverse interval T).
+INVERSE_INTERVAL = 20
+#: The issue's goal for the step cost: K-FAC's mean step at this batch size ≤ this × SGD's.
+STEP_COST_GOAL = (512, 1.5)
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """One race track.
+
+    name : "digits-mlp", ...; dataset, model : names for :func:`minikfac.data.load`
+        and :func:`minikfac.models.build`.
+    batch_size : the same for every method, so that an iteration means the same
+        amount of data for all (see :data:`PROBLEMS` for the choices).
+    epochs : the budget of every run.
+    target_loss : the training loss to reach (mean over the subset).
+    lrs : {"sgd": (lr, ...), "adam": (lr, ...)}, the sweeps; the middle value is
+        the one a quick race uses.
+    goals : dict of the issue's benchmark goals for this problem, some of
+        "accuracy" (K-FAC's test accuracy ≥), "iterations" and "seconds"
+        (K-FAC's count to the target ≤ this × the best Adam's).
+    """
+
+    name: str
+    dataset: str
+    model: str
+    batch_size: int
+    epochs: int
+    target_loss: float
+    lrs: dict
+    goals: dict = dataclasses.field(default_factory=dict)
+
+    def to_dict(self):
+        """The definition as a JSON-ready dict, with the model's task ("classification", ...)."""
+        return dict(dataclasses.asdict(self), task=models.task(self.model).name)
+
+
+#: The three problems. Batch sizes: the same for the three methods of a problem (so
+#: that an iteration means the same data for all), chosen for K-FAC, which estimates
+#: its curvature and its quadratic model from a quarter of each batch and needs at
+#: least 32 examples there; first-order methods do well at these sizes too.
+#: Targets were measured with ``minikfac bench`` (seed 0): for each, the best
+#: first-order run's lowest training loss by 80% of its budget
+#: (:func:`suggest_target`, rounded up to three digits) — a loss the best tuned
+#: method reaches late, so that reaching it early means something.
+PROBLEMS = {
+    # 1,438 digits, batch 128: 11 full batches an epoch, 110 steps in the 10 epochs of the goal.
+    "digits-mlp": Problem("digits-mlp", "digits", "mlp", 128, 10, target_loss=0.0075,
+                          lrs={"sgd": (0.03, 0.1, 0.3), "adam": (3e-3, 1e-2, 3e-2)},
+                          goals={"accuracy": 0.97}),
+    # 4,000 MNIST images, batch 128: 31 steps an epoch, 155 in the 5 epochs of the goal.
+    "mnist-cnn": Problem("mnist-cnn", "mnist", "cnn", 128, 5, target_loss=0.0489,
+                         lrs={"sgd": (0.03, 0.1, 0.3), "adam": (3e-3, 1e-2, 3e-2)},
+                         goals={"accuracy": 0.96}),
+    # The 784-200-100-30-100-200-784 sigmoid autoencoder, Bernoulli loss on the pixels
+    # (summed over them: ~200 at the mean image's plateau), batch 256: 15 steps an
+    # epoch, 2,250 in 150 epochs (first-order methods need many to leave the plateau,
+    # and Adam must reach the target for the wall-clock goal to be decided). Adam's
+    # sweep is lower than elsewhere: 3e-2 stays on the plateau.
+    "mnist-autoencoder": Problem("mnist-autoencoder", "mnist", "autoencoder", 256, 150, target_loss=118.0,
+                                 lrs={"sgd": (0.03, 0.1, 0.3), "adam": (1e-3, 3e-3, 1e-2)},
+                                 goals={"iterations": 1 / 3, "seconds": 1 / 2}),
+}
+
+
+def _check_problem(name):
+    if name not in PROBLEMS:
+        raise ValueError(f"problem must be one of {tuple(PROBLEMS)}, got {name!r}")
+    return PROBLEMS[name]
+
+
+# --------------------------------------------------------------------------- #
+# Curves and their reading
+# --------------------------------------------------------------------------- #
+def evaluation_steps(total, count=EVALUATIONS):
+    """Sorted steps in [0, total] at which a run measures its training loss.
+
+    About a third of ``count`` log-spaced from 1 (fast early progress is
+    resolved) and the rest evenly spaced; step 0 (the initial loss) and
+    ``total`` are always included. Returns a list of ints.
+    """
+    if total < 0 or count < 2:
+        raise ValueError(f"evaluation_steps: need total >= 0 and count >= 2, got total={total}, count={count}")
+    if total == 0:
+        return [0]
+    early = np.geomspace(1, total, max(count // 3, 2))
+    even = np.linspace(0, total, count - len(early))
+    return sorted({0, total, *np.rint(early).astype(int).tolist(), *np.rint(even).astype(int).tolist()})
+
+
+def time_to_target(curve, target):
+    """(step, seconds) of the first point of ``curve`` whose train loss is ≤ ``target``.
+
+    curve : {"step": [...], "seconds": [...], "train_loss": [...]}, in step
+        order. Returns (None, None) if the target is never reached (NaN
+        losses never reach it).
+    """
+    for step, seconds, loss in zip(curve["step"], curve["seconds"], curve["train_loss"], strict=True):
+        if loss <= target:
+            return step, seconds
+    return None, None
+
+
+def best_run(runs, method):
+    """Index in ``runs`` of the best run of ``method``: fewest steps to the target, then lowest final loss.
+
+    runs : list of run records (:func:`run_one`). Returns None if ``method`` has none.
+    """
+    def key(i):
+        steps, final = runs[i]["steps_to_target"], runs[i]["final_train_loss"]
+        return (math.inf if steps is None else steps, final if math.isfinite(final) else math.inf)
+    indices = [i for i, r in enumerate(runs) if r["method"] == method]
+    return min(indices, key=key) if indices else None
+
+
+def suggest_target(runs, fraction=0.8):
+    """A target loss the best first-order run reaches late: how :data:`PROBLEMS`' targets were chosen.
+
+    Takes the SGD/Adam run with the lowest final training loss and returns its
+    lowest loss among the points up to ``fraction`` of its steps, rounded *up*
+    to three significant digits (so that run reaches it). None without such runs.
+    """
+    first_order = [r for r in runs if r["method"] != "kfac" and math.isfinite(r["final_train_loss"])]
+    if not first_order:
+        return None
+    best = min(first_order, key=lambda r: r["final_train_loss"])
+    curve = best["curve"]
+    limit = fraction * curve["step"][-1]
+    low = min(loss for step, loss in zip(curve["step"], curve["train_loss"], strict=True) if step <= limit)
+    scale = 10.0 ** (math.floor(math.log10(low)) - 2)
+    return float(f"{math.ceil(low / scale) * scale:.3g}")
+
+
+# --------------------------------------------------------------------------- #
+# One run
+# --------------------------------------------------------------------------- #
+@dataclasses.dataclass
+class Setup:
+    """A problem's data, ready on the backend: the training split, the loss-measuring subset, the test split.
+
+    X_* : (N, ...) inputs; Y_* : their targets (labels, or the inputs for an
+    autoencoder); loss : a callable making the problem's loss; dataset : the
+    :class:`minikfac.data.Dataset` (for building the net).
+    """
+
+    dataset: object
+    loss: object
+    X_train: object
+    Y_train: object
+    X_subset: object
+    Y_subset: object
+    X_test: object
+    Y_test: object
+
+
+def prepare(problem, seed=0, max_train=None):
+    """The :class:`Setup` of ``problem``: data loaded, targets made, subset drawn (seeded).
+
+    max_train : keep only this many training (and test) examples, drawn with
+        ``seed`` — for smoke tests; None keeps all.
+    """
+    problem = _check_problem(problem) if isinstance(problem, str) else problem
+    dataset = data.load(problem.dataset, flat=models.input_is_flat(problem.model))
+    task = models.task(problem.model)
+    X_train, X_test = dataset.X_train, dataset.X_test
+    Y_train, Y_test = task.targets(X_train, dataset.y_train), task.targets(X_test, dataset.y_test)
+    rng = np.random.default_rng(seed)
+    if max_train is not None:
+        keep = np.sort(rng.permutation(len(X_train))[:max_train])
+        X_train, Y_train = X_train[keep], Y_train[keep]
+        X_test, Y_test = X_test[:max_train], Y_test[:max_train]
+    rows = np.sort(rng.choice(len(X_train), min(TRAIN_SUBSET, len(X_train)), replace=False))
+    dtype = backend.get_default_dtype()
+
+    def move(array):  # labels stay integers, everything else takes the default float dtype
+        return backend.asarray(array, dtype=None if np.dtype(array.dtype).kind in "iu" else dtype)
+    return Setup(dataset, task.loss, move(X_train), move(Y_train), move(X_train[rows]), move(Y_train[rows]),
+                 move(X_test), move(Y_test))
+
+
+def _optimizer(method, net, loss_fn, lr, seed=0):
+    if method == "kfac":  # its defaults, untuned
+        return training.make_optimizer("kfac", net, loss_fn=loss_fn, seed=seed)
+    return training.make_optimizer(method, net, lr, SGD_MOMENTUM if method == "sgd" else 0.0)
+
+
+def _label(method, lr):
+    return "kfac (defaults)" if lr is None else f"{method} lr {lr:g}"
+
+
+def run_one(problem, method, lr, setup, epochs=None, seed=0, progress=False):
+    """Train ``problem``'s net with one optimizer; returns the run's record (a JSON-ready dict).
+
+    method : "sgd", "adam" or "kfac"; lr : its learning rate (None for K-FAC's
+    defaults); setup : :func:`prepare`'s; epochs : default the problem's.
+
+    The record: ``method``, ``lr``, ``label``, ``steps``, ``train_seconds``
+    (evaluations excluded), ``seconds_per_step``, ``curve`` ({"step",
+    "seconds", "train_loss"} lists), ``steps_to_target``/``seconds_to_target``
+    (None if not reached), ``final_train_loss``, ``diverged`` (a non-finite
+    loss stopped the run), ``test`` (see :func:`test_metrics`) and, for K-FAC,
+    ``damping`` and ``refused`` at the end.
+    """
+    epochs = problem.epochs if epochs is None else epochs
+    nn.init.manual_seed(seed)
+    net = models.build(problem.model, setup.dataset)
+    loss_fn = setup.loss()
+    optimizer = _optimizer(method, net, loss_fn, lr, seed)
+    # Full batches only: K-FAC's statistics take a fixed fraction of each batch, and an
+    # iteration then means the same amount of data throughout.
+    loader = data.DataLoader(setup.X_train, setup.Y_train, problem.batch_size, seed=seed, drop_last=True)
+    if len(loader) == 0:
+        raise ValueError(f"{problem.name}: batch_size {problem.batch_size} is larger than the "
+                         f"{len(setup.X_train)} training examples")
+    total = epochs * len(loader)
+    checkpoints = set(evaluation_steps(total))
+    curve = {"step": [], "seconds": [], "train_loss": []}
+    seconds = 0.0
+
+    def measure(step):
+        loss = training.evaluate(net, loss_fn, setup.X_subset, setup.Y_subset)["loss"]
+        for key, value in (("step", step), ("seconds", seconds), ("train_loss", loss)):
+            curve[key].append(value)
+        return math.isfinite(loss)
+
+    def batches():
+        for _ in range(epochs):
+            yield from loader
+
+    measure(0)
+    step, diverged = 0, False
+    bar = tqdm(total=total, disable=None if progress else True, unit="step", file=sys.stderr,
+               dynamic_ncols=True, leave=False, desc=f"{problem.name} {_label(method, lr)}")
+    try:
+        started = time.perf_counter()
+        for X, y in batches():
+            loss = training.train_step(net, loss_fn, optimizer, X, y)
+            step += 1
+            bar.update(1)
+            if step in checkpoints:
+                backend.synchronize(loss)  # the clock stops when the device has finished
+                seconds += time.perf_counter() - started
+                if not measure(step):
+                    diverged = True
+                    break
+                started = time.perf_counter()
+    finally:
+        bar.close()
+    reached = time_to_target(curve, problem.target_loss)
+    record = {"method": method, "lr": lr, "label": _label(method, lr), "steps": step, "epochs": epochs,
+              "train_seconds": seconds, "seconds_per_step": seconds / max(step, 1), "curve": curve,
+              "steps_to_target": reached[0], "seconds_to_target": reached[1],
+              "final_train_loss": curve["train_loss"][-1], "diverged": diverged,
+              "test": test_metrics(problem, net, loss_fn, setup)}
+    if method == "kfac":
+        record["damping"] = float(getattr(optimizer, "damping", math.nan))
+        record["refused"] = int(getattr(optimizer, "refused", 0))
+    return record
+
+
+def test_metrics(problem, net, loss_fn, setup):
+    """The test-split scores: {"loss", "accuracy"} (classification) or {"loss", "squared_error"}.
+
+    squared_error is the mean over test examples of ‖x̂ − x‖², x̂ the
+    reconstruction (the sigmoid of the logits for a Bernoulli loss).
+    """
+    result = training.evaluate(net, loss_fn, setup.X_test, setup.Y_test)
+    if models.task(problem.model).name == "classification":
+        return {"loss": result["loss"], "accuracy": result["accuracy"]}
+    return {"loss": result["loss"], "squared_error": _squared_error(net, loss_fn, setup.X_test, setup.Y_test)}
+
+
+def _squared_error(net, loss_fn, X, Y, batch_size=500):
+    xp = backend.get_array_module(X)
+    was_training = net.training
+    net.clear_cache()
+    net.eval()
+    try:
+        total = []
+        for start in range(0, len(X), batch_size):
+            out = net(X[start:start + batch_size])
+            if isinstance(loss_fn, nn.BCEWithLogitsLoss):
+                out = 0.5 * (1 + xp.tanh(0.5 * out))  # σ(out), without exp's overflow
+            total.append(xp.sum((out - Y[start:start + batch_size]) ** 2))
+        return float(backend.to_numpy(xp.sum(xp.stack(total)))) / len(X)
+    finally:
+        net.train(was_training)
+
+
+# --------------------------------------------------------------------------- #
+# A problem's race, the step cost, the whole race
+# --------------------------------------------------------------------------- #
+def _versus(kfac, other):
+    """K-FAC's iterations and seconds to the target ÷ another run's.
+
+    None where K-FAC never reached the target. Where only the other run never
+    reached it, its whole run stands in for its count and ``upper_bound`` is
+    True: the true ratio is smaller than the one given.
+    """
+    bound = other["steps_to_target"] is None
+    if kfac["steps_to_target"] is None:
+        return {"iterations": None, "seconds": None, "upper_bound": bound}
+    steps, seconds = ((other["steps"], other["train_seconds"]) if bound else
+                      (other["steps_to_target"], other["seconds_to_target"]))
+    return {"iterations": kfac["steps_to_target"] / steps if steps else None,
+            "seconds": kfac["seconds_to_target"] / seconds if seconds else None, "upper_bound": bound}
+
+
+def race_problem(problem, quick=False, seed=0, progress=True, log=print, max_train=None, methods=METHODS):
+    """Race the three methods on ``problem`` (a name or :class:`Problem`); returns a JSON-ready dict.
+
+    quick : one learning rate per method (the sweep's middle) and a fifth of
+        the epochs (at least 1) — a smoke test, not a result.
+    log : callable receiving one line per finished run, or None.
+    methods : the contenders (default all three).
+
+    The dict: ``problem`` (its definition), ``epochs``, ``train_examples``,
+    ``runs`` (records of :func:`run_one`, in the order sgd, adam, kfac),
+    ``best`` ({method: index into runs}), ``kfac_vs`` ({"sgd"|"adam": {"iterations",
+    "seconds", "upper_bound"}}: K-FAC's count to the target ÷ the best run's, see
+    :func:`_versus`) and ``suggested_target`` (:func:`suggest_target`).
+    """
+    problem = _check_problem(problem) if isinstance(problem, str) else problem
+    setup = prepare(problem, seed, max_train)
+    epochs = max(1, problem.epochs // 5) if quick else problem.epochs
+    runs = []
+    for method in methods:
+        sweep = problem.lrs.get(method, (None,))
+        for lr in (sweep[len(sweep) // 2],) if quick else sweep:
+            record = run_one(problem, method, lr, setup, epochs, seed, progress)
+            runs.append(record)
+            if log:
+                log(f"  {problem.name:<18} {_run_line(record)}")
+    best = {method: best_run(runs, method) for method in methods}
+    kfac_vs = {}
+    if "kfac" in best:
+        kfac = runs[best["kfac"]]
+        kfac_vs = {method: _versus(kfac, runs[best[method]]) for method in ("sgd", "adam") if method in best}
+    return {"problem": problem.to_dict(), "epochs": epochs, "train_examples": len(setup.X_train),
+            "test_examples": len(setup.X_test), "subset_examples": len(setup.X_subset), "runs": runs,
+            "best": best, "kfac_vs": kfac_vs, "suggested_target": suggest_target(runs)}
+
+
+def _run_line(record):
+    reached = ("target not reached" if record["steps_to_target"] is None else
+               f"target at step {record['steps_to_target']} ({record['seconds_to_target']:.3g} s)")
+    test = record["test"]
+    score = (f"test acc {100 * test['accuracy']:.2f}%" if "accuracy" in test else
+             f"test sq. err {test['squared_error']:.2f}")
+    return (f"{record['label']:<16} {record['steps']:>5} steps {record['train_seconds']:6.3g} s  "
+            f"loss {record['final_train_loss']:.4g}  {reached}  {score}" + ("  DIVERGED" if record["diverged"] else ""))
+
+
+def _cycle(loader):
+    while True:
+        yield from loader
+
+
+def _timed_block(step, steps):
+    started = time.perf_counter()
+    for _ in range(steps):
+        loss = step()
+    backend.synchronize(loss)
+    return (time.perf_counter() - started) / steps
+
+
+def step_cost(problem, batch_sizes=(64, 128, 256, 512), repeats=3, periods=2, seed=0, max_train=None,
+              methods=METHODS, log=None):
+    """Median seconds per training step of each method on ``problem``'s net, per batch size.
+
+    Each method first runs one untimed inverse period (warm-up), then ``repeats``
+    timed blocks of ``periods`` × T consecutive steps (T = K-FAC's inverse
+    interval; :data:`INVERSE_INTERVAL` when K-FAC is not measured),
+    the methods taking turns so that a shared machine's drift hits all alike;
+    a K-FAC block therefore holds ``periods`` eigendecomposition steps and the
+    steps between, i.e. its real average. Steps draw successive mini-batches
+    of the training split (batch sizes larger than the split are skipped:
+    None). Learning rates: each sweep's middle value; K-FAC's defaults.
+
+    Returns {"problem", "batch_sizes", "repeats", "steps_per_block",
+    "seconds": {method: [s per step or None]}, "ratio_to_sgd": {method: [...]}}.
+    """
+    problem = _check_problem(problem) if isinstance(problem, str) else problem
+    setup = prepare(problem, seed, max_train)
+    seconds = {method: [] for method in methods}
+    interval = INVERSE_INTERVAL
+    for size in batch_sizes:
+        if size > len(setup.X_train):
+            for method in methods:
+                seconds[method].append(None)
+            continue
+        steps = {}
+        for method in methods:
+            nn.init.manual_seed(seed)
+            net = models.build(problem.model, setup.dataset)
+            loss_fn = setup.loss()
+            sweep = problem.lrs.get(method, (None,))
+            optimizer = _optimizer(method, net, loss_fn, sweep[len(sweep) // 2], seed)
+            interval = optimizer.hyper.get("inverse_interval", interval)
+            batches = _cycle(data.DataLoader(setup.X_train, setup.Y_train, size, seed=seed, drop_last=True))
+            steps[method] = (lambda n=net, f=loss_fn, o=optimizer, b=batches:
+                             training.train_step(n, f, o, *next(b)))
+        block = periods * interval  # K-FAC's blocks hold `periods` eigendecompositions
+        for method in methods:
+            _timed_block(steps[method], interval)  # warm-up: one inverse period
+        samples = {method: [] for method in methods}
+        for _ in range(repeats):
+            for method in methods:
+                samples[method].append(_timed_block(steps[method], block))
+        for method in methods:
+            seconds[method].append(statistics.median(samples[method]))
+        if log:
+            log(f"  {problem.name:<18} batch {size:>5}: " + "  ".join(
+                f"{m} {1e3 * seconds[m][-1]:.1f} ms" for m in methods))
+    ratio = {method: [None if s is None or base is None else s / base
+                      for s, base in zip(seconds[method], seconds.get("sgd", seconds[method]), strict=True)]
+             for method in methods}
+    return {"problem": problem.name, "batch_sizes": list(batch_sizes), "repeats": repeats,
+            "steps_per_block": periods * interval, "inverse_interval": interval, "seconds": seconds,
+            "ratio_to_sgd": ratio}
+
+
+def race(problems=None, quick=False, seed=0, progress=True, log=print, step_batch_sizes=None,
+         step_repeats=None, max_train=None, backend_name="numpy", dtype="float32", methods=METHODS):
+    """The whole race: :func:`race_problem` and :func:`step_cost` on each problem; a JSON-ready report.
+
+    problems : names (default all of :data:`PROBLEMS`); quick : see
+    :func:`race_problem` (and the step cost at batch 64 and 256, one repeat);
+    step_batch_sizes : default 64, 128, 256, 512 (() skips the step cost);
+    step_repeats : default 3 (1 when quick); max_train : see :func:`prepare`;
+    backend_name, dtype : where and how to train (restored afterwards);
+    methods : the contenders (default all three).
+
+    The report: ``settings``, ``problems`` ({name: race_problem's dict}),
+    ``step_cost`` ({name: step_cost's dict}), ``goals`` (:func:`check_goals`)
+    and ``seconds`` (the wall clock of each part and the total).
+    """
+    names = list(PROBLEMS) if problems is None else list(problems)
+    for name in names:
+        _check_problem(name)
+    if step_batch_sizes is None:
+        step_batch_sizes = (64, 256) if quick else (64, 128, 256, 512)
+    step_repeats = (1 if quick else 3) if step_repeats is None else step_repeats
+    started = time.perf_counter()
+    report = {"settings": {"problems": names, "quick": quick, "seed": seed, "backend": backend_name,
+                           "dtype": dtype, "max_train": max_train, "sgd_momentum": SGD_MOMENTUM,
+                           "train_subset": TRAIN_SUBSET, "step_batch_sizes": list(step_batch_sizes),
+                           "step_repeats": step_repeats, "step_cost_goal": list(STEP_COST_GOAL)},
+              "problems": {}, "step_cost": {}, "seconds": {}}
+    previous = backend.get_backend(), backend.get_default_dtype()
+    try:
+        backend.set_backend(backend_name)
+        backend.set_default_dtype(dtype)
+        for name in names:
+            clock = time.perf_counter()
+            report["problems"][name] = race_problem(name, quick, seed, progress, log, max_train, methods)
+            report["seconds"][name] = time.perf_counter() - clock
+        for name in names if step_batch_sizes else ():
+            clock = time.perf_counter()
+            report["step_cost"][name] = step_cost(name, step_batch_sizes, step_repeats, seed=seed,
+                                                  max_train=max_train, methods=methods, log=log)
+            report["seconds"][f"{name} step cost"] = time.perf_counter() - clock
+    finally:
+        backend.set_backend(previous[0])
+        backend.set_default_dtype(previous[1])
+    report["goals"] = check_goals(report)
+    report["seconds"]["total"] = time.perf_counter() - started
+    return report
+
+
+# --------------------------------------------------------------------------- #
+# Goals and the printed table
+# --------------------------------------------------------------------------- #
+def check_goals(report):
+    """The issue's benchmark goals, each {"goal", "value", "threshold", "met"}; misses are reported, not hidden.
+
+    Per problem (its ``goals``): K-FAC's test accuracy ≥ "accuracy"; K-FAC's
+    iterations and seconds to the target ≤ "iterations"/"seconds" × the best
+    Adam's (value None, a miss, when K-FAC never reaches it; when only Adam
+    never does, the value is an upper bound, and "met" None if it is above
+    the threshold: undecided). Per measured net: K-FAC's
+    step ≤ :data:`STEP_COST_GOAL` × SGD's at that batch size.
+    """
+    goals = []
+
+    def add(text, value, threshold, at_most, bound=False):
+        met = value is not None and (value <= threshold if at_most else value >= threshold)
+        if bound and not met and value is not None:
+            met = None  # only an upper bound, and above the threshold: undecided
+        goals.append({"goal": text, "value": value, "threshold": threshold, "met": met, "upper_bound": bound})
+
+    for name, result in report["problems"].items():
+        wanted = result["problem"]["goals"]
+        if "kfac" not in result["best"]:
+            continue
+        kfac = result["runs"][result["best"]["kfac"]]
+        if "accuracy" in wanted:
+            add(f"{name}: K-FAC test accuracy after {result['epochs']} epochs ≥ {wanted['accuracy']:.0%}",
+                kfac["test"].get("accuracy"), wanted["accuracy"], at_most=False)
+        for key in ("iterations", "seconds"):
+            if key in wanted:
+                versus = result["kfac_vs"]["adam"]
+                add(f"{name}: K-FAC {key} to the target ≤ {wanted[key]:.2g} × best Adam's",
+                    versus[key], wanted[key], at_most=True, bound=versus["upper_bound"])
+    size, limit = STEP_COST_GOAL
+    for name, cost in report["step_cost"].items():
+        if size in cost["batch_sizes"] and "kfac" in cost["ratio_to_sgd"]:
+            value = cost["ratio_to_sgd"]["kfac"][cost["batch_sizes"].index(size)]
+            add(f"{name}: K-FAC step ≤ {limit} × SGD step at batch {size} (T = {cost['inverse_interval']})",
+                value, limit, at_most=True)
+    return goals
+
+
+def _number(value, form):
+    return "—" if value is None else format(value, form)
+
+
+def table(report):
+    """The race's results as text: one block per problem, the step cost, the goals."""
+    lines = []
+    for name, result in report["problems"].items():
+        problem = result["problem"]
+        runs, best = result["runs"], set(result["best"].values())
+        steps = runs[0]["steps"] if runs else 0
+        lines.append(f"{name}: {problem['model']} on {problem['dataset']} ({result['train_examples']:,} examples), "
+                     f"batch {problem['batch_size']}, {result['epochs']} epochs (≤ {steps} steps), "
+                     f"target training loss {problem['target_loss']:g}")
+        classify = problem["task"] == "classification"
+        score = "test acc" if classify else "test sq.err"
+        lines.append(f"  {'run':<18}{'steps→target':>13}{'s→target':>10}{'final loss':>12}{'test loss':>11}"
+                     f"{score:>12}{'ms/step':>9}")
+        for i, run in enumerate(runs):
+            test = run["test"]
+            metric = (_number(None if test["accuracy"] is None else 100 * test["accuracy"], ".2f")
+                      if classify else _number(test["squared_error"], ".3f"))
+            mark = "*" if i in best else " "
+            lines.append(f" {mark}{run['label']:<18}{_number(run['steps_to_target'], 'd'):>13}"
+                         f"{_number(run['seconds_to_target'], '.3g'):>10}{run['final_train_loss']:>12.4g}"
+                         f"{test['loss']:>11.4g}{metric:>12}{1e3 * run['seconds_per_step']:>9.1f}")
+        for method, versus in result["kfac_vs"].items():
+            sign = "<" if versus["upper_bound"] and versus["iterations"] is not None else ""
+            lines.append(f"  K-FAC ÷ best {method}: iterations {sign}{_number(versus['iterations'], '.2f')}, "
+                         f"seconds {sign}{_number(versus['seconds'], '.2f')}"
+                         + (f" ({method} never reached the target)" if versus["upper_bound"] else ""))
+        lines.append(f"  suggested target from this race: {_number(result['suggested_target'], 'g')}")
+        lines.append("")
+    if report["step_cost"]:
+        first = next(iter(report["step_cost"].values()))
+        lines.append(f"Step cost: ms per step, median of {first['repeats']} blocks of {first['steps_per_block']} "
+                     f"steps (K-FAC: T = {first['inverse_interval']})")
+        lines.append(f"  {'net':<18}{'batch':>6}{'sgd':>9}{'adam':>9}{'kfac':>9}{'kfac/sgd':>10}")
+        for name, cost in report["step_cost"].items():
+            for i, size in enumerate(cost["batch_sizes"]):
+                ms = {m: None if s[i] is None else 1e3 * s[i] for m, s in cost["seconds"].items()}
+                lines.append(f"  {name:<18}{size:>6}" + "".join(f"{_number(ms.get(m), '.1f'):>9}" for m in METHODS)
+                             + f"{_number(cost['ratio_to_sgd'].get('kfac', [None] * (i + 1))[i], '.2f'):>10}")
+        lines.append("")
+    if report["goals"]:
+        lines.append("Goals" + (" (quick run: not meaningful)" if report["settings"]["quick"] else ""))
+        for goal in report["goals"]:
+            sign = "<" if goal["upper_bound"] and goal["value"] is not None else ""
+            verdict = {True: "met", False: "MISS", None: "?"}[goal["met"]]
+            lines.append(f"  [{verdict:>4}] {goal['goal']}: {sign}{_number(goal['value'], '.3g')}")
+    return "\n".join(lines)

@@ -1,0 +1,163 @@
+"""The race (minikfac.race, ``minikfac bench``): its bookkeeping on exact cases, and tiny runs end to end."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from minikfac import cli, plot, race
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _is_png(path):
+    with open(path, "rb") as f:
+        return f.read(8) == PNG_SIGNATURE
+
+
+def _curve(losses, seconds_per_step=0.5, every=10):
+    steps = [every * i for i in range(len(losses))]
+    return {"step": steps, "seconds": [seconds_per_step * s for s in steps], "train_loss": list(losses)}
+
+
+def _run(method, lr, steps_to_target, final, steps=100):
+    return {"method": method, "lr": lr, "label": f"{method} {lr}", "steps_to_target": steps_to_target,
+            "seconds_to_target": None if steps_to_target is None else steps_to_target / 10,
+            "final_train_loss": final, "steps": steps, "train_seconds": steps / 10}
+
+
+# --------------------------------------------------------------------------- #
+# Bookkeeping
+# --------------------------------------------------------------------------- #
+def test_time_to_target_is_the_first_point_at_or_below_the_target():
+    curve = _curve([2.0, 1.0, 0.5, 0.7, 0.25, 0.1])
+    assert race.time_to_target(curve, 0.5) == (20, 10.0)  # equal counts as reached
+    assert race.time_to_target(curve, 0.3) == (40, 20.0)  # the later rise does not matter
+    assert race.time_to_target(curve, 3.0) == (0, 0.0)
+    assert race.time_to_target(curve, 0.01) == (None, None)
+    assert race.time_to_target(_curve([1.0, math.nan, math.nan]), 0.5) == (None, None)
+
+
+def test_evaluation_steps_cover_the_run_and_resolve_its_start():
+    steps = race.evaluation_steps(1000, count=30)
+    assert steps[0] == 0 and steps[-1] == 1000 and steps == sorted(set(steps))
+    assert {1, 2, 5, 10, 22, 46, 100} <= set(steps)  # 10 log-spaced points: round(10^(k/3))
+    assert max(np.diff(steps)) <= 1000 / (30 - 10 - 1) + 1  # evenly spaced later ones
+    assert race.evaluation_steps(3) == [0, 1, 2, 3] and race.evaluation_steps(0) == [0]
+
+
+def test_best_of_a_sweep_is_the_fewest_iterations_then_the_lowest_final_loss():
+    runs = [_run("sgd", 0.01, None, 0.05), _run("sgd", 0.1, 80, 0.3), _run("sgd", 1.0, 80, 0.2),
+            _run("adam", 1e-3, None, 0.4), _run("adam", 1e-2, None, math.nan), _run("adam", 3e-3, None, 0.3)]
+    assert race.best_run(runs, "sgd") == 2  # 80 steps twice: the lower final loss wins
+    assert race.best_run(runs, "adam") == 5  # none reached: lowest final loss, NaN last
+    assert race.best_run(runs, "kfac") is None
+
+
+def test_kfac_ratios_and_their_bound_when_the_rival_never_arrives():
+    kfac = _run("kfac", None, 20, 0.1)
+    assert race._versus(kfac, _run("adam", 1e-3, 80, 0.2)) == {"iterations": 0.25, "seconds": 0.25,
+                                                              "upper_bound": False}
+    bound = race._versus(kfac, _run("adam", 1e-3, None, 0.2, steps=200))
+    assert bound == {"iterations": 0.1, "seconds": 0.1, "upper_bound": True}
+    assert race._versus(_run("kfac", None, None, 0.3), kfac)["iterations"] is None
+
+
+def test_suggested_target_is_the_best_first_order_runs_low_point_by_80_percent_rounded_up():
+    best = dict(_run("adam", 1e-3, None, 0.01), curve=_curve([1.0, 0.5, 0.1234, 0.2, 0.05, 0.01]))
+    worse = dict(_run("sgd", 0.1, None, 0.5), curve=_curve([1.0, 0.5]))
+    kfac = dict(_run("kfac", None, None, 0.001), curve=_curve([1.0, 0.001]))
+    # Steps 0..50: 80% is step 40, so the low point is 0.05 (step 40), not the final 0.01.
+    assert race.suggest_target([worse, best, kfac]) == pytest.approx(0.05)
+    best["curve"]["train_loss"][4] = 0.123456
+    assert race.suggest_target([best]) == pytest.approx(0.124)  # 0.1234 rounded up to three digits
+    assert race.suggest_target([kfac]) is None
+
+
+def test_goals_judge_accuracy_ratios_bounds_and_step_cost():
+    kfac = dict(_run("kfac", None, 20, 0.1), test={"accuracy": 0.975})
+    adam = _run("adam", 1e-3, None, 0.2, steps=100)  # never reached: K-FAC's ratio is < 20/100
+    result = {"problem": {"goals": {"accuracy": 0.97, "iterations": 1 / 3, "seconds": 0.1}}, "epochs": 10,
+              "runs": [adam, kfac], "best": {"adam": 0, "kfac": 1}, "kfac_vs": {"adam": race._versus(kfac, adam)}}
+    cost = {"batch_sizes": [256, 512], "inverse_interval": 20, "ratio_to_sgd": {"kfac": [1.2, 1.6]}}
+    goals = race.check_goals({"problems": {"toy": result}, "step_cost": {"toy": cost}})
+    assert [(g["value"], g["met"], g["upper_bound"]) for g in goals] == [
+        (0.975, True, False), (0.2, True, True), (0.2, None, True), (1.6, False, False)]  # None: undecided
+
+
+def test_a_batch_larger_than_the_data_is_refused():
+    problem = race.PROBLEMS["digits-mlp"]
+    with pytest.raises(ValueError, match="batch_size 128 is larger than the 100 training examples"):
+        race.run_one(problem, "sgd", 0.1, race.prepare(problem, max_train=100))
+
+
+# --------------------------------------------------------------------------- #
+# Tiny races end to end
+# --------------------------------------------------------------------------- #
+def test_a_tiny_race_through_the_public_function():
+    report = race.race(["digits-mlp"], quick=True, progress=False, log=None, step_batch_sizes=(32,),
+                       max_train=256)
+    result = report["problems"]["digits-mlp"]
+    runs = result["runs"]
+    assert [r["method"] for r in runs] == ["sgd", "adam", "kfac"]
+    assert result["train_examples"] == 256 and result["epochs"] == 2
+    for run in runs:
+        curve = run["curve"]
+        assert run["steps"] == 4 == curve["step"][-1]  # 256 examples, batch 128: two steps an epoch
+        assert curve["step"][0] == 0 and curve["seconds"] == sorted(curve["seconds"])
+        assert run["final_train_loss"] == curve["train_loss"][-1] < curve["train_loss"][0]
+        assert 0 <= run["test"]["accuracy"] <= 1 and not run["diverged"]
+    assert runs[2]["damping"] > 0 and runs[2]["refused"] == 0
+    cost = report["step_cost"]["digits-mlp"]
+    assert cost["batch_sizes"] == [32] and cost["ratio_to_sgd"]["sgd"] == [1.0]
+    assert cost["steps_per_block"] == 2 * cost["inverse_interval"]
+    assert all(s[0] > 0 for s in cost["seconds"].values())
+    (goal,) = report["goals"]  # the accuracy goal; no step-cost goal without batch 512
+    assert goal["met"] == (goal["value"] >= 0.97) and goal["value"] == runs[2]["test"]["accuracy"]
+    text = race.table(report)
+    assert "kfac (defaults)" in text and "Step cost" in text and "Goals (quick run" in text
+    json.dumps(report)  # JSON-ready
+
+
+def test_an_autoencoder_run_reports_its_reconstruction_error():
+    problem = race.PROBLEMS["mnist-autoencoder"]
+    setup = race.prepare(problem, max_train=300)
+    run = race.run_one(problem, "adam", 1e-3, setup, epochs=1)
+    test = run["test"]
+    assert set(test) == {"loss", "squared_error"} and run["steps"] == 1  # 300 examples: one full batch of 256
+    # Bernoulli NLL per image ≥ the squared error's bound: both positive and finite here.
+    assert 0 < test["squared_error"] < 784 and test["loss"] > 0
+
+
+def test_bench_writes_json_and_figures(tmp_path, capsys):
+    out, path = tmp_path / "figures", tmp_path / "bench.json"
+    status = cli.main(["bench", "--quick", "--problems", "digits-mlp", "--max-train", "256", "--no-progress",
+                       "--step-batch-sizes", "32", "--json", str(path), "--out", str(out)])
+    assert status == 0
+    report = json.loads(path.read_text())
+    assert report["settings"]["quick"] and list(report["problems"]) == ["digits-mlp"]
+    assert len(report["problems"]["digits-mlp"]["runs"]) == 3
+    assert _is_png(out / "race_digits-mlp.png") and _is_png(out / "step_cost.png")
+    printed = capsys.readouterr().out
+    assert "digits-mlp: mlp on digits" in printed and "Wrote" in printed
+
+
+def test_bench_refuses_an_unknown_problem(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["bench", "--problems", "digits-mlp,imagenet"])
+    assert exit_info.value.code == 2
+    assert "imagenet" in capsys.readouterr().err
+
+
+def test_plot_functions_write_pngs(tmp_path):
+    runs = [dict(_run("sgd", 0.1, 20, 0.2), curve=_curve([1.0, 0.4, 0.2])),
+            dict(_run("sgd", 0.3, None, 0.5), curve=_curve([1.0, 0.7, math.nan])),
+            dict(_run("kfac", None, 10, 0.1), curve=_curve([1.0, 0.2, 0.1]))]
+    result = {"problem": {"name": "toy", "target_loss": 0.3}, "runs": runs, "best": {"sgd": 0, "kfac": 2}}
+    assert _is_png(plot.race_curves(result, tmp_path / "race.png"))
+    cost = {"problem": "toy", "batch_sizes": [64, 128], "inverse_interval": 20,
+            "seconds": {"sgd": [1e-3, 2e-3], "kfac": [2e-3, None]}, "ratio_to_sgd": {"sgd": [1, 1], "kfac": [2, None]}}
+    assert _is_png(plot.step_cost([cost, cost], tmp_path / "cost.png", goal=(512, 1.5)))
+    with pytest.raises(ValueError, match="race_problem"):
+        plot.race_curves({"runs": []}, tmp_path / "bad.png")
