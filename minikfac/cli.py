@@ -11,9 +11,13 @@ Commands
 ``compare`` the exact Fisher of a small network against K-FAC and its rivals:
            errors and their sources, natural-gradient cosines, spectra, and
            Martens & Grosse's (2015) Figs. 2 and 3 (``--out``, ``--json``).
+``bench``  the race: K-FAC against SGD with momentum and Adam on three problems
+           (iterations and seconds to a target loss, test metrics, step cost
+           against the batch size), as a table, JSON and figures.
 
 This module only parses arguments and prints; the work is done by
-:func:`minikfac.training.fit` and :func:`minikfac.curvature.compare.compare`. matplotlib is imported (through
+:func:`minikfac.training.fit`, :func:`minikfac.curvature.compare.compare` and
+:func:`minikfac.race.race`. matplotlib is imported (through
 :mod:`minikfac.plot`) only when a figure is written.
 """
 
