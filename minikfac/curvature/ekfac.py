@@ -46,8 +46,11 @@ def _rotated_gradients(stats, U_A, U_G):
     return xp.matmul(xp.swapaxes(rotated_grads, -1, -2), rotated_inputs[None])
 
 
-def _scaling_update(stats, hessian, U_A, U_G):
-    """Σ_{n,k} of the squared rotated gradients of one chunk (H-weighted for "ggn"): (m, n_A)."""
+def chunk_scaling_sums(stats, hessian, U_A, U_G):
+    """Σ_{n,k} of the squared rotated gradients of one chunk (H-weighted for "ggn"): (m, n_A).
+
+    Divided by the chunk's examples this is EKFAC's s for that chunk; the
+    K-FAC optimizer averages it over steps as it does A and G."""
     xp = backend.get_array_module(stats.inputs)
     if stats.inputs.ndim == 2:  # Linear: the rotated gradient is the outer product (U_Gᵀ g)(U_Aᵀ ā)ᵀ
         rotated_grads = stats.grads @ U_G  # (K, n, m)
@@ -78,7 +81,7 @@ def ekfac_scalings(net, loss_fn, X, eigenbases, y=None, kind="true", samples=1, 
     for chunk in backprop.chunks(net, loss_fn, X, y, kind, samples, seed, chunk_size):
         if len(chunk.layers) != len(eigenbases):
             raise ValueError(f"ekfac_scalings: got {len(eigenbases)} eigenbases for {len(chunk.layers)} layers")
-        updates = [_scaling_update(stats, chunk.output_hessian, U_A, U_G)
+        updates = [chunk_scaling_sums(stats, chunk.output_hessian, U_A, U_G)
                    for stats, (U_A, U_G) in zip(chunk.layers, eigenbases)]
         sums = updates if sums is None else [a + b for a, b in zip(sums, updates)]
         total = chunk.stop

@@ -55,7 +55,7 @@ import numpy as np
 
 from minikfac import backend
 from minikfac.curvature import backprop
-from minikfac.curvature.ekfac import _scaling_update
+from minikfac.curvature.ekfac import chunk_scaling_sums
 from minikfac.curvature.kfac import chunk_factor_sums, normalise_factor_sums
 from minikfac.curvature.kron import eigh_factor
 from minikfac.curvature.params import augmented_matrix, block_shape, has_bias, parametrised_layers
@@ -260,11 +260,9 @@ class KFAC(Optimizer):
             tentative = self._updated_statistics(chunk, k)
             proposal = [self._precondition(index, entry, grad, damping)
                         for index, (entry, grad) in enumerate(zip(tentative, gradients))]
-            directions = [proposal] + ([self._previous()] if self._previous()[0] is not None else [])
-            if with_model:
-                model_terms = self._model_terms(chunk, directions, gradients)
-            else:
-                model_terms = self._gradient_terms(directions, gradients)
+            previous = self._previous()
+            directions = [proposal] + ([previous] if previous[0] is not None else [])
+            model_terms = self._model_terms(chunk if with_model else None, directions, gradients)
         coefficients, numbers_ok = self._coefficients(model_terms, damping)
         update = None
         if numbers_ok:  # Python floats: a NumPy float64 would promote float32 arrays
@@ -332,7 +330,7 @@ class KFAC(Optimizer):
                 if self.hyper["preconditioner"] == "ekfac":  # start from K-FAC's eigenvalues in the new basis
                     entry["scalings"] = entry["g_eigs"][:, None] * entry["a_eigs"][None, :]
             if self.hyper["preconditioner"] == "ekfac":
-                s_new = _scaling_update(stats, chunk.output_hessian, entry["U_A"], entry["U_G"])
+                s_new = chunk_scaling_sums(stats, chunk.output_hessian, entry["U_A"], entry["U_G"])
                 s_new = s_new / (chunk.stop - chunk.start)  # diag(Qᵀ F_l Q): a mean over examples only
                 entry["scalings"] = decay * entry["scalings"] + (1 - decay) * s_new if k > 1 else s_new
             entries.append(entry)
@@ -390,10 +388,6 @@ class KFAC(Optimizer):
             if has_bias(layer):
                 tangents[layer.bias] = stacked[:, :, -1]
         return tangents
-
-    def _gradient_terms(self, directions, gradients):
-        """Device scalars: ∇hᵀd_i and the dots d_iᵀd_j (no curvature); see :meth:`_model_terms`."""
-        return self._model_terms(None, directions, gradients)
 
     def _model_terms(self, chunk, directions, gradients):
         """Device arrays (F (K, K), dots (K, K), b (K,)) of the quadratic model; F is None without a chunk.
