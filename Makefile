@@ -12,7 +12,7 @@ BASE_STAMP := $(VENV)/.stamp-base
 DEV_STAMP  := $(VENV)/.stamp-dev
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint bench tutorials clean
+.PHONY: help install demo test lint bench tutorials notebooks clean
 
 help:  ## show this help
 	@echo "minikfac make targets:"
@@ -21,7 +21,8 @@ help:  ## show this help
 	@echo "  make install    create .venv and install minikfac (editable) with its dev tools"
 	@echo "  make lint       ruff check (no changes made)"
 	@echo "  make bench      run every benchmarks/*.py"
-	@echo "  make tutorials  run every tutorials/*.py as a script"
+	@echo "  make tutorials  run every tutorials/NN_*.py as a script (figures in report/tutorials/)"
+	@echo "  make notebooks  turn the tutorials into .ipynb notebooks next to them (jupytext)"
 	@echo "  make clean      remove .venv and generated reports"
 	@echo "Variables: PYTHON=$(PYTHON) (interpreter used to create the venv), VENV=$(VENV)"
 
@@ -59,12 +60,12 @@ bench: $(BASE_STAMP)
 	[ $$found = 1 ] || echo "no benchmarks/*.py yet"
 
 tutorials: $(BASE_STAMP)
-	@set -e; found=0; \
-	for script in tutorials/*.py; do \
-		[ -e "$$script" ] || continue; found=1; \
-		echo "== $$script"; MPLBACKEND=Agg $(PY) "$$script"; \
-	done; \
-	[ $$found = 1 ] || echo "no tutorials/*.py yet"
+	@set -e; for script in tutorials/[0-9][0-9]_*.py; do \
+		echo "== $$script"; MPLBACKEND=Agg OPENBLAS_NUM_THREADS=1 $(PY) "$$script"; \
+	done
+
+notebooks: $(DEV_STAMP)
+	$(BIN)/jupytext --to ipynb tutorials/[0-9][0-9]_*.py
 
 clean:
 	rm -rf $(VENV) report
