@@ -6,8 +6,9 @@ Commands
            options are listed under "K-FAC options" in --help); prints a summary, and
            writes a JSON report (``--json``), a loss curve (``--out``) and
            checkpoints (``--save``, resumable with ``--resume``).
-``demo``   the one-minute tour: a digits MLP trained with Adam, its loss curve
-           and summary written to ``report/``.
+``demo``   the main job: the exact Fisher vs K-FAC (Martens & Grosse's figures)
+           and a short K-FAC vs Adam race, written to ``report/`` (summary.md,
+           summary.json, figures) in about two minutes.
 ``compare`` the exact Fisher of a small network against K-FAC and its rivals:
            errors and their sources, natural-gradient cosines, spectra, and
            Martens & Grosse's (2015) Figs. 2 and 3 (``--out``, ``--json``).
@@ -23,14 +24,11 @@ This module only parses arguments and prints; the work is done by
 
 import argparse
 import json
-import math
 import os
 import sys
-import time
 
-import numpy as np
 
-from minikfac import backend, data, models, nn, training
+from minikfac import backend, models, training
 from minikfac.curvature.backprop import KINDS
 from minikfac.optim.kfac import PRECONDITIONERS, UPDATES
 
@@ -195,13 +193,18 @@ def build_parser():
     train.set_defaults(handler=_train, command_parser=train)
 
     demo = commands.add_parser(
-        "demo", help="train a small MLP on the digits and write report/",
-        description="Train an MLP on the 8x8 digits with Adam for a few epochs (seconds), print its "
-                    "progress, and write DIR/loss_curve.png and DIR/summary.json.",
+        "demo", help="the main job: exact Fisher vs K-FAC, a short K-FAC vs Adam race, report/",
+        description="What minikfac is for, in about two minutes on a CPU: the exact Fisher of Martens & "
+                    "Grosse's network on 16x16 MNIST next to K-FAC and its rivals (errors, cosines, spectra, "
+                    "their Figs. 2 and 3), then K-FAC against Adam on the digits MLP and the MNIST CNN. "
+                    "Writes DIR/summary.md (tables and figures), DIR/summary.json and the PNG figures.",
     )
     demo.add_argument("--out", metavar="DIR", default="report", help="where to write the report (default: report)")
-    demo.add_argument("--epochs", type=positive_int, metavar="E", default=10, help="(default: 10)")
-    demo.add_argument("--no-progress", action="store_true", help="no progress bar and no per-epoch lines")
+    demo.add_argument("--json", metavar="PATH", help="also write the report as JSON to PATH")
+    demo.add_argument("--seed", type=nonnegative_int, metavar="S", default=0,
+                      help="seeds the weights, the data order and K-FAC's sampling (default: %(default)s)")
+    demo.add_argument("--quick", action="store_true", help="tiny sizes, seconds: a smoke test, not a result")
+    demo.add_argument("--no-progress", action="store_true", help="no progress bars and no progress lines")
     demo.set_defaults(handler=_demo, command_parser=demo)
     _add_compare(commands)
     _add_bench(commands)
@@ -209,7 +212,8 @@ def build_parser():
 
 
 def _add_compare(commands):
-    defaults = COMPARE_DEFAULTS
+    from minikfac.comparison import DEFAULTS as defaults
+
     compare = commands.add_parser(
         "compare", help="exact Fisher vs K-FAC & co.; Martens & Grosse's Figs. 2 and 3",
         description="Partially train a small network with Adam, compute its exact Fisher on a few examples, "
@@ -365,161 +369,39 @@ def _check_kfac_flags(parser, args):
 
 
 def _demo(parser, args):
-    print(f"minikfac demo: an MLP on the 8x8 digits, trained with Adam for {args.epochs} epochs")
-    run_args = dict(dataset="digits", model="mlp", optimizer="adam", epochs=args.epochs)
+    from minikfac import demo
+
     quiet = args.no_progress
-    result = _fit(parser, run_args, progress=not quiet, log=None if quiet else print)
-    report = result.report
-    written = _write_outputs(report, os.path.join(args.out, "summary.json"), args.out, title=_title(report))
-    print(summary(report, written))
+    print("minikfac demo: exact Fisher vs K-FAC, then a short race of K-FAC against Adam"
+          + (" (quick)" if args.quick else ""))
+    report = demo.run(args.out, seed=args.seed, quick=args.quick, progress=not quiet,
+                      log=None if quiet else print)
+    if args.json is not None:
+        _write_json(report, args.json)
+    print()
+    print(demo.console_summary(report))
     return 0
 
 
 # --------------------------------------------------------------------------- #
 # compare
 # --------------------------------------------------------------------------- #
-COMPARE_DEFAULTS = {
-    "dataset": "mnist16", "model": "martens-grosse", "hidden": [16, 16], "channels": [4, 8], "train_epochs": 3,
-    "examples": 1000, "seed": 0, "kind": "true", "damping": 1e-3, "mc_samples": [1, 4, 16, 64], "mc_seeds": 2,
-    "backend": "numpy", "out": os.path.join("report", "compare"),
-}
-#: The exact Fisher is a dense P×P float64 matrix: 12,000 parameters make 1.15 GB, and eig(F) minutes.
-MAX_PARAMETERS = 12_000
+def _compare(parser, args):
+    from minikfac import comparison
 
-
-def _comparison_net(args, dataset):
-    """The network of ``compare`` (see its --model help)."""
-    features = math.prod(dataset.image_shape)
-    if args.model == "martens-grosse":
-        return models.martens_grosse(features, dataset.num_classes)
-    if args.model == "mlp":
-        return models.mlp(features, dataset.num_classes, hidden=args.hidden)
-    return models.cnn(dataset.image_shape, dataset.num_classes, channels=args.channels)
-
-
-def _partially_train(args, net, loss_fn, dataset, log):
-    """``args.train_epochs`` epochs of Adam (the training defaults: lr 3e-3, batch 16); returns a record."""
-    started = time.perf_counter()
-    record = {"optimizer": "adam", "lr": training.DEFAULT_LR["adam"], "batch_size": 16, "epochs": args.train_epochs}
-    if args.train_epochs:
-        optimizer = training.make_optimizer("adam", net)
-        loader = data.DataLoader(dataset.X_train, dataset.y_train, 16, seed=args.seed)
-        training.train(net, loss_fn, optimizer, loader, args.train_epochs, progress=False, log=None)
-    record.update(training.evaluate(net, loss_fn, dataset.X_test, dataset.y_test))
-    record["seconds"] = time.perf_counter() - started
-    log(f"  training: {record['seconds']:.1f} s ({args.train_epochs} epochs of Adam; test accuracy "
-        f"{100 * record['accuracy']:.1f}%)")
-    return record
-
-
-def _compare_figures(args, net, loss_fn, X, y, F, result):
-    """Write Figs. 2 and 3, the spectra and the Monte-Carlo curves to ``args.out``; return (paths, layers)."""
-    from minikfac import plot  # matplotlib only when a figure is drawn
-    from minikfac.curvature.figure_data import figure_matrices
-
-    layers = None if args.layers is None else [i - 1 for i in args.layers]
-    mats = figure_matrices(net, loss_fn, X, F, layers, y=y, kind=args.kind)
-    os.makedirs(args.out, exist_ok=True)
-    short = f"{args.model} on {args.dataset}, N = {args.examples:,}"
-    context = (f"layers {', '.join(str(i + 1) for i in mats.layers)} of {args.model} on {args.dataset} after "
-               f"{args.train_epochs} epochs of Adam, N = {args.examples:,}")
-
-    def path(name):
-        return os.path.join(args.out, name + ".png")
-
-    written = [
-        plot.fisher_vs_kfac(mats.fisher, mats.approximation, mats.boundaries, path("fisher_vs_kfac"),
-                            title=f"Exact Fisher F vs K-FAC's F̃ ({mats.note})\n"
-                                  f"{context}; Martens & Grosse 2015, Fig. 2"),
-        plot.inverse_structure(mats.approximation, mats.boundaries, path("inverse_structure"),
-                               labels=[f"layer {i + 1}" for i in mats.layers],
-                               title=f"K-FAC's F̃ ({mats.note}) and its inverse\n"
-                                     f"{context}; Martens & Grosse 2015, Fig. 3"),
-    ]
-    if result.spectra:
-        written.append(plot.spectra(result.spectra, path("spectra"), title=f"Eigenvalues: {short}"))
-    mc = result.monte_carlo
-    if mc:
-        curves = {"K-FAC from k samples": mc["kfac"]["total"]}
-        if mc["fisher"]:
-            curves = {"MC Fisher": mc["fisher"]["total"], **curves}
-        written.append(plot.monte_carlo_error(mc["samples"], curves, path("monte_carlo"),
-                                              title=f"Monte-Carlo noise: {short}"))
-    return written, mats.layers
-
-
-def _comparison_setup(parser, args):
-    """The dataset and the network of ``compare``, with the options checked against them."""
-    dataset = data.load(args.dataset, flat=models.input_is_flat(args.model))
-    nn.init.manual_seed(args.seed)
+    options = comparison.settings(**{key: value for key, value in vars(args).items() if key in comparison.DEFAULTS})
+    print("minikfac compare: ", end="")
     try:
-        net = _comparison_net(args, dataset)
+        result, report = comparison.run(options, log=print)
     except ValueError as err:
         parser.error(str(err))
-    size = training.num_parameters(net)
-    if size > MAX_PARAMETERS:
-        parser.error(f"the {args.model} network has P = {size:,} parameters; its exact Fisher would be "
-                     f"{size:,}x{size:,} ({8 * size * size / 1e9:.1f} GB). compare needs P <= "
-                     f"{MAX_PARAMETERS:,}: use a smaller --hidden or --channels")
-    if args.examples > len(dataset.y_train):
-        parser.error(f"--examples: {args.dataset} has {len(dataset.y_train):,} training examples, "
-                     f"got {args.examples:,}")
-    count = sum(isinstance(m, (nn.Linear, nn.Conv2d)) for m in net.modules())
-    if args.layers is not None and (max(args.layers) > count or args.layers != sorted(set(args.layers))):
-        parser.error(f"--layers: expected increasing layer numbers from 1 to {count}, got "
-                     f"{','.join(map(str, args.layers))}")
-    return dataset, net
-
-
-def _compare(parser, args):
-    started = time.perf_counter()
-    # From the module itself: the package may export the function compare under the same name.
-    from minikfac.curvature.compare import compare
-    from minikfac.curvature.fisher import fisher
-
-    previous = backend.get_backend(), backend.get_default_dtype()
-    try:
-        try:
-            backend.set_backend(args.backend)
-        except RuntimeError as err:  # e.g. cupy without a GPU: the message says how to fix it
-            parser.error(f"--backend: {err}")
-        backend.set_default_dtype("float64")  # exact-Fisher work is float64 (DESIGN.md)
-        dataset, net = _comparison_setup(parser, args)
-        size = training.num_parameters(net)
-        print(f"minikfac compare: {args.model} ({size:,} parameters) on {args.dataset}, "
-              f"exact {args.kind} Fisher of {args.examples:,} training examples")
-        loss_fn = nn.CrossEntropyLoss()
-        record = _partially_train(args, net, loss_fn, dataset, print)
-        # A seeded subset of the training split: the examples the net was (partially) trained on.
-        rows = np.random.default_rng(args.seed).choice(len(dataset.y_train), args.examples, replace=False)
-        X, y = backend.asarray(dataset.X_train[rows]), backend.asarray(dataset.y_train[rows])
-        timings = {"training": record["seconds"]}
-        clock = time.perf_counter()
-        F = fisher(net, loss_fn, X, y, kind=args.kind)
-        timings["exact Fisher"] = time.perf_counter() - clock
-        print(f"  exact Fisher: {timings['exact Fisher']:.1f} s ({size:,} x {size:,})")
-        result = compare(net, loss_fn, X, y, kind=args.kind, damping=args.damping, F=F,
-                         mc_samples=args.mc_samples, mc_seeds=args.mc_seeds, seed=args.seed,
-                         spectra=not args.no_spectra, log=print)
-        timings.update(result.timings)
-        clock = time.perf_counter()
-        written, layers = _compare_figures(args, net, loss_fn, X, y, F, result)
-        timings["figures"] = time.perf_counter() - clock
-        print(f"  figures: {timings['figures']:.1f} s")
-    finally:
-        backend.set_backend(previous[0])
-        backend.set_default_dtype(previous[1])
-    timings["total"] = time.perf_counter() - started
     print()
     print(result.table())
-    report = {"arguments": {key: value for key, value in vars(args).items()
-                            if key not in ("handler", "command_parser", "command")},
-              "parameters": size, "training": record, "figure_layers": [i + 1 for i in layers],
-              "figures": written, **result.to_dict(), "timings": timings}
+    written = list(report["figures"])
     if args.json is not None:
         written.append(_write_json(report, args.json))
     print()
-    print("Time: " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in timings.items()))
+    print("Time: " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in report["timings"].items()))
     print("Wrote " + ", ".join(written))
     return 0
 

@@ -124,15 +124,6 @@ def test_train_help_lists_the_kfac_options(capsys):
         assert flag in text, flag
 
 
-def test_demo_writes_report(tmp_path, capsys):
-    assert cli.main(["demo", "--out", str(tmp_path / "report"), "--epochs", "2"]) == 0
-    summary = json.loads((tmp_path / "report" / "summary.json").read_text())
-    assert summary["dataset"] == "digits" and summary["optimizer"] == "adam" and summary["epochs"] == 2
-    assert _is_png(tmp_path / "report" / "loss_curve.png")
-    printed = capsys.readouterr().out
-    assert "epoch 2/2" in printed and "test accuracy" in printed
-
-
 def test_python_dash_m_runs_the_command_line():
     done = subprocess.run([sys.executable, "-m", "minikfac", "train", "--help"], cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
