@@ -124,24 +124,6 @@ def test_monte_carlo_fisher_converges_like_one_over_root_k():
 # --------------------------------------------------------------------------- #
 # F = Hessian of the KL divergence (forward passes only)
 # --------------------------------------------------------------------------- #
-def _log_softmax(f):
-    shifted = f - f.max(axis=1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-
-
-def _kl(loss, f, g):
-    """(1/N) Σ_n KL(p(y | f_n) ‖ p(y | g_n)), from the definitions."""
-    if loss == "ce":  # Σ_c p_c log(p_c / q_c)
-        log_p, log_q = _log_softmax(f), _log_softmax(g)
-        return np.mean(np.sum(np.exp(log_p) * (log_p - log_q), axis=1))
-    if loss == "mse":  # two unit-variance Gaussians: ½‖μ − μ'‖²
-        return np.mean(0.5 * np.sum((f - g) ** 2, axis=1))
-    # Bernoulli: s log(s / s') + (1 − s) log((1 − s) / (1 − s')), log s = −log(1 + e^(−f))
-    log_s, log_1ms = -np.logaddexp(0, -f), -np.logaddexp(0, f)
-    log_t, log_1mt = -np.logaddexp(0, -g), -np.logaddexp(0, g)
-    return np.mean(np.sum(np.exp(log_s) * (log_s - log_t) + np.exp(log_1ms) * (log_1ms - log_1mt), axis=1))
-
-
 def _kl_hessian(net, loss, X, h=1e-4):
     """Central differences of δ ↦ KL(p_θ ‖ p_{θ+δ}) at δ = 0; 4-point formula for every entry."""
     theta = params.flatten(net).copy()
@@ -149,7 +131,7 @@ def _kl_hessian(net, loss, X, h=1e-4):
 
     def kl(delta):
         params.assign(net, theta + delta)
-        return _kl(loss, f, net(X))
+        return LOSSES[loss]().kl_divergence(f, net(X)).mean()  # checked against the definition in test_kl.py
 
     size = theta.shape[0]
     basis = np.eye(size) * h

@@ -20,7 +20,11 @@ which is what the curvature module needs:
 - ``output_hessian_product(out, v)`` gives H_n v_n without forming the
   (N, D_out, D_out) Hessians: with the layers' ``jvp`` it evaluates the
   curvature term (J δ)ᵀ H (J δ) of K-FAC's quadratic model (Martens & Grosse
-  2015, section 7).
+  2015, section 7);
+- ``kl_divergence(out_p, out_q)`` gives KL(p(y | f_n) ‖ p(y | f'_n)) per
+  example. Its Hessian in f' at f' = f is the output Fisher, which is why the
+  Fisher is the local metric of the KL divergence (Amari 1998; Martens 2020,
+  section 9.1).
 
 The three losses: :class:`CrossEntropyLoss` (categorical over softmax logits),
 :class:`MSELoss` (Gaussian with unit variance), :class:`BCEWithLogitsLoss`
@@ -37,6 +41,12 @@ def _log_softmax(out):
     xp = backend.get_array_module(out)
     shifted = out - xp.max(out, axis=1, keepdims=True)
     return shifted - xp.log(xp.sum(xp.exp(shifted), axis=1, keepdims=True))
+
+
+def _softplus(x):
+    """log(1 + exp(x)) elementwise, as max(x, 0) + log1p(exp(−|x|)) so that exp never overflows."""
+    xp = backend.get_array_module(x)
+    return xp.maximum(x, 0) + xp.log1p(xp.exp(-xp.abs(x)))
 
 
 def _sigmoid_and_variance(out):
@@ -64,6 +74,7 @@ class Loss:
     - ``_per_example_gradient()`` -> grad_f l_n, (N, D_out), read from the
       caches without modifying them (callers may hold the caches);
     - ``_hessian_product(out, v)`` -> H_n v_n for checked arguments;
+    - ``_kl(out_p, out_q)`` -> KL per example (N,) for checked arguments;
     - ``sample_targets``, ``output_fisher_sqrt``, ``output_hessian``.
     """
 
@@ -159,6 +170,30 @@ class Loss:
             raise ValueError(f"{name}.output_hessian_product: v has shape {got}, expected {shape} "
                              f"or (K, {shape[0]}, {shape[1]}) (the shape of out, optionally stacked)")
         return self._hessian_product(out, v)
+
+    def kl_divergence(self, out_p, out_q):
+        """KL(p(y | f_n) ‖ q(y | f'_n)) for every example, shape (N,), not averaged.
+
+        p and q are the loss's output distribution at outputs ``out_p`` (f) and
+        ``out_q`` (f'), both (N, D_out) on one backend. The divergence is
+        >= 0, is 0 where f_n = f'_n (up to the invariances of the
+        distribution: adding a constant to all logits of a softmax changes
+        nothing), is not symmetric in general, and its Hessian w.r.t. f' at
+        f' = f is the output Fisher ``output_hessian(f)[n]``; through the chain
+        rule the Hessian of δ ↦ (1/N) Σ_n KL(p_θ ‖ p_{θ+δ}) at δ = 0 is the
+        true Fisher of the parameters (Martens 2020, section 9.1). The loss's
+        caches are not read or changed.
+        """
+        name = type(self).__name__
+        self._check_out(out_p)
+        if not backend.is_array(out_q):
+            raise TypeError(f"{name}.kl_divergence: out_q must be an array, got {type(out_q).__name__}")
+        backend.check_same_backend(out_p=out_p, out_q=out_q)
+        self._check_out(out_q)
+        if tuple(out_q.shape) != tuple(out_p.shape):
+            raise ValueError(f"{name}.kl_divergence: out_q has shape {tuple(out_q.shape)}, expected the shape "
+                             f"of out_p, {tuple(out_p.shape)} (N, D_out)")
+        return self._kl(out_p, out_q)
 
     def clear_cache(self):
         """Drop the cached arrays (``backward`` then raises until the next forward)."""
@@ -292,6 +327,12 @@ class CrossEntropyLoss(Loss):
         weighted = probs * v
         return weighted - probs * xp.sum(weighted, axis=-1, keepdims=True)
 
+    def _kl(self, out_p, out_q):
+        # Σ_c p_c (log p_c − log q_c), both log-probabilities from the stable log-softmax.
+        xp = backend.get_array_module(out_p)
+        log_p, log_q = _log_softmax(out_p), _log_softmax(out_q)
+        return xp.sum(xp.exp(log_p) * (log_p - log_q), axis=1)
+
 
 class MSELoss(Loss):
     """Squared error as a Gaussian NLL with unit variance: l_n = 1/2 ||f_n - y_n||^2.
@@ -343,6 +384,12 @@ class MSELoss(Loss):
 
     def _hessian_product(self, out, v):
         return v.copy()  # H_n = I; a copy, so that callers may write into the result
+
+    def _kl(self, out_p, out_q):
+        # Two Gaussians with the same (unit) covariance: KL = ½‖μ_p − μ_q‖².
+        xp = backend.get_array_module(out_p)
+        difference = out_p - out_q
+        return 0.5 * xp.sum(difference * difference, axis=1)
 
 
 class BCEWithLogitsLoss(Loss):
@@ -403,6 +450,15 @@ class BCEWithLogitsLoss(Loss):
         # diag(s(f_n)(1 - s(f_n))) v_n, with the variance computed without overflow.
         _, variance = _sigmoid_and_variance(out)
         return variance * v
+
+    def _kl(self, out_p, out_q):
+        # Σ_j s log(s / t) + (1 − s) log((1 − s) / (1 − t)), s = σ(f), t = σ(f'), with
+        # log σ(x) = −softplus(−x) and log(1 − σ(x)) = −softplus(x), so no log of 0 appears.
+        xp = backend.get_array_module(out_p)
+        s, _ = _sigmoid_and_variance(out_p)
+        log_ratio_one = _softplus(-out_q) - _softplus(-out_p)
+        log_ratio_zero = _softplus(out_q) - _softplus(out_p)
+        return xp.sum(s * log_ratio_one + (1 - s) * log_ratio_zero, axis=1)
 
 
 def _check_dense_targets(loss, out, y):
