@@ -15,10 +15,12 @@ Commands
 ``bench``  the race: K-FAC against SGD with momentum and Adam on three problems
            (iterations and seconds to a target loss, test metrics, step cost
            against the batch size), as a table, JSON and figures.
+``check``  grade a student's solution of a classroom exercise
+           (``tutorials/exercises/``) against the library, on random inputs.
 
 This module only parses arguments and prints; the work is done by
-:func:`minikfac.training.fit`, :func:`minikfac.curvature.compare.compare` and
-:func:`minikfac.race.race`. matplotlib is imported (through
+:func:`minikfac.training.fit`, :mod:`minikfac.comparison`, :mod:`minikfac.demo`,
+:func:`minikfac.race.race` and :mod:`minikfac.exercises`. matplotlib is imported (through
 :mod:`minikfac.plot`) only when a figure is written.
 """
 
@@ -208,6 +210,7 @@ def build_parser():
     demo.set_defaults(handler=_demo, command_parser=demo)
     _add_compare(commands)
     _add_bench(commands)
+    _add_check(commands)
     return parser
 
 
@@ -478,6 +481,31 @@ def _bench(parser, args):
     if written:
         print("Wrote " + ", ".join(written))
     return 0
+
+
+# --------------------------------------------------------------------------- #
+# check (the classroom exercises of tutorials/exercises/)
+# --------------------------------------------------------------------------- #
+def _add_check(commands):
+    check = commands.add_parser(
+        "check", help="grade a classroom exercise (tutorials/exercises/)",
+        description="Grade a student's solution of an exercise in tutorials/exercises/ against the library, on "
+                    "random inputs. Prints what passed and what failed, part by part, with hints. Exit status: "
+                    "0 all parts passed, 1 some failed (or the file does not import), 2 a usage error.",
+    )
+    check.add_argument("exercise", nargs="?", help='the exercise: a number ("3") or a name ("03_softmax_cross_entropy")')
+    check.add_argument("student_file", nargs="?",
+                       help="the file to grade (default: tutorials/exercises/NN_name.py under the working directory)")
+    check.add_argument("--list", action="store_true", help="list the exercises and their parts")
+    check.add_argument("--seed", type=nonnegative_int, metavar="S",
+                       help="seed of the random test inputs, to reproduce a run (default: a fresh one, printed)")
+    check.set_defaults(handler=_check, command_parser=check)
+
+
+def _check(parser, args):
+    from minikfac import exercises
+
+    return exercises.run(args.exercise, args.student_file, seed=args.seed, list_exercises=args.list)
 
 
 def main(argv=None):

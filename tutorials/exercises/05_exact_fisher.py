@@ -1,0 +1,93 @@
+"""Exercise 5: the exact Fisher of a tiny network.
+
+Read first: tutorial 04 (Fisher three ways); tutorial 06 puts the result next to K-FAC.
+
+The Fisher of a network with parameters θ (P numbers) and a loss that is a
+negative log-likelihood is (DESIGN.md, "Fisher normalisation")
+
+    F = (1/N) Σ_n E_{y ~ p(y|x_n)} [∇_θ ℓ_n ∇_θ ℓ_nᵀ]          (P, P).
+
+By the chain rule ∇_θ ℓ_n = J_nᵀ ∇_f ℓ_n, with J_n = ∂f(x_n)/∂θ (D_out, P) the
+Jacobian of the network's output, so the expectation only acts on the output
+gradient and gives the output Fisher F_out,n of exercise 3:
+
+    F = (1/N) Σ_n J_nᵀ F_out,n J_n.
+
+The *empirical* Fisher puts the data labels in place of the expectation:
+(1/N) Σ_n ∇ℓ_n(y_n) ∇ℓ_n(y_n)ᵀ — a different matrix (Kunstner et al. 2019).
+
+The parameter order (the rows and columns of F) is minikfac's canonical one:
+layer by layer, each layer as vec(W̄) with W̄ = [W | b] (the bias is the last
+column) and vec stacking columns. For one Linear layer with input a_n (D_in,) and
+output gradient g_n = ∂ℓ_n/∂s (D_out,), the gradient of W̄ is g_n ā_nᵀ with
+ā_n = [a_n; 1], and
+
+    vec(g āᵀ) = ā ⊗ g:   entry i·D_out + o is ā[i]·g[o].
+
+Use NumPy only (not ``minikfac.curvature``). Check with ``minikfac check 5``: the
+checker builds small tanh networks with random sizes (batches of one, layers
+without bias) and compares with minikfac's exact Fisher.
+"""
+
+import numpy as np  # noqa: F401  (you will need it)
+
+
+def per_example_gradient(a, g, bias):
+    """The per-example gradients of one Linear layer's W̄, in the canonical order.
+
+    Parameters
+    ----------
+    a : (N, D_in) array, the layer's inputs (one per row).
+    g : (N, D_out) array, the per-example gradients ∂ℓ_n/∂s of the layer's output
+        (not divided by N).
+    bias : bool, whether the layer has a bias (then ā_n = [a_n; 1], else ā_n = a_n).
+
+    Returns
+    -------
+    (N, (D_in + 1)·D_out) array — (N, D_in·D_out) without bias — whose row n is
+    vec(g_n ā_nᵀ) = ā_n ⊗ g_n.
+
+    Hint: build the (N, D_in + 1, D_out) array of products ā[n, i]·g[n, o] with
+    broadcasting or np.einsum, then reshape; check one row against np.kron.
+    """
+    raise NotImplementedError("Exercise 5.1: return the rows vec(g_n ā_nᵀ), shape (N, (D_in + 1)·D_out)")
+
+
+def fisher_from_jacobians(J, output_fisher):
+    """The exact Fisher F = (1/N) Σ_n J_nᵀ F_out,n J_n.
+
+    Parameters
+    ----------
+    J : (N, D_out, P) array; J[n, k] is the gradient of the network output f_k(x_n)
+        w.r.t. θ, in the canonical order.
+    output_fisher : (N, D_out, D_out) array, F_out,n (exercise 3.4).
+
+    Returns
+    -------
+    (P, P) symmetric positive semi-definite array.
+
+    Hint: np.einsum can do the sum over n, k and l in one call; or loop over n.
+    """
+    raise NotImplementedError("Exercise 5.2: return F = (1/N) sum_n J_nᵀ F_out,n J_n, shape (P, P)")
+
+
+def empirical_fisher(grads):
+    """The empirical Fisher (1/N) Σ_n ∇ℓ_n ∇ℓ_nᵀ from per-example gradients.
+
+    Parameters
+    ----------
+    grads : (N, P) array; row n is ∇_θ ℓ_n for the data label y_n.
+
+    Returns
+    -------
+    (P, P) array.
+
+    Hint: a second moment, not a covariance (np.cov is wrong twice).
+    """
+    raise NotImplementedError("Exercise 5.3: return (1/N) sum_n grads[n] grads[n]ᵀ, shape (P, P)")
+
+
+if __name__ == "__main__":
+    from minikfac import exercises
+
+    raise SystemExit(exercises.run("5", __file__))
