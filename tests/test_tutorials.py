@@ -59,3 +59,26 @@ def test_tutorial_opens_as_a_notebook(path):
     kinds = [cell.cell_type for cell in notebook.cells]
     assert kinds.count("markdown") >= 3 and kinds.count("code") >= 3, kinds
     assert notebook.cells[0].cell_type == "markdown", "a tutorial opens with its title and what the reader will see"
+
+
+def test_show_saves_the_figure_and_refuses_a_path_as_name(tmp_path, monkeypatch, capsys):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from minikfac import plot
+
+    monkeypatch.setenv(plot.FIGURES_ENV, str(tmp_path / "figures"))
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    path = plot.show(fig, "01_line")
+    assert path == str(tmp_path / "figures" / "01_line.png")
+    assert pathlib.Path(path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not plt.fignum_exists(fig.number), "a script's figure is closed once saved"
+    assert "[figure saved:" in capsys.readouterr().out
+    explicit = plot.show(plt.subplots()[0], "02_empty", out=tmp_path / "elsewhere")
+    assert pathlib.Path(explicit).is_file()
+    for bad in ("", "sub/name", None):
+        with pytest.raises(ValueError, match="name must be a non-empty file name"):
+            plot.show(plt.subplots()[0], bad)
