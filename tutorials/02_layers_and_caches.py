@@ -24,7 +24,7 @@
 #   equal to the library's `.grad` to rounding error;
 # - the output gradient g each layer keeps for the curvature module;
 # - finite-difference gradient checks of every layer, the loss and the whole network
-#   (relative errors of 1e-10 to 1e-9, well under 1e-7), and the V-shaped error curve over the
+#   (relative errors between 1e-10 and a few 1e-9, well under 1e-7), and the V-shaped error curve over the
 #   step size h;
 # - two classic bugs: modifying `dout` in place, and forgetting that `.grad` accumulates.
 
@@ -236,10 +236,11 @@ for ax, matrix, title in ((axes[1], net[2].cache_input, "cached a of Linear 2 (N
 plot.show(fig, "02_gradient_check_and_caches")
 
 # %% [markdown]
-# The left side of the V follows the ε/h slope, the bottom sits at h = 1e-5, and the right side
-# follows h² until h ≈ 1e-3. Beyond that, the two layers *before* the ReLU jump up: the smallest
-# ReLU input here is below 0.01 in absolute value (printed above), so steps of 1e-2 push it across the kink. The
-# last layer, after the ReLU, sees no kink and keeps to the h² line.
+# The left side of the V follows the ε/h slope, the bottom sits near ε^{1/3} (the best h is printed
+# above), and the right side follows h² until h ≈ 1e-3. Beyond that, the two layers *before* the
+# ReLU jump up: the smallest ReLU input here is below 0.01 in absolute value (printed above), so
+# steps of 1e-2 push it across the kink. The last layer, after the ReLU, sees no kink and keeps to
+# the h² line.
 #
 # In the heatmaps, the entries of g where the ReLU was off for that example are exactly 0: no
 # gradient flows through an inactive unit. That pattern is what G = E[g gᵀ] will summarise.
@@ -313,6 +314,8 @@ for label, errors in v_curves.items():
     assert 1e-9 <= steps[np.argmin(errors)] <= 1e-3, f"{label}: the best h is near ε^(1/3), not at an extreme"
 assert smallest_relu_input < 1e-2 and v_curves["Linear 4 (5→3)"][-1] < v_curves["Linear 0 (4→6)"][-1], \
     "at h = 0.1 the layers before the ReLU (inputs within 1e-2 of the kink) are off the h² line, the last is not"
+assert np.all(net[2].cache_grad_output[~net[3].cache_mask] == 0), \
+    "g of Linear 2 is exactly 0 wherever the ReLU after it was off"
 assert residual_errors["ReLU"] < 1e-7, "the library's ReLU gives the right residual gradient"
 assert residual_errors["InPlaceReLU"] > 1e-2, "the in-place ReLU corrupts the residual gradient"
 assert doubled < 1e-14, f"a second backward without zero_grad doubles .grad ({doubled:.1e})"

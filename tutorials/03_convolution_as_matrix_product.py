@@ -24,7 +24,7 @@
 # - the convolution as patches @ Wᵀ, equal to a plain loop convolution (with stride and padding);
 # - the gradients: dW = gᵀ P (a sum of g·patchᵀ over every position) and dx = col2im(g W);
 # - col2im as the adjoint of im2col, ⟨im2col(x), P⟩ = ⟨x, col2im(P)⟩, checked to ~1e-15;
-# - a finite-difference check of `mk.nn.Conv2d` with stride 2 and padding 1 (error < 1e-7);
+# - a finite-difference check of `mk.nn.Conv2d` with strides and paddings (errors < 1e-7);
 # - a figure: an MNIST digit, its patches matrix and four feature maps.
 
 # %%
@@ -129,7 +129,7 @@ by_layer = conv(x)
 forward_error = max(np.max(np.abs(by_matrix - by_loops)), np.max(np.abs(by_layer - by_loops)))
 print(f"W_mat {W_mat.shape}, P {P.shape}, output {by_layer.shape}")
 print(f"max |patches @ Wᵀ - loops| and |Conv2d - loops|: {forward_error:.1e}")
-print("Conv2d caches its patches:", conv.cache_input.shape, "- the same array as im2col's:",
+print("Conv2d caches its patches:", conv.cache_input.shape, "- equal to im2col's:",
       np.array_equal(conv.cache_input, patches))
 
 # %% [markdown]
@@ -184,8 +184,9 @@ print("col2im(im2col(ones)) for a 3 × 3 kernel on 5 × 5, stride 1: patches cov
 # %% [markdown]
 # ## Gradient check of Conv2d
 #
-# The finite-difference check of tutorial 02, on a Conv2d with stride 2 and padding 1 (float64):
-# input, weight and bias gradients against central differences.
+# The finite-difference check of tutorial 02 on two Conv2d layers (float64), one with stride 2 and
+# padding 1, one with stride (1, 2) and padding (0, 2): input, weight and bias gradients against
+# central differences.
 
 # %%
 conv_checks = {}
@@ -238,7 +239,7 @@ axes["patches"].imshow(digit_patches.T, cmap="gray_r", aspect="auto", interpolat
 axes["patches"].add_patch(Rectangle((mark_row - 0.5, -0.5), 1, 9, fill=False, edgecolor="tab:red", linewidth=1.5))
 axes["patches"].set_xlabel("patch index l = oh·16 + ow (one of the 256 output positions)")
 axes["patches"].set_ylabel("pixel in the 3 × 3 patch")
-axes["patches"].set_title("the patches matrix Pᵀ (9 × 256): each feature map is one kernel row times P")
+axes["patches"].set_title("the patches matrix Pᵀ (9 × 256): feature map c = (row c of W_mat, 1 × 9) @ Pᵀ")
 plot.show(fig, "03_im2col_patches_and_maps")
 
 # %% [markdown]
@@ -248,7 +249,9 @@ plot.show(fig, "03_im2col_patches_and_maps")
 # layer is a linear layer whose "inputs" are its patches, one per position, and it caches exactly
 # them (`cache_input`, shape (N, L, C_in·KH·KW)). KFC (Grosse & Martens 2016) builds the conv
 # layer's A factor from these patches (with a 1 appended for the bias) and G from the output
-# gradients at every position; tutorial 10 does it.
+# gradients at every position. minikfac follows the paper's Ω and Γ: A = (1/N) Σₙ Σₗ ā āᵀ *sums*
+# over the L positions, G = (1/(N·L)) Σₙ Σₗ g gᵀ *averages* over them (only the product A ⊗ G is
+# fixed by the theory); tutorial 10 does it.
 #
 # ## What we checked
 

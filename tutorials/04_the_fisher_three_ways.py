@@ -385,7 +385,7 @@ assert relative(E_star, F_reg) < 0.3, "at the optimum of a well-specified model 
 # - For cross-entropy, MSE and Bernoulli losses the true Fisher equals the GGN $J^\top H J$, and it
 #   is the Hessian of the KL divergence between the model's predictions before and after a step.
 # - On Kunstner et al.'s linear regression, natural gradient is Newton's method (one step to the
-#   optimum); the empirical Fisher gives distorted directions away from the optimum. This is why
+#   optimum); far from the optimum the empirical Fisher gives distorted directions. This is why
 #   K-FAC builds its factors from sampled targets (tutorial 05), not from the labels.
 #
 # ## Try this

@@ -21,13 +21,13 @@
 # **What you will see**
 #
 # - $A = \frac1N\sum_n \bar a_n \bar a_n^\top$ and $G = \frac1N\sum_n \mathbb{E}[g_n g_n^\top]$ computed
-#   from `cache_input` and `cache_grad_output`, equal to `mk.curvature.kfac_factors` to ~1e-16;
+#   from `cache_input` and `cache_grad_output`, equal to `mk.curvature.kfac_factors` to ~1e-15;
 # - with one example, $A \otimes G$ *is* the exact Fisher block (true and empirical) to ~1e-16;
 # - on a digits net, how far $A \otimes G$ is from the exact block as the batch grows from 1 to 256
 #   examples: 0 at N = 1, a jump at N = 2, then (after a peak at a few examples for the hidden
 #   layer) a plateau of about 30% (hidden layer) and 70% (output layer);
 # - the best Kronecker product of each exact block, the floor no $A \otimes G$ can beat (about
-#   27% and 60%).
+#   26-29% and 60-65% at 256 examples).
 
 # %%
 import matplotlib.pyplot as plt
@@ -133,7 +133,7 @@ print(f"empirical factors, largest relative difference to the library: {error_fa
 #   = \frac1N \sum_n (\bar a_n \bar a_n^\top) \otimes \Big(\sum_k g_{nk} g_{nk}^\top\Big),$$
 #
 # while K-FAC takes the Kronecker product of the averages, $A \otimes G$ (Martens & Grosse 2015,
-# eq. (1) and §3): it treats $\bar a$ and $g$ as independent. Let us form the exact block from the
+# section 3): it treats $\bar a$ and $g$ as independent. Let us form the exact block from the
 # same caches and check it against `mk.curvature.fisher_blocks` (the output layer, 210 × 210).
 
 # %%
@@ -260,7 +260,7 @@ plot.show(fig, "05_output_layer_blocks")
 # fraction $(N-1)/N$ of its weight sits on mismatched pairs $n \ne m$. So the error jumps as soon
 # as $N = 2$. It does not simply keep growing, though: for the hidden layer it peaks at a few
 # examples (about 0.48 at N = 4–8, where a handful of very different digits make up the block) and
-# then falls to a plateau of about 0.29 from N ≈ 64 on; the output layer jumps to about 0.7 and
+# then levels off near 0.3 from N ≈ 64 on; the output layer jumps to about 0.7 and
 # stays there. The plateau is the *population* error of the independence assumption for this
 # net and data: more examples make $A$, $G$ and $F_{\ell\ell}$ converge, but to different things,
 # because $\mathbb{E}[\bar a \bar a^\top \otimes g g^\top] \ne \mathbb{E}[\bar a \bar a^\top] \otimes
@@ -270,8 +270,9 @@ plot.show(fig, "05_output_layer_blocks")
 # **K-FAC vs the best Kronecker product.** For the hidden layer K-FAC is within about 0.02 of the
 # floor: its block is about as Kronecker-shaped as it can be, and the product of the marginal
 # averages is nearly the best product. For the output layer even the best Kronecker product misses
-# about 60% of the block (Frobenius), and K-FAC about 70%: the output layer's $g = $ (softmax
-# residual) depends strongly on its input, so the independence assumption is far from true there.
+# about 60-65% of the block (Frobenius), and K-FAC about 70%: the output layer's $g$ is built from the
+# softmax probabilities $p$, a function of that layer's own input $\bar a$, so $g$ depends strongly on
+# $\bar a$ and the independence assumption is far from true there.
 # On this net, "$A \otimes G$ captures the Fisher" (as the article the project started from puts
 # it) is true of the coarse structure — the diagonal stripes of the pictures above — not of the
 # entries. What matters for an optimizer is the step $(A \otimes G)^{-1} \nabla$, which later

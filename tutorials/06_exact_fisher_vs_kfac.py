@@ -21,8 +21,9 @@
 # - the exact Fisher $F$ (7,030 × 7,030) of a partially trained 256-20-20-20-20-20-10 tanh net on 16×16
 #   MNIST, next to K-FAC's $\tilde F$ with blocks $A_{ij} \otimes G_{ij}$ (middle four layers, heat maps);
 # - the error table of `mk.curvature.compare`: K-FAC's relative error (about 0.78), split into the
-#   cross-layer blocks it drops (0.64) and the independence assumption inside each block (0.44);
-#   EKFAC below K-FAC on every layer; the block-tridiagonal model below both (0.63);
+#   cross-layer blocks it drops (0.64) and the independence assumption inside each block (0.44), which add
+#   in quadrature (0.64² + 0.44² ≈ 0.78²); EKFAC below K-FAC on every layer; the block-tridiagonal model,
+#   which keeps the blocks next to the diagonal, below both on the whole $F$ (0.63);
 # - $\tilde F^{-1}$: not sparse, but its blocks fade fast away from the diagonal (M&G's Fig. 3), which is
 #   why a block-*tridiagonal* inverse approximates it better than a block-diagonal one (error 0.12 vs 0.29);
 #   the damped *exact* inverse, though, is not nearly tridiagonal on this net.
@@ -135,8 +136,9 @@ errors, sources = result.errors, result.sources
 # %% [markdown]
 # Reading the table:
 #
-# - K-FAC's error is large, and most of it is the **cross-layer blocks** it drops: the exact block-diagonal
-#   alone is as far from $F$. Inside the blocks, the independence assumption costs less, and is close to
+# - K-FAC's error is large, and most of it is the **cross-layer blocks** it drops: even the exact
+#   block-diagonal, which keeps every entry inside the layers, is nearly as far from $F$ (its error is the
+#   "cross-layer blocks dropped" row). Inside the blocks, the independence assumption costs less, and is close to
 #   the best Kronecker product in the deep layers (the floor itself is high there).
 # - **EKFAC** is below K-FAC on every layer. It must be: in the basis $Q = U_A \otimes U_G$ K-FAC's block is
 #   *some* diagonal matrix, EKFAC's is the *best* diagonal, $s = \mathrm{diag}(Q^\top F_{ll} Q)$. And
@@ -215,11 +217,16 @@ error_bd = relative(block_diagonal.inverse(), F_tilde_inv)
 print(f"‖inverse − F~^-1‖ / ‖F~^-1‖: block-diagonal {error_bd:.3f}, block-tridiagonal {error_tri:.3f}")
 
 # %% [markdown]
-# And against the **exact** Fisher? The exact $F$ restricted to these layers is numerically singular
-# (smallest eigenvalue ~1e-9 of a largest ~2), so only damped inverses $(F + \lambda I)^{-1}$ mean something.
-# For each $\lambda$, the two structured inverses are compared with the same damping (exact Tikhonov).
+# And against the **exact** Fisher? The exact $F$ restricted to these layers is nearly singular (its
+# smallest eigenvalue, printed below, is about 1e-9 times its largest), so only damped inverses
+# $(F + \lambda I)^{-1}$ mean something. For each $\lambda$, the two models get the same exact Tikhonov
+# damping, $(\breve F + \lambda I)^{-1}$ and $(\hat F + \lambda I)^{-1}$. This compares the *models*: with
+# exact damping the tridiagonal model's inverse is no longer block-tridiagonal and is formed densely here,
+# whereas an optimizer damps the factors instead, which keeps the structure (M&G section 6.3; tutorial 07).
 
 # %%
+eigenvalues_mid = np.linalg.eigvalsh(F_mid)  # ascending, (1680,)
+print(f"eigenvalues of F on layers 2-5: smallest {eigenvalues_mid[0]:.1e}, largest {eigenvalues_mid[-1]:.2f}")
 identity = np.eye(F_mid.shape[0])
 dampings = [1e-4, 1e-3, 1e-2]
 vs_exact = {"block-diagonal": [], "block-tridiagonal": [], "K-FAC F~ (all blocks)": []}
@@ -236,9 +243,9 @@ near_exact, far_exact = near_and_far(exact_means)
 print(f"(F + 1e-3 I)^-1: smallest neighbour block {near_exact:.2f}, largest two or more apart {far_exact:.2f}")
 
 # %% [markdown]
-# The tridiagonal inverse is closer than the block-diagonal one at every damping, and nearly as close as
-# the inverse of the full $\tilde F$ (which would cost a dense inversion). But notice the last table: the
-# exact $(F + \lambda I)^{-1}$ on these layers is **not** close to block-tridiagonal — its normalised blocks two
+# The tridiagonal model's inverse is closer than the block-diagonal one's at every damping, and nearly as
+# close as the damped inverse of the full $\tilde F$. But notice the last table: the exact
+# $(F + \lambda I)^{-1}$ (λ = 1e-3) on these layers is **not** close to block-tridiagonal — its normalised blocks two
 # layers apart (up to 0.54) are barely smaller than its neighbour blocks (0.61-0.73), where $\tilde F^{-1}$ has
 # 0.21 against 0.28-0.47. The near-tridiagonal structure belongs to K-FAC's $\tilde F^{-1}$
 # (M&G's claim, about $\tilde F$); for the exact Fisher of 300 examples it does not hold.
@@ -288,12 +295,15 @@ assert all(b <= i + 1e-12 for b, i in zip(sources["best_kronecker"]["layers"], s
     "no Kronecker product may beat the nearest one"
 assert errors["K-FAC tridiagonal"]["total"] < errors["K-FAC"]["total"], \
     "the tridiagonal model should be closer to F than block-diagonal K-FAC"
+assert errors["K-FAC tridiagonal"]["total"] < errors["EKFAC"]["total"], \
+    "on the whole F, the tridiagonal model is closer than EKFAC too (the text says 'below both')"
 assert errors["diagonal"]["total"] > 0.9, "the diagonal approximation should miss almost all of F here"
 assert far_inv < near_inv, "F~^-1: blocks two or more layers apart should be smaller than every neighbour block"
 assert far_inv < 0.5 * far_ft, "F~^-1 should be much closer to block-tridiagonal than F~ itself"
 assert error_tri < error_bd, f"the tridiagonal inverse should be closer to F~^-1 ({error_tri:.3f} vs {error_bd:.3f})"
 assert all(t < b for t, b in zip(vs_exact["block-tridiagonal"], vs_exact["block-diagonal"])), \
     f"the tridiagonal inverse should be closer to (F + λI)^-1 at every λ: {vs_exact}"
+assert eigenvalues_mid[0] < 1e-6 * eigenvalues_mid[-1], "F on layers 2-5 is nearly singular (the text says so)"
 assert far_exact > 2 * far_inv, "the exact damped inverse is far less tridiagonal than F~^-1 (the text says so)"
 
 # %% [markdown]
