@@ -20,12 +20,13 @@
 #
 # - the time to solve $(A \otimes G)\,\mathrm{vec}(\Delta) = \mathrm{vec}(\nabla W)$ densely and through the
 #   factors, for square layers of width $w$ (block size $w^2$), on a log-log plot with fitted slopes
-#   (theory: 6 and 3), and the two answers agreeing to ~1e-13;
+#   (theory: 6 and 3), and the two answers agreeing to rounding error (~1e-15);
 # - the speed-up at the largest dense size (a few hundred times at $w = 45$, a 2025 × 2025 block);
 # - exact Tikhonov damping $(A \otimes G + \lambda I)^{-1}$ against M&G's *factored* damping
 #   $(A + \pi\sqrt\lambda I)^{-1} \otimes (G + \tfrac{\sqrt\lambda}{\pi} I)^{-1}$ on a real layer: the extra
-#   terms the second adds, the gap between the two steps as $\lambda$ varies, and what $\pi$ does and
-#   does not minimise.
+#   terms the second adds, the gap between the two steps as $\lambda$ varies (a quarter to two thirds of the
+#   step for $\lambda$ from 1e-6 to 100; they meet only when $\lambda$ is far below the factors' smallest
+#   eigenvalue products), and what $\pi$ does and does not minimise.
 
 # %%
 import time
@@ -50,8 +51,10 @@ rng = np.random.default_rng(0)
 #
 # - **dense**: form the $(mn, mn)$ matrix and call `np.linalg.solve` (an LU factorisation, $\tfrac23 (mn)^3$
 #   flops);
-# - **factored**: `mk.curvature.kron_solve(A, G, X)` eigendecomposes $A$ and $G$ (which is what lets it
-#   add damping later) and applies $U_G[(U_G^\top X U_A) / (g a^\top)]U_A^\top$: $O(m^3 + n^3)$.
+# - **factored**: `mk.curvature.kron_solve(A, G, X)` eigendecomposes $A = U_A\,\mathrm{diag}(a)\,U_A^\top$ and
+#   $G = U_G\,\mathrm{diag}(g)\,U_G^\top$ (which is what lets it add damping later) and applies
+#   $U_G[(U_G^\top X U_A) / (g a^\top)]U_A^\top$, the division entry by entry by the $(m, n)$ matrix of eigenvalue
+#   products $g_i a_j$: $O(m^3 + n^3)$.
 #
 # The factors are random symmetric positive definite matrices, like damped K-FAC factors. First, the two
 # give the same answer:
@@ -99,6 +102,7 @@ for w in factored_widths:
         dense_seconds.append(best_of(lambda: np.linalg.solve(block, rhs)))
         step = mk.curvature.vec(mk.curvature.kron_solve(A, G, X))
         differences.append(np.linalg.norm(np.linalg.solve(block, rhs) - step) / np.linalg.norm(step))
+print(f"largest relative difference between the dense and factored solves: {max(differences):.1e}")
 print(f"{'w':>4} {'block':>7} {'dense (s)':>10} {'factored (s)':>13} {'speed-up':>9}")
 for i, w in enumerate(factored_widths):
     dense = f"{dense_seconds[i]:10.2e}" if i < len(dense_seconds) else f"{'—':>10}"
@@ -140,7 +144,7 @@ ax.grid(True, which="both", alpha=0.3)
 plot.show(fig, "07_inversion_time")
 
 # %% [markdown]
-# The measured dense slope is a little under 6 (at these sizes LU is not yet fully compute-bound), the
+# The measured dense slope is usually a little under 6 (at these sizes LU is not yet fully compute-bound), the
 # factored one under 3 (matrix products and `eigh` at a few hundred rows are still partly overhead). The
 # seed article's complexity claim holds: *per block*, the factored inverse is cheaper by a factor that grows
 # like $w^3$. (It is not the whole story of K-FAC's cost: the factors must also be estimated, an
@@ -163,7 +167,7 @@ plot.show(fig, "07_inversion_time")
 # digits; $A$ (65, 65) is singular (border pixels are always 0), $G$ is (32, 32).
 
 # %%
-data = mk.data.load("digits")  # X (1437, 64), y (1437,)
+data = mk.data.load("digits")  # X_train (1438, 64), y_train (1438,)
 net = models.mlp(64, 10, hidden=(32,), activation="tanh")
 loss_fn = mk.nn.CrossEntropyLoss()
 optimizer = mk.optim.Adam(net.parameters(), lr=3e-3)
@@ -181,7 +185,8 @@ n, m = A.shape[0], G.shape[0]
 pi = float(mk.curvature.kron.factored_pi(A, G))
 print(f"A: {A.shape}, eigenvalues {np.linalg.eigvalsh(A)[0]:.1e} .. {np.linalg.eigvalsh(A)[-1]:.2f}; "
       f"G: {G.shape}, eigenvalues {np.linalg.eigvalsh(G)[0]:.1e} .. {np.linalg.eigvalsh(G)[-1]:.3f}")
-print(f"tr(A)/n = {np.trace(A) / n:.3f}, tr(G)/m = {np.trace(G) / m:.4f}, so π = {pi:.2f}")
+mean_a, mean_g = np.trace(A) / n, np.trace(G) / m
+print(f"tr(A)/n = {mean_a:.3f}, tr(G)/m = {mean_g:.4f} (ratio {mean_a / mean_g:.1f}), so π = {pi:.2f}")
 
 # %% [markdown]
 # First the algebra, on the dense matrices (2080 × 2080, small enough): the factored matrix minus the
@@ -203,7 +208,8 @@ print(f"max |factored − (A⊗G + λI) − extra terms| = {identity_gap:.1e}")
 #
 # which is smallest where its derivative in $\pi$ vanishes: $\pi^2 = \dfrac{m\,\mathrm{tr}(A)}{n\,\mathrm{tr}(G)}
 # = \dfrac{\mathrm{tr}(A)/n}{\mathrm{tr}(G)/m}$ — M&G's trace-norm $\pi$ (`mk.curvature.kron.factored_pi`). With
-# $\pi = 1$ the damping would ignore that $A$'s eigenvalues here are about 8× $G$'s. This is a statement
+# $\pi = 1$ the damping would ignore that $A$'s mean eigenvalue here is about 8× $G$'s (the ratio printed
+# above). This is a statement
 # about a *bound* on the extra terms; whether it also minimises the error of the *step* we measure next.
 
 # %%
@@ -220,7 +226,7 @@ def step_error(A, G, gradient, lam, pi):
     return np.linalg.norm(factored - exact) / np.linalg.norm(exact)
 
 
-lams = np.logspace(-6, 2, 17)
+lams = np.logspace(-14, 2, 33)  # λ from 1e-14 to 100, half a decade apart
 errors_trace_pi = [step_error(A, G, gradient, la, pi) for la in lams]
 errors_pi_one = [step_error(A, G, gradient, la, 1.0) for la in lams]
 sweep = {i: [step_error(*factors[i], gradients[i], lam, p * float(mk.curvature.kron.factored_pi(*factors[i])) / pi)
@@ -229,7 +235,18 @@ for i in range(2):
     ratio = pis[int(np.argmin(sweep[i]))] / pi
     print(f"layer {i + 1}, λ = {lam:g}: step error at trace-norm π {sweep[i][20]:.3f}; "
           f"smallest over π {min(sweep[i]):.3f}, at {ratio:.2f} × trace-norm π")
-print("step error vs λ (trace-norm π): " + ", ".join(f"{e:.2f}" for e in errors_trace_pi[::4]))
+print("step error vs λ (trace-norm π): "
+      + ", ".join(f"λ={la:g}: {e:.2f}" for la, e in zip(lams[::4], errors_trace_pi[::4])))
+a_eigs, U_A = np.linalg.eigh(A)
+g_eigs = np.linalg.eigvalsh(G)
+null_A = U_A[:, a_eigs < 1e-12]  # directions with a_j = 0 (pixels that are 0 in every image, and their mixtures)
+null_share = np.linalg.norm(gradient @ null_A) / np.linalg.norm(gradient)
+smallest_product = g_eigs[0] * a_eigs[a_eigs >= 1e-12][0]
+large_lams = lams >= 1e-6
+print(f"A has {null_A.shape[1]} zero eigenvalues; the gradient's share in that null space: {null_share:.1e}")
+print(f"smallest non-zero product a_j g_i: {smallest_product:.1e}; step error for λ ≥ 1e-6: "
+      f"{min(np.array(errors_trace_pi)[large_lams]):.2f} .. {max(np.array(errors_trace_pi)[large_lams]):.2f}, "
+      f"at λ = {lams[0]:g}: {errors_trace_pi[0]:.3f}")
 
 # %%
 fig, (left, right) = plt.subplots(1, 2, figsize=(12.5, 4.6), layout="constrained")
@@ -237,7 +254,7 @@ left.semilogx(lams, errors_trace_pi, "o-", label=f"trace-norm π = {pi:.2f}")
 left.semilogx(lams, errors_pi_one, "s-", label="π = 1")
 left.set_xlabel("damping λ")
 left.set_ylabel("‖factored step − exact step‖ / ‖exact step‖")
-left.set_title("Layer 1 (65 × 32): factored vs exact Tikhonov damping")
+left.set_title("Layer 1 (W̄: 32 × 65): factored vs exact Tikhonov damping")
 left.set_ylim(0, None)
 left.legend()
 left.grid(True, alpha=0.3)
@@ -260,16 +277,22 @@ plot.show(fig, "07_factored_damping")
 # %% [markdown]
 # What the numbers say:
 #
-# - The two damped steps are **not** close: they differ by a quarter to two thirds of the exact step's norm,
-#   for every $\lambda$ from 1e-6 to 100. As $\lambda \to 0$ they do not meet here, because $A$ is singular: on a
-#   direction with $a_j = 0$, the exact step divides by $\lambda$, the factored one only by about
-#   $\pi\sqrt\lambda\, g_i$, a much larger number when $\lambda$ is small. (With invertible factors both
-#   tend to the undamped solve.) Factored damping is a *different* regulariser, not an approximation of
-#   Tikhonov's; M&G adapt $\lambda$ for it on its own terms.
+# - The two damped steps are **not** close at any damping one would use: they differ by a quarter to two thirds
+#   of the exact step's norm for every $\lambda$ from 1e-6 to 100. In an eigendirection $(j, i)$ of $A \otimes G$
+#   the exact step divides by $a_j g_i + \lambda$, the factored one by
+#   $(a_j + \pi\sqrt\lambda)(g_i + \sqrt\lambda/\pi) = a_j g_i + \lambda + \pi\sqrt\lambda\, g_i + a_j\sqrt\lambda/\pi$:
+#   wherever $a_j g_i$ is small next to $\lambda$, the cross terms make the factored divisor much larger (a much
+#   shorter step there). $A$'s exact zeros do not matter — the gradient has no component there (printed: a
+#   pixel that is 0 in every image gives 0 in every $\bar a$ *and* in every gradient column) — but its smallest
+#   non-zero eigenvalues are tiny, so the two steps meet only when $\lambda$ falls far below the products
+#   $a_j g_i \approx 10^{-9}$, around $\lambda = 10^{-14}$ on the left. Factored damping is better thought of
+#   as a *different* regulariser than as a close approximation of Tikhonov's; M&G adapt its strength
+#   ($\gamma$ in their notation) on its own terms.
 # - The trace-norm $\pi$ minimises the trace of the extra terms (exactly, by the formula) and on this layer
-#   it is also close to the best $\pi$ for the step ($\pi = 1$ is worse at most, not all, $\lambda$). On
-#   the output layer the best $\pi$ for the step is different (about a third of the trace-norm one):
-#   the trace argument bounds the extra terms, it does not promise the smallest step error.
+#   it is also close to the best $\pi$ for the step ($\pi = 1$ is worse at most $\lambda$ from 1e-6 to 100,
+#   not all, and better at much smaller $\lambda$). On the output layer the best $\pi$ for the step is
+#   different (about a third of the trace-norm one): the trace argument bounds the extra terms, it does not
+#   promise the smallest step error.
 #
 # ## What we checked
 
@@ -282,15 +305,19 @@ assert dense_slope > factored_slope + 1.5, \
 assert dense_slope > 4, f"the dense slope should be near 6 (LU of a w²-sized matrix), got {dense_slope:.2f}"
 assert identity_gap < 1e-12, "the factored matrix must be A⊗G + λI plus exactly the two extra terms"
 assert abs(best_trace_pi / pi - 1) < 0.12, "the trace of the extra terms must be smallest at the trace-norm π"
-assert min(errors_trace_pi) > 0.2, "on this layer, factored and exact damping give clearly different steps"
+assert min(np.array(errors_trace_pi)[large_lams]) > 0.2, \
+    "for λ ≥ 1e-6, factored and exact damping give clearly different steps on this layer"
+assert null_share < 1e-10, "the gradient has no component where A has zero eigenvalues"
+assert errors_trace_pi[0] < 0.25 * min(np.array(errors_trace_pi)[large_lams]), \
+    "far below the smallest products a_j g_i (λ = 1e-14), the two damped steps come together"
 assert sweep[0][20] < 1.1 * min(sweep[0]), "layer 1: the trace-norm π should be near the best π for the step"
 assert sweep[1][20] > 1.05 * min(sweep[1]), "layer 2: some other π gives a smaller step error (the text says so)"
 
 # %% [markdown]
 # ## Summary
 #
-# Solving with a Kronecker-factored block costs $O(m^3 + n^3)$ and, measured, grows with a log-log slope of
-# 2-2.6 (timings are noisy) against about 5.7 for the dense solve; it is a few hundred times faster already
+# Solving with a Kronecker-factored block costs $O(m^3 + n^3)$ and, measured, grows with a log-log slope under 3
+# (timings are noisy) against a little under 6 for the dense solve; it is hundreds of times faster already
 # at $w = 45$. Exact Tikhonov
 # damping keeps that cost through the eigenbases; factored damping adds the terms
 # $\pi\sqrt\lambda\,(I \otimes G) + \tfrac{\sqrt\lambda}{\pi}(A \otimes I)$ and gives a noticeably different
@@ -301,5 +328,6 @@ assert sweep[1][20] > 1.05 * min(sweep[1]), "layer 2: some other π gives a smal
 #
 # - Replace `kron_solve` in the timing loop by two Cholesky factorisations (`np.linalg.cholesky(A)`,
 #   `np.linalg.cholesky(G)`): what slope and what constant do you get?
-# - Add $10^{-3} I$ to $A$ before the damping section: do the two damped steps now meet as $\lambda \to 0$?
+# - Add $10^{-3} I$ to $A$ before the damping section: at which $\lambda$ do the two damped steps now meet, and
+#   how does that compare with the new smallest product $a_j g_i$?
 # - Repeat the π sweep at $\lambda = 1$ and $\lambda = 10^{-5}$: does the best π move?

@@ -26,12 +26,12 @@
 #   digits MLP (64-256-128-10 ReLU, P = 50,826): training loss per iteration and per second, steps to
 #   a target loss, test accuracy (K-FAC ≈ 97.8%);
 # - per iteration K-FAC leads early (loss 0.1 after 26 steps, the best first-order run needs 29) and
-#   ties late; per second it loses, each step costs about 5 Adam steps on this small net;
+#   ties late; per second it loses, each step costs several Adam steps on this small net (ratio printed);
 # - K-FAC's diagnostics over the 110 steps: the damping λ from the Levenberg–Marquardt rule, the
 #   reduction ratio ρ, and the step size α and momentum μ from the quadratic model, each with its
 #   formula;
 # - what they tell us: ρ ≈ 1 at every check, so λ shrank as fast as the rule allows for the whole
-#   run; starting from λ = 0.01 instead of 1 halves the steps to the target.
+#   run; starting from λ = 0.01 instead of 1 more than halves the steps to the target.
 
 # %%
 import time
@@ -58,9 +58,9 @@ print(f"batch {problem.batch_size}, {problem.epochs} epochs, target training los
 # fills `.grad`), step. SGD and Adam only need `.grad`. K-FAC needs the **batch** as well
 # (`opt.needs_batch` is True): in `step(X, y)` it
 #
-# 1. forwards the batch again (at least 128 examples of it) and back-propagates targets *sampled
-#    from the model*, to update its running averages of $A = \mathbb E[\bar a \bar a^\top]$ and
-#    $G = \mathbb E[g g^\top]$ (true Fisher, not the labels);
+# 1. forwards part of the batch again (a quarter of it, but at least 128 examples: here the whole
+#    batch of 128) and back-propagates targets *sampled from the model*, to update its running
+#    averages of $A = \mathbb E[\bar a \bar a^\top]$ and $G = \mathbb E[g g^\top]$ (true Fisher, not the labels);
 # 2. evaluates a quadratic model of the loss on that batch, through Jacobian-vector products,
 #    to choose α and μ;
 # 3. every 5 steps, evaluates the loss before and after the update to adapt λ.
@@ -133,6 +133,9 @@ for name, run in runs.items():
     print(f"{name:<15}" + "".join(f"{'—' if h is None else h:>8}" for h in hits)
           + f"{run['loss'][-1]:>12.4f}{1e3 * run['seconds'][-1] / (len(run['loss']) - 1):>9.2f}"
           + f"{100 * run['test_accuracy']:>9.2f}%")
+ms_per_step = {name: 1e3 * run["seconds"][-1] / (len(run["loss"]) - 1) for name, run in runs.items()}
+print(f"a K-FAC step costs {ms_per_step['K-FAC'] / np.mean([ms_per_step[n] for n in runs if n.startswith('Adam')]):.1f} "
+      "Adam steps on this machine")
 
 # %% [markdown]
 # The columns →t give the first step at which the training loss is ≤ t. Each method is reported at
@@ -167,19 +170,22 @@ fig.suptitle("Digits MLP, batch 128: K-FAC (defaults) vs the best of three learn
 plot.show(fig, "09_kfac_vs_sgd_adam")
 
 # %% [markdown]
-# Per iteration K-FAC, untuned, is ahead of the best tuned first-order runs until the loss is
-# about 0.05; near the target the best SGD and Adam catch up. Per second it loses clearly: a K-FAC
+# Per iteration K-FAC, untuned, is ahead of every first-order run until the loss is about 0.05;
+# near the target the best SGD and Adam catch up with it or pass it by a few steps (the table above).
+# Per second it loses clearly: a K-FAC
 # step does a second forward and backward for its statistics, Jacobian-vector products for the
 # quadratic model, and (every 20 steps) eigendecompositions — several times the work of an Adam
 # step when the net is this small. (The race, `minikfac bench`, measures the loss on a 1,000-example
-# subset at about 60 points; here it is the whole training split at every step, so its step counts
-# differ from these by a few.)
+# subset at about 60 points, in float32; here it is the whole training split at every step, in float64,
+# so its step counts, and even which learning rate comes out best, can differ from these.)
 #
 # ## What K-FAC decided at each step
 #
-# One step (Martens & Grosse 2015, §6–7). With $\nabla h$ the gradient and $\hat F$ the Kronecker-
-# factored Fisher, the **proposal** is $\Delta = -(\hat F + \gamma^2 I)^{-1}\nabla h$ per layer,
-# $G^{-1}\nabla\bar W A^{-1}$ with factored damping. It is not taken as it is. A **quadratic model**
+# One step (Martens & Grosse 2015, §6–7). With $\nabla h$ the gradient and $A$, $G$ each layer's
+# averaged factors (eigendecomposed every 20 steps), the **proposal** is K-FAC's damped natural
+# gradient, per layer and with factored damping (tutorial 07),
+# $\Delta = -(G + \tfrac{\gamma}{\pi} I)^{-1}\,\nabla\bar W\,(A + \pi\gamma I)^{-1}$, with $\gamma^2 = \lambda$
+# (plus the weight decay, 0 here). It is not taken as it is. A **quadratic model**
 # of the loss around θ, with the *exact* Fisher $F$ of the batch and the damping λ,
 #
 # $$M(\delta) = \tfrac12\,\delta^\top (F + \lambda I)\,\delta + \nabla h^\top \delta ,$$
@@ -274,8 +280,8 @@ plot.show(fig, "09_kfac_diagnostics")
 # %% [markdown]
 # Reading the figure:
 #
-# - **ρ stays near 1** (0.96–1.21): on every check the batch loss fell by what the quadratic model
-#   predicted, or more. So the rule shrank λ at every check, and λ followed $\lambda_0\omega_1^{k/5}$
+# - **ρ stays near 1** (0.96–1.21): on every check the batch loss fell by about what the quadratic
+#   model (without λ) predicted, or more. So the rule shrank λ at every check, and λ followed $\lambda_0\omega_1^{k/5}$
 #   exactly: it never settled, it was still *decreasing at its fastest rate* when training ended.
 # - **α is well below 1** most of the time (median about 0.3): with the exact batch Fisher and the
 #   damping, the model shortens the K-FAC proposal. Right after the eigendecompositions are
@@ -286,7 +292,8 @@ plot.show(fig, "09_kfac_diagnostics")
 #   not SGD's fixed 0.9.
 #
 # The first point suggests that λ₀ = 1 is too cautious for this problem: the damping, not the
-# curvature, limited the steps for most of the run. Starting lower is one keyword.
+# curvature, limited the steps for most of the run. Starting lower is one keyword argument away,
+# `damping=0.01`.
 
 # %%
 runs["K-FAC λ₀=0.01"] = train(lambda net, loss_fn: mk.optim.KFAC(net, loss_fn, damping=0.01))
@@ -306,11 +313,12 @@ ax.legend()
 plot.show(fig, "09_initial_damping")
 
 # %% [markdown]
-# With λ₀ = 0.01 K-FAC reaches the target in less than half the steps of the best tuned first-order
-# run. This is one run chosen after reading the diagnostics, not a sweep, and the default λ₀ = 1 is
-# there for a reason: on small batches the quadratic model is noisy and a small λ let it diverge
-# (see the README). The λ floor `min_damping` is reached here, and it is what keeps the late steps
-# in a trust region.
+# With λ₀ = 0.01 K-FAC reaches the target in less than half the steps of its default run, and in
+# about half those of the best tuned first-order run. This is one run chosen after reading the diagnostics, not a sweep, and
+# a large λ₀ is the cautious default for a reason: a small λ trusts a quadratic model fitted on one
+# batch, and ρ judges each step on that same batch — the README reports runs that blew up once λ
+# fell below 1e-4, which is why `min_damping` = 1e-3 exists. That floor is reached here (λ at the
+# end), so the late steps stay damped.
 #
 # ## What we checked
 
@@ -319,12 +327,16 @@ def hit(name, target):
     return steps_to(runs[name], target)
 
 
+first_order_runs = [name for name in runs if name.startswith(("SGD", "Adam"))]
 for target in (0.5, 0.2, 0.1, 0.05):
-    assert hit("K-FAC", target) <= min(hit(best_sgd, target), hit(best_adam, target)), \
-        f"K-FAC (defaults) should reach loss {target} in the fewest iterations"
+    assert all(hit(name, target) is None or hit("K-FAC", target) <= hit(name, target) for name in first_order_runs), \
+        f"K-FAC (defaults) should reach loss {target} in fewer iterations than every first-order run"
 first_order = min(hit(best_sgd, problem.target_loss), hit(best_adam, problem.target_loss))
 assert hit("K-FAC", problem.target_loss) <= 1.2 * first_order, "at the race target K-FAC ties the best tuned runs"
-assert 2 * hit("K-FAC λ₀=0.01", problem.target_loss) <= first_order, "λ₀ = 0.01 halves the steps to the target"
+assert 2 * hit("K-FAC λ₀=0.01", problem.target_loss) <= hit("K-FAC", problem.target_loss), \
+    "λ₀ = 0.01 more than halves K-FAC's steps to the target"
+assert hit("K-FAC λ₀=0.01", problem.target_loss) <= 0.55 * first_order, \
+    "λ₀ = 0.01 needs about half the steps of the best tuned first-order run"
 kfac_ms = kfac["seconds"][-1] / (len(kfac["loss"]) - 1)
 adam_ms = runs[best_adam]["seconds"][-1] / (len(runs[best_adam]["loss"]) - 1)
 assert kfac_ms > 2 * adam_ms, "a K-FAC step costs more than two Adam steps on this small net"
@@ -348,7 +360,7 @@ assert np.mean(alpha[np.array(refreshed) - 1]) > np.median(alpha), "α is larger
 #   MLP, leading early; per second it lost, because each step costs several first-order steps.
 # - Its diagnostics are formulas you can check: α and μ minimise $M$ on a plane, ρ compares the
 #   actual and predicted change, λ follows the Levenberg–Marquardt rule. Here ρ ≈ 1 throughout said
-#   that λ₀ = 1 was too cautious, and λ₀ = 0.01 halved the steps.
+#   that λ₀ = 1 was too cautious, and λ₀ = 0.01 more than halved the steps.
 #
 # ## Try this
 #

@@ -221,7 +221,11 @@ for name, r, p in zip(names, pooled, per_example):
 X50 = mnist16.X_train[:50]
 radii = list(range(16))
 within = kfc.blocks_within_radius(net, loss_fn, X50, radii)
-exact50 = [s["exact"] for s in kfc.kfc_stages(net, loss_fn, X50)]
+stages50 = kfc.kfc_stages(net, loss_fn, X50)
+exact50 = [s["exact"] for s in stages50]
+radius0_is_sud = max(float(np.max(np.abs(within[0][layer] - stages50[layer]["sud"])) / np.max(np.abs(exact50[layer])))
+                     for layer in (0, 1))
+print(f"R = 0 against kfc_stages' SUD block: largest relative difference {radius0_is_sud:.1e}")
 radius_errors = [[float(np.linalg.norm(within[R][layer] - exact50[layer]) / np.linalg.norm(exact50[layer]))
                   for R in radii] for layer in (0, 1)]
 below = [int(np.argmax(np.array(errors) < 0.15)) for errors in radius_errors]  # first R with error < 15%
@@ -260,12 +264,12 @@ plot.show(fig, "10_derivative_correlation")
 # coordinate alone puts a 1 in every $\bar a_l\bar a_{l'}^\top$. SUD, the assumption that looks best
 # on the pooled correlations, is the one that costs most in the block. (KFC is still *useful*:
 # what an optimizer needs is a preconditioner that captures the coarse scale of the curvature
-# cheaply, and a Kronecker product of two small matrices is invertible in microseconds.)
+# cheaply, and a Kronecker product of two small matrices is inverted through its factors, tutorial 07.)
 #
 # ## Training a CNN with K-FAC
 #
-# `mk.optim.KFAC` uses exactly these factors for every Conv2d layer (and K-FAC's for the Linear
-# one). We train `models.cnn` with its defaults — Conv(1→16) and Conv(16→32), 3×3, P = 9,930 — on
+# `mk.optim.KFAC` uses these factors for every Conv2d layer (and K-FAC's for the Linear one),
+# estimated with targets sampled from the model and averaged over steps. We train `models.cnn` with its defaults — Conv(1→16) and Conv(16→32), 3×3, P = 9,930 — on
 # 16×16 MNIST for 3 epochs at batch 128, against Adam at two learning rates, in float32, from the
 # same initial weights and batches. The training loss is measured on 1,000 training images with the
 # clock stopped.
@@ -325,16 +329,18 @@ best_adam = min((n for n in cnn_runs if n.startswith("Adam")), key=lambda n: cnn
 adam_final = cnn_runs[best_adam]["loss"][-1]
 kfac_run = cnn_runs["K-FAC"]
 kfac_reach = int(kfac_run["step"][np.flatnonzero(kfac_run["loss"] <= adam_final)[0]])
+kfac_reach_seconds = kfac_run["seconds"][kfac_run["step"] == kfac_reach][0]
 print(f"K-FAC reaches {best_adam}'s final loss {adam_final:.4f} at step {kfac_reach} of {kfac_run['step'][-1]}, "
-      f"after {kfac_run['seconds'][kfac_run['step'] == kfac_reach][0]:.2f} s "
-      f"(Adam: {cnn_runs[best_adam]['seconds'][-1]:.2f} s)")
+      f"after {kfac_reach_seconds:.2f} s (Adam: {cnn_runs[best_adam]['seconds'][-1]:.2f} s for all its steps; "
+      f"K-FAC takes {kfac_reach_seconds / cnn_runs[best_adam]['seconds'][-1]:.1f}× as long); "
+      f"a K-FAC step costs {kfac_run['ms_per_step'] / cnn_runs[best_adam]['ms_per_step']:.1f} Adam steps")
 
 # %% [markdown]
 # Despite the inexact conv blocks, K-FAC trains this CNN in fewer iterations than Adam at either
 # learning rate: it reaches the best Adam's final loss about 40% earlier and ends at less than half of
-# it. Per second the order flips: a K-FAC step costs about 3.5 Adam steps here (its statistics, the
-# eigendecompositions of A up to 513×513 every 20 steps, the quadratic model), so on a CPU it
-# reaches Adam's final loss about twice as late.
+# it. Per second the order flips: a K-FAC step costs several Adam steps here (its statistics, the
+# eigendecompositions of A up to 513×513 every 20 steps, the quadratic model; the ratio is printed
+# above), so on a CPU it reaches Adam's final loss later than Adam does.
 #
 # ## What we checked
 
@@ -356,13 +362,14 @@ for layer in (0, 1):
     side = maps[layer].shape[-1]
     assert radius_errors[layer][side - 1] < 1e-10, "keeping every pair gives back the exact block"
     assert radius_errors[layer][1] > 0.5, "neighbouring pairs alone are far from enough"
+assert radius0_is_sud < 1e-10, "keeping only the pairs at distance 0 is SUD"
 assert below[0] >= 8, "conv 1 needs pairs at distance 8 or more to get within 15% of the exact block"
 assert kfac_run["loss"][-1] < adam_final, "K-FAC ends with a lower training loss than the best Adam"
 assert kfac_reach <= 0.7 * kfac_run["step"][-1], "K-FAC reaches Adam's final loss with 30% of the steps to spare"
 assert kfac_run["loss"][-1] < 0.6 * adam_final, "K-FAC's final training loss is well below Adam's"
 assert kfac_run["test_accuracy"] >= 0.95, "K-FAC's CNN reaches 95% test accuracy in 3 epochs"
-assert kfac_run["ms_per_step"] > 2 * cnn_runs[best_adam]["ms_per_step"], "a K-FAC step costs over two Adam steps"
-assert kfac_run["seconds"][kfac_run["step"] == kfac_reach][0] > cnn_runs[best_adam]["seconds"][-1], \
+assert kfac_run["ms_per_step"] > 1.5 * cnn_runs[best_adam]["ms_per_step"], "a K-FAC step costs several Adam steps"
+assert kfac_reach_seconds > cnn_runs[best_adam]["seconds"][-1], \
     "per second, K-FAC reaches Adam's final loss later than Adam"
 
 # %% [markdown]

@@ -210,7 +210,7 @@ TOLERANCE = {"fakegpu": 1e-12, "cupy": 1e-8}
 # on a shared machine other programs only ever make a run slower, so the minimum is the least noisy estimate.
 
 # %%
-WIDTHS = [64, 128, 256, 512] + ([1024] if GPU else [])
+WIDTHS = [16, 64, 128, 256, 512] + ([1024] if GPU else [])
 
 
 def best_time(work, sync_on, budget=0.15, least=5):
@@ -263,10 +263,11 @@ if skipped:
 # %% [markdown]
 # On the host the stand-in does the same arithmetic as NumPy plus a Python wrapper around every call, so its
 # overhead is a fixed cost per operation: large for small layers, vanishing as the matrix products grow
-# (the ratio in the right panel goes towards 1; where one step takes a few hundred milliseconds, a single point
-# can also dip below 1 — that is the noise of a shared machine, since both do the same arithmetic). With a GPU, the same figure shows CuPy against NumPy: small layers
-# are dominated by kernel-launch latency (tens of microseconds per call), large ones by arithmetic, where the GPU
-# wins.
+# (the ratio in the right panel goes from about 2 at $D = 16$ towards 1; where one step takes a few hundred
+# milliseconds, a single point can also dip below 1 — that is the noise of a shared machine, since both do the
+# same arithmetic). With a GPU, the same figure shows CuPy against NumPy: small layers are dominated by the fixed
+# cost of each call (CuPy's Python overhead and the kernel launch, some microseconds each), large ones by
+# arithmetic, where the GPU wins.
 
 # %%
 fig, (ax_time, ax_ratio) = plt.subplots(1, 2, figsize=(11, 4))

@@ -22,10 +22,11 @@
 # - what $W W^\top = I$ does guarantee — $\mathbb E[s s^\top] = W\,\mathbb E[a a^\top]\,W^\top$, diagonal only
 #   when the inputs are white — and the off-diagonal mass $\|M - \mathrm{Diag}(M)\|_F / \|M\|_F$ of $A$ and $G$,
 #   per layer, for orthogonal and variance-matched Gaussian init, 5 seeds each: on the digits 0.86–0.97 for $A$
-#   with either init, on white-noise inputs about 0.1 (orthogonal) against 0.5–0.7 (Gaussian); $G$ 0.7–0.9;
+#   with either init, on white-noise inputs about 0.1 (orthogonal) against 0.5–0.7 (Gaussian); the hidden layers'
+#   $G$ 0.7–0.9;
 # - K-FAC's error to the exact Fisher block, how far $\mathrm{Diag}(A)\otimes\mathrm{Diag}(G)$ is from
 #   $A\otimes G$ (above 0.9 everywhere), and the cosine between K-FAC's step and the element-wise division
-#   (below 0.4): the inverse is *not* an element-wise division;
+#   (0.04 to about 0.5, where 1 would mean the same direction): the inverse is *not* an element-wise division;
 # - 5 seeds × 2 inits of K-FAC training on the digits: the loss after 10, 50 and 100 steps, mean ± spread
 #   (orthogonal ahead at step 10, 0.59 against 0.66; equal, 0.014, at step 100).
 
@@ -40,7 +41,7 @@ from minikfac.curvature import diagonal_kron_error, diagonal_kron_solve, kron_so
 mk.set_default_dtype("float64")
 mk.nn.init.manual_seed(0)
 SEEDS = range(5)
-digits = mk.data.load("digits")                        # X_train (1437, 64), pixels in [0, 1]; 10 classes
+digits = mk.data.load("digits")                        # X_train (1438, 64), pixels in [0, 1]; 10 classes
 
 
 def mass(M):
@@ -58,8 +59,8 @@ def mass(M):
 #
 # With orthonormal rows ($W W^\top = I$, possible when $D_\text{out} \le D_\text{in}$) this is the identity
 # **if and only if the inputs are white**, $\mathbb E[a a^\top] = I$. Otherwise $W$ only rotates (and projects) the
-# input's second moment: its eigenvalues are kept, and a rotation cannot make a matrix with unequal eigenvalues
-# diagonal unless it happens to align with its eigenvectors. So $W W^\top = I$ alone says nothing about
+# input's second moment: for a square $W$ its eigenvalues are kept, and a rotation cannot make a matrix with unequal
+# eigenvalues diagonal unless it happens to align with its eigenvectors. So $W W^\top = I$ alone says nothing about
 # $A = \mathbb E[\bar a \bar a^\top]$; that depends on the data.
 #
 # The off-diagonal mass $m(M) = \|M - \mathrm{Diag}(M)\|_F / \|M\|_F$ (`mk.curvature.off_diagonal_mass`) is 0 for a
@@ -170,9 +171,11 @@ show_masses(at_init, "off-diagonal mass at initialisation (mean ± std over 5 se
 # - **Digits, $A$:** about 0.97 in layer 1 *for both inits* — layer 1's $A$ is the pixels' second moment, the same
 #   matrix whatever the weights (the pixels are non-negative, so every entry of $\mathbb E[x x^\top]$ is positive;
 #   even their covariance $C$ has mass 0.82) — and above 0.9 in the deeper layers for both.
-# - **$G$, either data:** 0.7–0.9 in the hidden layers for both inits; orthogonal's is lower by 0.04–0.13, in
-#   every seed — the one place where the claim holds on real data, and only modestly. The output layer's $G$ is the softmax's Fisher $\mathrm{diag}(p) - p p^\top$ averaged over examples; orthogonal
-#   weights propagate it backwards by rotations, which do not make it diagonal.
+# - **$G$, either data:** 0.7–0.9 in the hidden layers for both inits; orthogonal's is lower by 0.04–0.13 on
+#   average, and lower in every seed (paired by seed) — the one place where the claim holds on real data, and only
+#   modestly. The output layer's $G$ is the softmax's Fisher $\mathrm{diag}(p) - p p^\top$ averaged over examples
+#   (mass about 0.32); the hidden layers' $G$ are that matrix carried backwards through $W^\top$ and the tanh
+#   derivatives, and rotations do not make it diagonal.
 #
 # ## 4. Training with K-FAC: 5 seeds × 2 inits
 #
@@ -267,12 +270,15 @@ for j, column in enumerate(COLUMNS):
     for key, values in errors.items():
         print(f"  {' '.join(key):20s}" + "".join(f"{m:8.3f} ±{s:5.3f}" for m, s in
                                                  zip(values[:, :, j].mean(0), values[:, :, j].std(0))))
+largest_cosine = max(values[:, :, 2].max() for values in errors.values())
+print(f"largest cos(K-FAC, diag) over every layer, seed, init and time: {largest_cosine:.3f}")
 
 # %% [markdown]
 # K-FAC's error to the exact block is small at initialisation for both inits (orthogonal's a little smaller in
-# the deeper layers) and grows to 0.4–0.8 with training for both. The diagonal Kronecker model is more than 90%
-# off in Frobenius norm everywhere, and the element-wise division points elsewhere than K-FAC's step (cosines
-# of 0.04–0.4): with these factors the inverse does **not** become an element-wise division, whichever init.
+# the deeper layers) and grows to 0.4–0.85 with training for both. The diagonal Kronecker model is more than 90%
+# off in Frobenius norm everywhere, and the element-wise division points elsewhere than K-FAC's step (mean
+# cosines 0.04–0.4, the largest single seed about 0.5): with these factors the inverse does **not** become an
+# element-wise division, whichever init.
 #
 # ## 6. (c) Does orthogonal init train faster with K-FAC?
 
@@ -289,10 +295,12 @@ print("gaussian − orthogonal at step 10, per seed:", np.round(gap[:, 0], 3))
 # %% [markdown]
 # Orthogonal init is ahead after 10 steps in every one of the 5 seeds (by 0.005 to 0.12, 0.065 on average: a
 # tenth of the loss), and the difference fades: from step 50 on the two are within each other's seed-to-seed
-# spread, and at step 100 they are equal. A slightly better start, not faster K-FAC training.
+# spread, and at step 100 they are equal. A slightly better start, not faster K-FAC training. (The article's
+# other claim, *more stable* natural-gradient training, is tested here only as far as these runs go: no run of
+# either init diverged, and the seed-to-seed spreads are of the same size after step 10.)
 
 # %%
-fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+fig, axes = plt.subplots(1, 3, figsize=(15, 5.2))
 layers = np.arange(1, LAYERS + 1)
 styles = {("orthogonal", "digits"): ("C0", "o-"), ("gaussian", "digits"): ("C3", "o-"),
           ("orthogonal", "white"): ("C0", "s:"), ("gaussian", "white"): ("C3", "s:")}
@@ -304,14 +312,14 @@ for key, values in at_init.items():
                      alpha=0.4, label=f"G, {key[0]}, {key[1]}")
 axes[0].set(xlabel="layer", ylabel="‖M − Diag M‖ / ‖M‖", ylim=(0, 1.02), xticks=layers,
             title="(a) off-diagonal mass at init (5 seeds)")
-axes[0].legend(fontsize=7, ncol=2)
+axes[0].legend(fontsize=7, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.16))
 for name, color in (("orthogonal", "C0"), ("gaussian", "C3")):
     for when, style in (("init", "o-"), ("trained", "s--")):
         values = errors[name, when]
         axes[1].plot(layers, values[:, :, 1].mean(0), style, color=color, label=f"diag-Kron error, {name}, {when}")
         axes[1].plot(layers, values[:, :, 2].mean(0), style, color=color, alpha=0.4,
                      label=f"cos(K-FAC, diag), {name}, {when}")
-axes[1].set(xlabel="layer", ylabel="value", ylim=(0, 1.02), xticks=layers,
+axes[1].set(xlabel="layer", ylabel="diag-Kron error (dark), cosine (light)", ylim=(0, 1.02), xticks=layers,
             title="(b) is the inverse an element-wise division?")
 axes[1].legend(fontsize=7)
 steps = np.arange(EVERY, STEPS + 1, EVERY)
@@ -335,13 +343,13 @@ plot.show(fig, "12_orthogonality_claims")
 # - with white inputs, orthogonal init keeps the hidden layers' $A$ near diagonal (mass below 0.2, every seed
 #   below every Gaussian seed);
 # - $G$ of the hidden layers has mass above 0.6 for both inits and both data; orthogonal's is lower than
-#   Gaussian's by more than 0.02 on average in each hidden layer (a modest effect);
-# - the diagonal Kronecker model is more than 85% off, and the element-wise step has cosine below 0.5 with
-#   K-FAC's, in every layer, for both inits, before and after training;
+#   Gaussian's by more than 0.02 on average in each hidden layer, and lower in every seed (a modest effect);
+# - the diagonal Kronecker model is more than 85% off, and the element-wise step has cosine below 0.6 with
+#   K-FAC's, in every layer and seed, for both inits, before and after training;
 # - K-FAC's error to the exact block is below 0.15 at initialisation for both inits;
 # - orthogonal init is ahead after 10 steps (mean paired gap above 0.02), but after 100 steps the two inits'
-#   mean losses differ by less than the seed-to-seed spread (2 standard deviations), and both fell at least
-#   10-fold.
+#   mean losses differ by less than the seed-to-seed spread (2 standard deviations), and every run ends below a
+#   tenth of $\ln 10$ (the loss of a uniform guess, about where training starts).
 
 # %%
 assert first_layer["orthogonal"][:, 0].max() < 1e-10, "orthogonal init: W Wᵀ = I"
@@ -354,11 +362,13 @@ for name in INITS:
     for data in ("digits", "white"):
         assert at_init[name, data][:, :-1, 1].min() > 0.6, f"{name}, {data}: hidden layers' G is far from diagonal"
 for data in ("digits", "white"):
-    lower = at_init["gaussian", data][:, :-1, 1].mean(0) - at_init["orthogonal", data][:, :-1, 1].mean(0)
-    assert lower.min() > 0.02, f"{data}: orthogonal init lowers the hidden layers' G mass a little ({lower})"
+    paired = at_init["gaussian", data][:, :-1, 1] - at_init["orthogonal", data][:, :-1, 1]  # (seeds, hidden layers)
+    assert paired.mean(0).min() > 0.02, f"{data}: orthogonal init lowers the hidden layers' G mass a little"
+    assert paired.min() > 0, f"{data}: ...in every seed and hidden layer ({paired.min():.3f})"
+for name in INITS:
     for when in ("init", "trained"):
         assert errors[name, when][:, :, 1].min() > 0.85, f"{name}, {when}: Diag(A) ⊗ Diag(G) is far from A ⊗ G"
-        assert errors[name, when][:, :, 2].max() < 0.5, f"{name}, {when}: the element-wise step is not K-FAC's"
+        assert errors[name, when][:, :, 2].max() < 0.6, f"{name}, {when}: the element-wise step is not K-FAC's"
     assert errors[name, "init"][:, :, 0].max() < 0.15, f"{name}: K-FAC is close to F_ll at init"
 white_orthogonal, white_gaussian = at_init["orthogonal", "white"][:, 1:, 0], at_init["gaussian", "white"][:, 1:, 0]
 assert white_orthogonal.max() < 0.2, "white inputs + orthogonal W: the hidden layers' A stays near diagonal"
@@ -368,7 +378,8 @@ final = {name: runs[:, -1] for name, runs in curves.items()}
 spread = 2 * max(final["orthogonal"].std(), final["gaussian"].std())
 assert abs(final["orthogonal"].mean() - final["gaussian"].mean()) < spread, \
     "after 100 K-FAC steps the two inits are within the seed-to-seed spread"
-assert all((runs[:, -1] < 0.1 * np.log(10)).all() for runs in curves.values()), "K-FAC trains both (loss ÷ 10+)"
+assert all((runs[:, -1] < 0.1 * np.log(10)).all() for runs in curves.values()), \
+    "K-FAC trains both: every run ends below a tenth of ln 10, the loss of a uniform guess"
 
 # %% [markdown]
 # ## Summary
