@@ -15,7 +15,7 @@ Martens 2017 (KL-clipping); George et al. 2018 (EKFAC). One step, for a batch
    moving averages A ← εA + (1−ε)A_new with ε = min(1 − 1/k, ``factor_decay``).
 2. **Inverses** (M&G §8): every ``inverse_interval`` = T steps the averaged
    factors are eigendecomposed, A = U_A diag(a) U_Aᵀ, G = U_G diag(g) U_Gᵀ.
-3. **Proposal** Δ_l = −(F̂_l + γ²)⁻¹ ∇h_l per layer, computed in the eigenbasis,
+3. **Proposal** Δ_l = −(damped F̂_l)⁻¹ ∇h_l per layer, damped by γ² one of three ways, in the eigenbasis,
    vec⁻¹ of (U_A ⊗ U_G) D⁻¹ (U_A ⊗ U_G)ᵀ vec(∇W̄) = U_G [(U_Gᵀ ∇W̄ U_A) / D] U_Aᵀ, with
 
    - factored Tikhonov damping (M&G §6.3, default): D = (g + γ/π)(a + πγ)ᵀ,
