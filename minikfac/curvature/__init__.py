@@ -39,7 +39,8 @@ from minikfac.curvature.tridiagonal import KFACTridiagonal
 
 __all__ = ["backprop", "kfc", "kron", "per_example_gradients", "fisher", "fisher_blocks", "fisher_diagonal",
            "fisher_vector_product", "KroneckerFactors", "kron_inverse", "kron_matvec", "kron_solve",
-           "kron_solve_factored", "kronecker_spectrum", "nearest_kronecker", "vec", "unvec", "assign", "augmented_matrix", "flatten", "layer_sizes", "layer_slices",
+           "kron_solve_factored", "kronecker_spectrum", "nearest_kronecker", "vec", "unvec",
+           "assign", "augmented_matrix", "flatten", "layer_sizes", "layer_slices",
            "parametrised_layers", "unflatten",
            "Approximation", "Exact", "ExactBlockDiagonal", "ExactDiagonal", "EKFAC", "ekfac_scalings",
            "Comparison", "compare", "FigureMatrices", "figure_matrices", "mc_fisher_errors",
