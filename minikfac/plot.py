@@ -420,7 +420,10 @@ def race_curves(result, path, title=None):
     name = result["problem"].get("name", "")
     _race_axes(axes[0], "iteration", "training loss (subset, eval mode)", "loss vs iterations")
     _race_axes(axes[1], "seconds of training", "", "loss vs wall-clock")
-    fig.suptitle(title or f"{name}: K-FAC (defaults) vs SGD with momentum and Adam (best of a sweep)")
+    rivals = [{"sgd": "SGD with momentum", "adam": "Adam"}[m] for m in ("sgd", "adam")
+              if any(run["method"] == m for run in runs)]
+    fig.suptitle(title or f"{name}: K-FAC (defaults) vs {' and '.join(rivals) or 'nothing'}"
+                 + (" (best of a sweep)" if swept - {"kfac"} else ""))
     fig.tight_layout()
     fig.savefig(os.fspath(path))
     return path
