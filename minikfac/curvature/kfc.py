@@ -50,6 +50,7 @@ is ā_i g_o), so ``kron(A, G)`` lines up with it.
 
 from minikfac import backend
 from minikfac.curvature import backprop
+from minikfac.curvature.kfac import chunk_factor_sums, normalise_factor_sums
 from minikfac.curvature.params import parametrised_layers
 from minikfac.nn.conv import Conv2d
 
@@ -99,11 +100,11 @@ def _pair_sum(a_1, a_2, g_1, g_2):
 
 
 def _stage_sums(a, g):
-    """Unnormalised sums of the four stages for one chunk: dict {stage-part: array}.
+    """Unnormalised sums of the first three stages for one chunk: {"exact", "sud", "sh"}.
 
-    a : (n, L, D_in + 1); g : (K, n, L, D_out). Returns "exact", "sud", "sh" as
-    (P_l, P_l) sums over the chunk's examples, and "omega" (D_in+1, D_in+1),
-    "gamma" (D_out, D_out): Σ_n Ω_n and Σ_n Γ̄_n for "kfc".
+    a : (n, L, D_in + 1); g : (K, n, L, D_out). Each is a (P_l, P_l) sum over
+    the chunk's examples; the last stage, A ⊗ G, comes from
+    :func:`.kfac.chunk_factor_sums` (the same sums as :func:`.kfac.kfac_factors`).
     """
     xp = backend.get_array_module(a)
     n, positions, d_in = a.shape
@@ -111,17 +112,14 @@ def _stage_sums(a, g):
     # exact: the per-example, per-cotangent rows Σ_l ā_nl ⊗ g_nkl (a batched product over positions)
     rows = xp.matmul(xp.swapaxes(a, 1, 2)[None], g).reshape(k * n, d_in * d_out)
     sums = {"exact": rows.T @ rows}
-    # Γ_nl = Σ_k g_nkl g_nklᵀ, flattened: (n·L, D_out²)
-    gamma_nl = xp.einsum("knlo,knlp->nlop", g, g).reshape(n * positions, d_out * d_out)
-    omega_n = xp.einsum("nli,nlj->nij", a, a).reshape(n, d_in * d_in)
-    gamma_n = gamma_nl.reshape(n, positions, d_out * d_out).sum(axis=1) / positions
     if positions == 1:  # one position (Linear, or a 1×1 output): SUD and SH change nothing
         sums["sud"] = sums["sh"] = sums["exact"]
-    else:
-        sums["sud"] = _pair_sum(a, a, g, g)
-        sums["sh"] = _to_kron_layout(omega_n.T @ gamma_n, d_in, d_out)
-    sums["omega"] = omega_n.sum(axis=0).reshape(d_in, d_in)
-    sums["gamma"] = gamma_n.sum(axis=0).reshape(d_out, d_out)
+        return sums
+    sums["sud"] = _pair_sum(a, a, g, g)
+    # SH: Ω_n = Σ_l ā_nl ā_nlᵀ and Γ̄_n = (1/L) Σ_l Σ_k g_nkl g_nklᵀ, flattened to (n, D²) rows
+    omega_n = xp.einsum("nli,nlj->nij", a, a).reshape(n, d_in * d_in)
+    gamma_n = xp.einsum("knlo,knlp->nop", g, g).reshape(n, d_out * d_out) / positions
+    sums["sh"] = _to_kron_layout(omega_n.T @ gamma_n, d_in, d_out)
     return sums
 
 
@@ -146,16 +144,21 @@ def kfc_stages(net, loss_fn, X, y=None, kind="true", samples=1, seed=0, chunk_si
     kron(A, G) of :func:`.kfac.kfac_factors`. Memory: four P_l² blocks per layer.
     """
     backprop.check_kind(kind, KINDS)
-    totals = None
+    totals = factor_totals = None
     for chunk in backprop.chunks(net, loss_fn, X, y, kind, samples, seed, chunk_size):
         sums = [_stage_sums(*_positions_view(stats)) for stats in chunk.layers]
         totals = sums if totals is None else [{key: t[key] + s[key] for key in t} for t, s in zip(totals, sums)]
+        # the last stage is K-FAC's own (A, G), summed exactly as kfac_factors sums them
+        factors = chunk_factor_sums(chunk)
+        factor_totals = factors if factor_totals is None else [
+            (A + dA, G + dG) for (A, G), (dA, dG) in zip(factor_totals, factors)]
+        last = chunk
     xp = backend.get_array_module(X)
     count = X.shape[0]
     stages = []
-    for t in totals:
+    for t, (A, G) in zip(totals, normalise_factor_sums(factor_totals, count, last)):
         block = {name: t[name] / count for name in ("exact", "sud", "sh")}
-        block["kfc"] = xp.kron(t["omega"] / count, t["gamma"] / count)
+        block["kfc"] = xp.kron(A, G)
         stages.append(block)
     return stages
 
