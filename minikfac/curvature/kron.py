@@ -41,7 +41,9 @@ with Kronecker-factored approximate curvature", ICML 2015.
 import numbers
 from typing import NamedTuple
 
-from minikfac import backend
+import scipy.linalg
+
+from minikfac import backend, threads
 
 
 def vec(matrix):
@@ -169,8 +171,63 @@ def eigh_factor(S):
     """
     _check_square("S", S, "eigh_factor")
     xp = backend.get_array_module(S)
-    eigenvalues, eigenvectors = xp.linalg.eigh((S + S.T) / 2)
+    with threads.for_matrix(S):
+        eigenvalues, eigenvectors = xp.linalg.eigh((S + S.T) / 2)
     return xp.maximum(eigenvalues, 0), eigenvectors
+
+
+def damped_inverse(S, shift):
+    """(S + shift·I)⁻¹ of a symmetric PSD factor S (k, k), through a Cholesky factorisation.
+
+    shift : a number > 0 (or a 0-d array). Returns the (k, k) inverse, or None
+    when S + shift·I is not finite or not positive definite in floating point
+    (statistics of a batch that overflowed).
+
+    A Cholesky factorisation and its inverse cost about k³ operations against
+    about 9k³ for ``eigh`` (785×785 in float32: 8 ms against 70 ms here), which
+    is why factored damping (:func:`factored_inverses`) goes this way. On NumPy
+    it calls LAPACK's potrf/potri through SciPy; on other backends it takes
+    the backend's general ``linalg.inv`` (CuPy has no potri).
+    """
+    _check_square("S", S, "damped_inverse")
+    xp = backend.get_array_module(S)
+    damped = (S + S.T) / 2 + shift * xp.eye(S.shape[0], dtype=S.dtype)
+    if not bool(xp.all(xp.isfinite(damped))):  # LAPACK would not notice a NaN
+        return None
+    with threads.for_matrix(S):
+        if backend.backend_of(S) != "numpy":
+            return xp.linalg.inv(damped)
+        potrf, potri = scipy.linalg.lapack.get_lapack_funcs(("potrf", "potri"), (damped,))
+        factor, info = potrf(damped, lower=True)
+        if info != 0:
+            return None
+        inverse, info = potri(factor, lower=True)
+    if info != 0:
+        return None
+    lower = xp.tril(inverse)  # potri fills one triangle
+    return lower + xp.tril(lower, -1).T
+
+
+def factored_inverses(A, G, damping):
+    """((A + π√λ I)⁻¹, (G + (√λ/π) I)⁻¹): factored Tikhonov damping (Martens & Grosse 2015, section 6.3).
+
+    A: (n, n), G: (m, m), symmetric PSD; damping λ > 0 (a Python number).
+    π = sqrt((tr A / n) / (tr G / m)) is the trace-norm choice of
+    :func:`factored_pi`, with a zero trace taken as the smallest positive
+    number (a layer whose inputs or gradients are all zero still gets a finite
+    π and an inverse). The preconditioned gradient of the layer is then
+    (G + (√λ/π) I)⁻¹ ∇W̄ (A + π√λ I)⁻¹. Returns (A_inverse, G_inverse), or
+    None when either factor is not finite (see :func:`damped_inverse`).
+    """
+    _check_factors(A, G, "factored_inverses")
+    xp = backend.get_array_module(A)
+    tiny = xp.finfo(A.dtype).tiny
+    mean_a = xp.maximum(xp.trace(A) / A.shape[0], tiny)
+    mean_g = xp.maximum(xp.trace(G) / G.shape[0], tiny)
+    pi, root = xp.sqrt(mean_a / mean_g), damping ** 0.5
+    A_inverse = damped_inverse(A, pi * root)
+    G_inverse = None if A_inverse is None else damped_inverse(G, root / pi)
+    return None if G_inverse is None else (A_inverse, G_inverse)
 
 
 def kron_eigenvalues(a_eigs, g_eigs):

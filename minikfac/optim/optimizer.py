@@ -89,6 +89,42 @@ def flag(owner, name, value):
     return bool(value)
 
 
+def choice(options):
+    """Rule factory: the value must be one of ``options``."""
+    def rule(owner, name, value):
+        if value not in options:
+            raise ValueError(f"{owner}: {name} must be one of {', '.join(map(repr, options))}, got {value!r}")
+        return value
+    return rule
+
+
+def positive_int(owner, name, value):
+    """Rule: an integer >= 1 (intervals, sample counts)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{owner}: {name} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def nonnegative_int(owner, name, value):
+    """Rule: an integer >= 0 (seeds)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise ValueError(f"{owner}: {name} must be an integer >= 0, got {value!r}")
+    return int(value)
+
+
+def fraction(owner, name, value):
+    """Rule: a real number in (0, 1]."""
+    value = positive(owner, name, value)
+    if value > 1:
+        raise ValueError(f"{owner}: {name} must be in (0, 1], got {value!r}")
+    return value
+
+
+def optional(rule):
+    """Rule factory: None, or a value that passes ``rule``."""
+    return lambda owner, name, value: None if value is None else rule(owner, name, value)
+
+
 def _host_copy(x):
     """A NumPy copy of ``x`` that shares no memory with the optimizer's state."""
     # to_numpy returns NumPy arrays as they are; a checkpoint must not alias them.
