@@ -13,7 +13,9 @@ import minikfac.curvature.kron as kron
 from minikfac.backend import to_numpy
 from minikfac.curvature.kron import (
     KroneckerFactors,
+    damped_inverse,
     eigh_factor,
+    factored_inverses,
     factored_pi,
     kron_eigenvalues,
     kron_eigenvectors,
@@ -167,6 +169,45 @@ def test_factored_solve_matches_dense_solve_of_damped_factors(case, damping):
         reference = np.linalg.solve(damped, vec(X))
         result = kron_solve_factored(A, G, X, damping, pi=None if used_pi is pi else used_pi)
         assert relative_error(vec(result), reference) < 1e-10
+
+
+@SETTINGS
+@given(kron_cases(), dampings.filter(lambda d: d > 0))
+def test_factored_inverses_give_the_factored_solve(case, damping):
+    """G̃⁻¹ X Ã⁻¹ with the Cholesky inverses of the damped factors equals the dense solve with π-damping."""
+    A, G, X = case
+    A_inverse, G_inverse = factored_inverses(A, G, damping)
+    n, m = A.shape[0], G.shape[0]
+    pi = np.sqrt((np.trace(A) / n) / (np.trace(G) / m))
+    root = np.sqrt(damping)
+    np.testing.assert_allclose(A_inverse, np.linalg.inv(A + pi * root * np.eye(n)), rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(G_inverse, np.linalg.inv(G + root / pi * np.eye(m)), rtol=1e-10, atol=1e-13)
+    assert np.array_equal(A_inverse, A_inverse.T) and np.array_equal(G_inverse, G_inverse.T)
+    reference = np.linalg.solve(np.kron(A + pi * root * np.eye(n), G + root / pi * np.eye(m)), vec(X))
+    assert relative_error(vec(G_inverse @ X @ A_inverse), reference) < 1e-10
+
+
+def test_damped_inverse_of_a_singular_factor_and_of_a_non_finite_one(backend_name):
+    """A rank-one PSD factor is invertible once damped; a NaN or an infinity gives None, not an error."""
+    v = np.arange(1.0, 5.0)
+    S = on(backend_name, np.outer(v, v))
+    inverse = to_numpy(damped_inverse(S, 0.5))
+    np.testing.assert_allclose(inverse, np.linalg.inv(np.outer(v, v) + 0.5 * np.eye(4)), rtol=1e-10)
+    for bad in (np.nan, np.inf):
+        broken = np.outer(v, v)
+        broken[1, 2] = bad
+        assert damped_inverse(on(backend_name, broken), 0.5) is None
+    zero = on(backend_name, np.zeros((3, 3)))
+    A_inverse, G_inverse = factored_inverses(zero, zero, 1e-2)  # zero traces: π from the smallest positive number
+    assert np.all(np.isfinite(to_numpy(A_inverse))) and np.all(np.isfinite(to_numpy(G_inverse)))
+
+
+def test_damped_inverse_keeps_float32():
+    rng = np.random.default_rng(7)
+    S = spd(5, rng).astype(np.float32)
+    inverse = damped_inverse(S, 0.1)
+    assert inverse.dtype == np.float32
+    np.testing.assert_allclose(inverse, np.linalg.inv(S.astype(np.float64) + 0.1 * np.eye(5)), rtol=1e-4)
 
 
 def test_factored_solve_is_the_exact_solve_without_damping():
