@@ -364,6 +364,12 @@ def test_damping_never_drops_below_min_damping():
         KFAC(net, loss_fn, damping=1e-4, min_damping=1e-3)
 
 
+def flat(candidates):
+    """The canonical vector of the optimizer's candidate parameters [(weight, bias), ...] (host)."""
+    return np.concatenate([vec(np.concatenate([host(w).reshape(len(w), -1), host(b)[:, None]], axis=1))
+                           for w, b in candidates])
+
+
 def _dense_prediction(net, loss_fn, X, y, eta):
     """(h(θ), M_h as a function of the step δ): the objective and its model, both written out densely."""
     theta, grad = flatten(net).copy(), objective_gradient(net, eta)
@@ -387,10 +393,10 @@ def test_reduction_ratio_from_the_dense_model_drives_damping(monkeypatch, target
     real_objective_at, seen = opt._objective_at, {}
 
     def objective_at(candidates, Xb, yb):
-        value, finite = real_objective_at(candidates, Xb, yb)
-        delta = np.concatenate([vec(c) for c in candidates]) - theta
+        value = real_objective_at(candidates, Xb, yb)
+        delta = flat(candidates) - theta
         seen["model"], seen["after"] = model(delta), value if target is None else h + target * model(delta)
-        return seen["after"], finite
+        return seen["after"]
 
     monkeypatch.setattr(opt, "_objective_at", objective_at)
     opt.step(X, y)
@@ -500,8 +506,7 @@ def test_loss_far_above_the_promise_is_refused(monkeypatch):
         theta, h, model = _dense_prediction(net, loss_fn, X, y, 0.0)
 
         def objective_at(candidates, Xb, yb, target=target, theta=theta, h=h, model=model):
-            delta = np.concatenate([vec(c) for c in candidates]) - theta
-            return h + target * model(delta), True
+            return h + target * model(flat(candidates) - theta)
 
         monkeypatch.setattr(opt, "_objective_at", objective_at)
         snapshot, damping = _snapshot(net, opt), opt.damping

@@ -294,11 +294,11 @@ class KFAC(Optimizer):
         if coefficients is None:
             return self._refuse("not finite")
         update = [sum(float(c) * d[i] for c, d in zip(coefficients, directions)) for i in range(len(self.layers))]
-        candidates = [augmented_matrix(layer, "data") + delta for layer, delta in zip(self.layers, update)]
-        h_after, candidates_finite = self._objective_at(candidates, X, y)
+        candidates = [self._moved(layer, delta) for layer, delta in zip(self.layers, update)]
+        h_after = self._objective_at(candidates, X, y)
         predicted = quadratic.predicted_change(numbers, coefficients, eta)
         actual = h_after - numbers.objective
-        if not (candidates_finite and math.isfinite(h_after)):
+        if not math.isfinite(h_after):  # also catches non-finite parameters: NaN·0 is NaN, so they reach h
             return self._refuse("not finite")
         if quadratic.far_above_promise(actual, predicted, numbers.objective):
             return self._refuse("above the promise")
@@ -336,13 +336,18 @@ class KFAC(Optimizer):
         decay = min(1.0 - 1.0 / k, self.hyper["factor_decay"])
         fresh = normalise_factor_sums(chunk_factor_sums(chunk), chunk.stop - chunk.start, chunk)
         xp = backend.get_array_module(fresh[0][0])
-        finite = xp.all(xp.stack([xp.all(xp.isfinite(F)) for pair in fresh for F in pair]))
+        # A non-finite input or gradient shows on the diagonal of its Gram matrix (squared), so the
+        # traces tell whether the statistics are finite without a pass over every entry.
+        finite = xp.all(xp.isfinite(xp.stack([xp.trace(F) for pair in fresh for F in pair])))
         entries = []
-        for index, (A_new, G_new) in enumerate(fresh):
-            old = self.state.get(index, {})
-            entry = dict(old)
-            entry["A"] = A_new if "A" not in old else decay * old["A"] + (1 - decay) * A_new
-            entry["G"] = G_new if "G" not in old else decay * old["G"] + (1 - decay) * G_new
+        for index, pair in enumerate(fresh):
+            entry = dict(self.state.get(index, {}))
+            for name, new in zip(("A", "G"), pair):
+                if name in entry:  # εA + (1−ε)A_new, written into the fresh array: no temporaries
+                    new -= entry[name]
+                    new *= 1 - decay
+                    new += entry[name]
+                entry[name] = new
             entries.append(entry)
         return entries, finite
 
@@ -470,31 +475,34 @@ class KFAC(Optimizer):
             value = value + 0.5 * eta * sum(xp.vdot(p.data, p.data) for p in self.params)
         return value
 
+    @staticmethod
+    def _moved(layer, delta):
+        """The layer's (weight, bias) moved by ``delta`` (a W̄ matrix), as new arrays (bias None without one)."""
+        if not has_bias(layer):
+            return layer.weight.data + delta.reshape(layer.weight.shape), None
+        return layer.weight.data + delta[:, :-1].reshape(layer.weight.shape), layer.bias.data + delta[:, -1]
+
     def _objective_at(self, candidates, X, y):
-        """h on (X, y) with every layer's W̄ set to ``candidates``, as a host float, and whether the
-        candidates are all finite (one device sync). The parameters' arrays are restored afterwards."""
+        """h on (X, y) with every layer's (weight, bias) set to ``candidates``, as a host float (one
+        device sync). The parameters' own arrays are put back afterwards, untouched."""
         saved = [(p, p.data) for p in self.params]
         try:
-            for layer, matrix in zip(self.layers, candidates):
-                weight = matrix[:, :-1] if has_bias(layer) else matrix
-                layer.weight.data = weight.reshape(layer.weight.shape)
-                if has_bias(layer):
-                    layer.bias.data = matrix[:, -1]
+            for layer, (weight, bias) in zip(self.layers, candidates):
+                layer.weight.data = weight
+                if bias is not None:
+                    layer.bias.data = bias
             value = self._objective(X, y)
         finally:
             for p, data in saved:
                 p.data = data
-        xp = backend.get_array_module(value)
-        finite = xp.all(xp.stack([xp.all(xp.isfinite(w)) for w in candidates]))
-        host = backend.to_numpy(xp.stack([value.astype(xp.float64), finite.astype(xp.float64)]))
-        return float(host[0]), bool(host[1])
+        return float(backend.to_numpy(value.astype(backend.get_array_module(value).float64)))
 
     def _commit(self, candidates, tentative, update):
-        for index, (layer, matrix, entry, delta) in enumerate(zip(self.layers, candidates, tentative, update)):
-            weight = matrix[:, :-1] if has_bias(layer) else matrix
-            layer.weight.data[...] = weight.reshape(layer.weight.shape)
-            if has_bias(layer):
-                layer.bias.data[...] = matrix[:, -1]
+        for index, (layer, (weight, bias), entry, delta) in enumerate(zip(self.layers, candidates, tentative,
+                                                                           update)):
+            layer.weight.data[...] = weight
+            if bias is not None:
+                layer.bias.data[...] = bias
             entry["update"] = delta
             self.state[index] = entry
         if hasattr(self, "_formed_damping"):
