@@ -3,9 +3,10 @@
 A step is forward, cross-entropy loss, backward and an SGD update. Its matrix
 products are the forward s = a Wᵀ (2·N·P_W FLOPs), the weight gradients gᵀ a
 (2·N·P_W) and the input gradients g W of every layer but the first (nobody
-needs dL/dX of the data; ``net.backward(dout, input_grad=False)`` skips it,
-as PyTorch does). The usual count 6·N·P therefore overstates the work by
-2·N·784·256; we report both and compute rates from the FLOPs really done.
+needs dL/dX of the data: a network's ``net.backward(dout)`` skips it unless
+asked with ``input_grad=True``, as PyTorch does). The usual count 6·N·P
+therefore overstates the work by 2·N·784·256; we report both and compute
+rates from the FLOPs really done.
 Everything else is O(N·units) or O(P). We time, in one run:
 
 - ``step``     the framework's step (median of many);
@@ -18,7 +19,8 @@ the turns rotate so that drift of a shared machine hits all alike. We report
 GFLOP/s for each, the step's rate as a fraction of the products' and of the
 peak rate, and the framework overhead (step − products) as a fraction of the
 step. If PyTorch is importable, its step on the same network is timed too,
-separately (optional; never a dependency).
+separately (optional; never a dependency); ``benchmarks/step_vs_torch.py``
+compares the two in separate processes, alternating, on real data.
 
 Usage: python benchmarks/mlp_step.py [--repeats 30] [--batch-sizes 128 512] [--backend numpy]
 """
@@ -56,7 +58,7 @@ def make_step(net, x, y):
     def step():
         opt.zero_grad()
         loss = loss_fn(net(x), y)
-        net.backward(loss_fn.backward(), input_grad=False)
+        net.backward(loss_fn.backward())  # skips dL/dX of the data
         opt.step()
         return loss
     return step

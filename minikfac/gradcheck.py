@@ -137,7 +137,7 @@ def check_module(module, x, seed=0, rtol=1e-7):
 
     module.zero_grad()
     module(x)
-    dx = module.backward(r)
+    dx = module.backward(r, input_grad=True)  # a Sequential skips dL/dX unless asked
     errors = {"input": check_gradient(dx, numerical_gradient(loss, x), "input gradient", rtol)}
     for name, p in module.named_parameters():
         analytic = p.grad.copy()

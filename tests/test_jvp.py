@@ -121,7 +121,7 @@ def test_jvp_is_the_adjoint_of_backward(case, backend_name):
     u = on(backend_name, np.random.default_rng(7).standard_normal(out.shape))
     forward = float((u * net.jvp(dx, tangents)).sum())
     net.zero_grad()
-    input_grad = net.backward(u)
+    input_grad = net.backward(u, input_grad=True)
     reverse = float((input_grad * dx).sum()) + sum(float((p.grad * t).sum()) for p, t in tangents.items())
     assert abs(forward - reverse) < 1e-10 * max(abs(forward), abs(reverse))
 

@@ -57,10 +57,10 @@ def test_backward_never_mutates_dout_and_accumulates(case, backend_name):
     out = layer(x)
     dout = on(backend_name, np.random.default_rng(1).standard_normal(out.shape))
     before = mk.to_numpy(dout).copy()
-    dx1 = mk.to_numpy(layer.backward(dout)).copy()
+    dx1 = mk.to_numpy(layer.backward(dout, input_grad=True)).copy()
     np.testing.assert_array_equal(mk.to_numpy(dout), before)
     first = [mk.to_numpy(p.grad).copy() for p in layer.parameters()]
-    dx2 = mk.to_numpy(layer.backward(dout))
+    dx2 = mk.to_numpy(layer.backward(dout, input_grad=True))
     np.testing.assert_array_equal(dx1, dx2)
     for g1, p in zip(first, layer.parameters()):
         np.testing.assert_allclose(mk.to_numpy(p.grad), 2 * g1, rtol=1e-14, atol=1e-14)
@@ -74,12 +74,30 @@ def test_backward_without_input_grad_gives_the_same_parameter_grads(case, backen
     layer = factory()
     x = on(backend_name, _input(shape))
     dout = on(backend_name, np.random.default_rng(1).standard_normal(layer(x).shape))
-    layer.backward(dout)
+    layer.backward(dout, input_grad=True)
     full = [mk.to_numpy(p.grad).copy() for p in layer.parameters()]
     layer.zero_grad()
     assert layer.backward(dout, input_grad=False) is None
     for g, p in zip(full, layer.parameters()):
         np.testing.assert_array_equal(mk.to_numpy(p.grad), g)
+
+
+def test_sequential_backward_skips_the_data_gradient_unless_asked(backend_name):
+    """A network's backward defaults to input_grad=False (None); input_grad=True chains the layers' dL/dX."""
+    factory, shape = LAYER_CASES["sequential-cnn"]
+    net = factory()
+    x = on(backend_name, _input(shape))
+    dout = on(backend_name, np.random.default_rng(1).standard_normal(net(x).shape))
+    assert net.backward(dout) is None
+    skipped = [mk.to_numpy(p.grad).copy() for p in net.parameters()]
+    net.zero_grad()
+    dx = net.backward(dout, input_grad=True)
+    chained = dout
+    for layer in reversed(list(net)):
+        chained = layer.backward(chained)  # a single layer's default: input_grad=True
+    np.testing.assert_allclose(mk.to_numpy(dx), mk.to_numpy(chained), rtol=1e-14, atol=1e-14)
+    for g, p in zip(skipped, net.parameters()):
+        np.testing.assert_allclose(mk.to_numpy(p.grad), 2 * g, rtol=1e-14, atol=1e-14)
 
 
 @pytest.mark.parametrize("case", LAYER_CASES)
@@ -94,10 +112,10 @@ def test_stacked_cotangents_equal_separate_backwards(case, backend_name):
     separate, grads = [], [np.zeros(p.shape) for p in layer.parameters()]
     for i in range(k):
         layer.zero_grad()
-        separate.append(mk.to_numpy(layer.backward(on(backend_name, douts[i]))))
+        separate.append(mk.to_numpy(layer.backward(on(backend_name, douts[i]), input_grad=True)))
         grads = [g + mk.to_numpy(p.grad) for g, p in zip(grads, layer.parameters())]
     layer.zero_grad()
-    stacked = mk.to_numpy(layer.backward(on(backend_name, douts)))
+    stacked = mk.to_numpy(layer.backward(on(backend_name, douts), input_grad=True))
     np.testing.assert_allclose(stacked, np.stack(separate), rtol=1e-12, atol=1e-12)
     for g, p in zip(grads, layer.parameters()):
         np.testing.assert_allclose(mk.to_numpy(p.grad), g, rtol=1e-12, atol=1e-12)
@@ -263,7 +281,7 @@ def test_float32_stays_float32():
     net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Sigmoid(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8, 3))
     x = _input((2, 1, 6, 6)).astype(np.float32)
     out = net(x)
-    dx = net.backward(np.ones_like(out))
+    dx = net.backward(np.ones_like(out), input_grad=True)
     assert out.dtype == dx.dtype == np.float32
     assert all(p.data.dtype == p.grad.dtype == np.float32 for p in net.parameters())
 

@@ -6,8 +6,13 @@ one place). ``backward`` returns dL/d(input), *adds* parameter gradients into
 ``Parameter.grad`` (they accumulate until ``zero_grad()``, as in PyTorch) and
 never modifies ``dout``.
 
-``backward(dout, input_grad=False)`` skips dL/d(input) and returns ``None``
-(the training loop uses it: the data's gradient is never needed).
+``backward(dout, input_grad=False)`` skips dL/d(input) and returns ``None``.
+A single layer's default is ``input_grad=True`` (its input gradient is the
+output gradient of the layer before it), but a whole network's,
+:meth:`Sequential.backward`, is ``input_grad=False``: the data needs no
+gradient, so by default the first layer does not compute it (PyTorch skips it
+too for inputs that do not require grad). Ask for it with
+``net.backward(dout, input_grad=True)``.
 
 Stacked cotangents: every ``backward`` accepts ``dout`` with extra *leading*
 axes, shape ``(K, *output_shape)``: K independent vectors are pulled back at
@@ -99,7 +104,8 @@ class Module:
         With ``input_grad=False`` the input gradient is not computed and ``None``
         is returned (parameter gradients are still accumulated): nobody needs
         dL/dX for the data, and for a first Linear layer it is a third of that
-        layer's backward.
+        layer's backward. Layers default to ``True``, :class:`Sequential` to
+        ``False``.
         """
         raise NotImplementedError(f"{type(self).__name__}.backward")
 
@@ -347,8 +353,9 @@ class Sequential(Module):
     """Layers applied in order: ``Sequential(Linear(4, 5), Tanh(), Linear(5, 3))``.
 
     ``forward`` runs the layers first to last; ``backward`` walks them last to
-    first, iteratively. ``net[i]`` and ``len(net)`` index the layers; parameter
-    names are ``"<index>.<name>"`` (``"0.weight"``).
+    first, iteratively, and by default does not compute dL/d(input) for the
+    data (``input_grad=False``). ``net[i]`` and ``len(net)`` index the layers;
+    parameter names are ``"<index>.<name>"`` (``"0.weight"``).
     """
 
     def __init__(self, *layers):
@@ -366,8 +373,13 @@ class Sequential(Module):
             x = layer(x)
         return x
 
-    def backward(self, dout, input_grad=True):
-        """Walk the layers last to first; ``input_grad=False`` skips the first layer's dL/dX."""
+    def backward(self, dout, input_grad=False):
+        """Walk the layers last to first, accumulating every parameter's gradient.
+
+        Returns ``None``: by default the first layer skips dL/dX, which the data
+        does not need. With ``input_grad=True`` it returns dL/dX, the input's
+        shape (with dout's leading stacked axes), as a layer does.
+        """
         for i in range(len(self.layers) - 1, -1, -1):
             dout = self.layers[i].backward(dout, input_grad=input_grad or i > 0)
         return dout
