@@ -29,10 +29,9 @@ class ReLU(Module):
         self.cache_mask = None
 
     def forward(self, x):
-        mask = x > 0
         if self.training:
-            self.cache_mask = mask
-        return x * mask  # twice as fast as maximum(x, 0) in NumPy
+            self.cache_mask = x > 0
+        return backend.get_array_module(x).maximum(x, 0)
 
     def backward(self, dout, input_grad=True):
         if not input_grad:
@@ -58,7 +57,7 @@ class _ActivationOfOutput(Module):
         raise NotImplementedError
 
     def derivative(self, y):
-        """f'(x) written in terms of y = f(x)."""
+        """f'(x) written in terms of y = f(x), as a new array."""
         raise NotImplementedError
 
     def forward(self, x):
@@ -72,7 +71,10 @@ class _ActivationOfOutput(Module):
             return None  # no parameters: nothing else to do
         self._check_cached("cache_output")
         check_grad_output(self, dout, self.cache_output.shape)
-        return dout * self.derivative(self.cache_output)
+        derivative = self.derivative(self.cache_output)  # a new array: ours to overwrite
+        if derivative.shape != dout.shape or derivative.dtype != dout.dtype:  # e.g. stacked cotangents
+            return dout * derivative
+        return backend.get_array_module(dout).multiply(dout, derivative, out=derivative)
 
     def jvp(self, dx, tangents=None):
         """dx: None or (..., *input_shape) -> dx * f'(x) (same shape) or None."""
@@ -88,7 +90,8 @@ class Tanh(_ActivationOfOutput):
         return backend.get_array_module(x).tanh(x)
 
     def derivative(self, y):
-        return 1 - y * y
+        squares = y * y
+        return backend.get_array_module(y).subtract(1, squares, out=squares)  # 1 − y², no second temporary
 
 
 class Sigmoid(_ActivationOfOutput):
@@ -100,7 +103,8 @@ class Sigmoid(_ActivationOfOutput):
         return xp.exp(-xp.logaddexp(0, -x))
 
     def derivative(self, y):
-        return y * (1 - y)
+        one_minus = 1 - y
+        return backend.get_array_module(y).multiply(y, one_minus, out=one_minus)  # y (1 − y), no second temporary
 
 
 class Identity(Module):
