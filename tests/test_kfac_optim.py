@@ -288,6 +288,13 @@ def test_kl_trust_region_scales_the_step_to_its_bound():
     assert clipped_kl == pytest.approx(kl / 10, rel=1e-8)
 
 
+def test_kl_bound_counts_the_output_variables_of_the_loss():
+    """kl_per_example × B × V: V = 1 for a class label (cross-entropy's C logits), D_out for MSE and BCE."""
+    net = nn.Sequential(nn.Linear(4, 3))
+    for loss_fn, variables in ((nn.CrossEntropyLoss(), 1), (nn.MSELoss(), 3), (nn.BCEWithLogitsLoss(), 3)):
+        assert KFAC(net, loss_fn, kl_per_example=0.01).kl_bound(16) == pytest.approx(0.16 * variables)
+
+
 def test_kl_clip_scales_the_proposal_and_adds_momentum():
     """δ = lr·ν·Δ + m·δ₀ with ν = min(1, sqrt(κ / (lr² |∇hᵀΔ|))) (Ba et al. 2017, §5)."""
     net, loss_fn, X, y = problem("mlp-ce", n=10)

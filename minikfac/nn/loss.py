@@ -79,9 +79,16 @@ class Loss:
     """
 
     cache_names = ()
+    #: Whether each of the D_out outputs is a random variable of its own (MSE's Gaussians, BCE's
+    #: Bernoullis) rather than the D_out logits of one variable (cross-entropy's label).
+    independent_outputs = True
 
     def __init__(self):
         self.clear_cache()
+
+    def output_variables(self, d_out):
+        """How many random variables the output distribution of one example has: D_out, or 1 for a label."""
+        return d_out if self.independent_outputs else 1
 
     # ------------------------------------------------------------------ #
     # Value and gradient
@@ -253,6 +260,7 @@ class CrossEntropyLoss(Loss):
     """
 
     cache_names = ("cache_probs", "cache_labels")
+    independent_outputs = False  # the C logits parametrise one categorical label
 
     def _check_targets(self, out, y):
         y = self._check_array_target(out, y)

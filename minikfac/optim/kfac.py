@@ -35,8 +35,9 @@ Martens 2017 (KL-clipping); George et al. 2018 (EKFAC). One step, for a batch
    the exact Fisher of the n statistics rows, through Jacobian-vector products
    of the layers (``net.jvp``; :mod:`minikfac.optim.quadratic`), with the
    momentum kept in [0, ``max_momentum``], and shrunk if needed so that its
-   predicted KL divergence ½δᵀFδ is at most ``kl_per_example`` × B, a trust
-   region whose radius grows with the batch. Or (``update="kl_clip"``, Ba et
+   predicted KL divergence ½δᵀFδ is at most ``kl_per_example`` × B × V (V
+   output variables per example), a trust region whose radius grows with the
+   batch. Or (``update="kl_clip"``, Ba et
    al. 2017, §5): δ = μδ₀ + lr·ν·Δ with ν = min(1, sqrt(κ / (lr² |∇hᵀΔ|))).
 5. **Guard**: the objective h is evaluated again on the n rows at θ + δ. The
    step is refused — parameters, factors, inverses and δ₀ left exactly as they
@@ -129,13 +130,16 @@ class KFAC(Optimizer):
     kl_per_example : the quadratic update's trust region: its step is scaled
         down so that ½δᵀFδ (F the exact Fisher of the statistics rows: the
         predicted KL divergence between the output distributions before and
-        after, nats per example) is at most ``kl_per_example`` × B for a batch
-        of B. The model fits its batch: on 16 examples of MNIST a step
-        predicted to change the outputs by 0.3–2.3 nats and to remove more
-        than the batch's loss, and the CNN drifted to 79% test accuracy; at
-        batch 1024 steps change them by 0.18 at first, then 0.003–0.01. The
-        radius grows with B as the gradient's noise shrinks (like KL-clipping,
-        Ba et al. 2017, whose bound is fixed, and kfac-jax's norm constraint).
+        after, nats per example) is at most ``kl_per_example`` × B × V for a
+        batch of B, V the output variables of one example
+        (:meth:`kl_bound`: 1 for a class label, D_out for the autoencoder's
+        Bernoulli pixels). The model fits its batch: on 16 examples of MNIST
+        a step predicted to change the outputs by 0.3–2.3 nats and to remove
+        more than the batch's loss, and the CNN drifted to 79% test accuracy;
+        at batch 1024 steps change them by 0.18 at first, then 0.003–0.01.
+        The radius grows with B as the gradient's noise shrinks (like
+        KL-clipping, Ba et al. 2017, whose bound is fixed, and kfac-jax's
+        norm constraint).
     kind : cotangents of the statistics: "mc" (``samples`` targets sampled
         from the model: the true Fisher, M&G §5), "true" (exact expectation
         over the outputs; D_out backward passes), "empirical" (the data labels:
@@ -201,7 +205,7 @@ class KFAC(Optimizer):
         "seed": nonnegative_int,
     }
 
-    def __init__(self, net, loss_fn, damping=1.0, min_damping=1e-3, weight_decay=0.0, update="quadratic", lr=None,
+    def __init__(self, net, loss_fn, damping=0.01, min_damping=1e-3, weight_decay=0.0, update="quadratic", lr=None,
                  momentum=None, kl_clip=1e-3, max_momentum=0.9, kl_per_example=6e-4, kind="mc", samples=1, stats_fraction=0.25,
                  min_stats_examples=128, factor_decay=0.95, inverse_interval=20, adapt_damping=None,
                  damping_interval=5, factored=None, preconditioner="kfac", seed=0):
@@ -449,10 +453,16 @@ class KFAC(Optimizer):
             if not curvature[0, 0] > 0:
                 return None
             coefficients = quadratic.solve_step(curvature, numbers.b, self.hyper["max_momentum"])[0]
-            return quadratic.within_kl(coefficients, numbers.fisher, self.hyper["kl_per_example"] * batch_size)
+            return quadratic.within_kl(coefficients, numbers.fisher, self.kl_bound(batch_size))
         lr, momentum = self.hyper["lr"], self.hyper["momentum"]
         nu = min(1.0, math.sqrt(self.hyper["kl_clip"] / (lr * lr * abs(numbers.b[0]))))
         return np.array([lr * nu, momentum][:count])
+
+    def kl_bound(self, batch_size):
+        """The quadratic update's trust region for a batch of ``batch_size``: ``kl_per_example`` × B × the
+        number of output variables of one example (1 for a label, D_out for MSE's or BCE's outputs)."""
+        variables = self.loss_fn.output_variables(self.layers[-1].weight.shape[0])
+        return self.hyper["kl_per_example"] * batch_size * variables
 
     # -- the guard, the commit, the damping --------------------------------- #
     def _objective(self, X, y, out=None):
