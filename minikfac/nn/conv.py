@@ -14,15 +14,17 @@ padded input as a view (N, C, OH, OW, KH, KW) that shares the input's memory
 its adjoint, loops over the KH·KW kernel offsets, each adding one strided slice
 of the whole batch.
 
-Memory layout: the batch is stored innermost. The padded input is stored
-(C, H, W, N) and the copy writes Pᵀ, the "columns" matrix (C_in·KH·KW,
-OH·OW·N), whose column oh·OW·N + ow·N + n is the patch of example n at
-(oh, ow). A shifted slice of such an array is a run of OW·N contiguous numbers
-per image row instead of OW, and NumPy's cost goes by the run: a 14×14 map
-gives runs of 14 numbers stored (N, C, H, W) but of 1792 stored (C, H, W, N)
-with a batch of 128 (cuda-convnet stored its images (C, H, W, N) too, for
-contiguous access across the batch). The product ``W_mat Pᵀ`` is the output
-stored (C_out, OH, OW, N); the element-wise layers and pooling after a Conv2d
+Memory layout: the batch is stored innermost, or next to the channels. The
+padded input is stored (C, H, W, N) and the copy writes Pᵀ, the "columns"
+matrix (C_in·KH·KW, OH·OW·N), whose column oh·OW·N + ow·N + n is the patch of
+example n at (oh, ow). A shifted slice of such an array is a run of OW·N
+contiguous numbers per image row instead of OW, and NumPy's cost goes by the
+run: a 14×14 map gives runs of 14 numbers stored (N, C, H, W) but of 1792
+stored (C, H, W, N) with a batch of 128 (cuda-convnet stored its images
+(C, H, W, N) too, for contiguous access across the batch). The output is the
+product P W_matᵀ, (OH·OW·N, C_out) — of its two orientations the one OpenBLAS
+runs faster — i.e. it is stored (OH, OW, N, C_out), where shifted slices are
+runs of N·C_out numbers. The element-wise layers and pooling after a Conv2d
 keep that layout, so the gradient that comes back has it too and backward
 reads it as a matrix without a copy. The patches (N, L, C_in·KH·KW) are a
 transposed view of the columns (reshaping them to (N·L, C_in·KH·KW) copies;
@@ -208,13 +210,15 @@ class Conv2d(Module):
             raise ValueError(f"{self!r}: input of shape {tuple(x.shape)} is smaller than the kernel")
         patches = im2col(x, self.kernel_size, self.stride, self.padding)
         weight_matrix = self.weight.data.reshape(self.out_channels, -1)
-        out = weight_matrix @ columns_of(patches)  # (C_out, OH·OW·N)
+        out = columns_of(patches).T @ weight_matrix.T  # P W_matᵀ: (OH·OW·N, C_out)
         if self.bias is not None:
-            out += self.bias.data[:, None]  # in place: out is the product's fresh array
+            # In place (out is the product's fresh array), one row per position:
+            # NumPy adds far faster along rows N·C_out long than C_out long.
+            out.reshape(oh * ow, -1)[...] += backend.get_array_module(out).tile(self.bias.data, n)
         if self.training:
             self.cache_input = patches
             self.cache_input_shape = tuple(x.shape)
-        return out.reshape(self.out_channels, oh, ow, n).transpose(3, 0, 1, 2)
+        return out.reshape(oh, ow, n, self.out_channels).transpose(2, 3, 0, 1)
 
     def backward(self, dout, input_grad=True):
         """dout: (..., N, C_out, OH, OW) -> (..., N, C_in, H, W) (or None if not
@@ -227,22 +231,21 @@ class Conv2d(Module):
         xp = backend.get_array_module(dout)
         n, c_out, oh, ow = out_shape
         lead = tuple(dout.shape[:-4])
-        # (..., N, C_out, OH, OW) -> (..., C_out, OH·OW·N), columns in the patches'
-        # order (a view when dout is stored like forward's output).
-        g = xp.moveaxis(dout, -4, -1).reshape(lead + (c_out, oh * ow * n))
-        g_summed = g if not lead else g.reshape(-1, c_out, oh * ow * n).sum(axis=0)
+        # (..., N, C_out, OH, OW) -> (..., OH·OW·N, C_out), rows in the order of
+        # the columns of Pᵀ (a view when dout is stored like forward's output).
+        g = xp.moveaxis(dout, (-4, -3), (-2, -1)).reshape(lead + (oh * ow * n, c_out))
+        g_summed = g if not lead else g.reshape(-1, oh * ow * n, c_out).sum(axis=0)
         columns = columns_of(patches)  # Pᵀ: (C_in·KH·KW, OH·OW·N)
         weight_matrix = self.weight.data.reshape(c_out, -1)
-        # dW = g P, computed as (Pᵀ gᵀ)ᵀ: the same product, but OpenBLAS runs this
-        # orientation up to 2x faster (C_in·KH·KW = 144, C_out = 32) and about as
-        # fast for small C_in·KH·KW.
-        d_weight = (columns @ g_summed.T).T
+        d_weight = (columns @ g_summed).T  # dW = gᵀ P = (Pᵀ g)ᵀ
         self.weight.accumulate(xp.ascontiguousarray(d_weight).reshape(self.weight.shape))
         if self.bias is not None:
-            self.bias.accumulate(g_summed.sum(axis=1))
+            # db = the sum of g's rows, as a product with ones: one BLAS call is
+            # several times faster than NumPy's sum over N·L rows C_out long.
+            self.bias.accumulate(xp.ones(oh * ow * n, dtype=g.dtype) @ g_summed)
         if not input_grad:
             return None
-        d_columns = weight_matrix.T @ g  # dPᵀ: (..., C_in·KH·KW, OH·OW·N)
+        d_columns = weight_matrix.T @ g.swapaxes(-1, -2)  # dPᵀ = W_matᵀ gᵀ: (..., C_in·KH·KW, OH·OW·N)
         dpatches = d_columns.reshape(lead + (weight_matrix.shape[1], oh * ow, n)).swapaxes(-1, -3)
         return col2im(dpatches, input_shape, self.kernel_size, self.stride, self.padding)
 
@@ -261,29 +264,29 @@ class Conv2d(Module):
         n, c_out, oh, ow = self.output_shape(input_shape)
         weight_matrix = self.weight.data.reshape(c_out, -1)
         features, positions = weight_matrix.shape[1], oh * ow
-        # As in forward, everything is computed transposed: (..., C_out, OH·OW·N).
+        # As in forward, rows ordered (oh, ow, n): (..., OH·OW·N, C_out).
         from_input = from_weight = None
         if dx is not None:
-            # K stacked tangents are K·N more images for im2col; their columns
-            # (features, L, K·N) are regrouped into K matrices (features, L·N).
+            # K stacked tangents are K·N more images for im2col; the columns of
+            # Pᵀ, ordered (l, k, n), are regrouped into K matrices (L·N, features).
             d_columns = columns_of(im2col(dx.reshape((-1,) + input_shape[1:]), self.kernel_size, self.stride,
                                           self.padding))
             if dx.ndim == 5:
                 xp = backend.get_array_module(dx)
                 d_columns = xp.moveaxis(d_columns.reshape(features, positions, dx.shape[0], n), 2, 0)
                 d_columns = d_columns.reshape(dx.shape[0], features, positions * n)
-            from_input = weight_matrix @ d_columns
+            from_input = d_columns.swapaxes(-1, -2) @ weight_matrix.T
         if d_weight is not None:
             d_weight_matrix = d_weight.reshape(tuple(d_weight.shape[:-4]) + (c_out, features))
-            from_weight = d_weight_matrix @ columns_of(patches)
-        if d_bias is not None:
-            d_bias = d_bias[..., None]  # (C_out, 1) or (K, C_out, 1): the same for every column
-        ds = sum_tangents((from_input, from_weight, d_bias), (c_out, positions * n), k)
+            from_weight = columns_of(patches).T @ d_weight_matrix.swapaxes(-1, -2)
+        if d_bias is not None and d_bias.ndim == 2:
+            d_bias = d_bias[:, None, :]  # (K, 1, C_out): one row for every position of every example
+        ds = sum_tangents((from_input, from_weight, d_bias), (positions * n, c_out), k)
         if ds is None:
             return None
         lead = tuple(ds.shape[:-2])
-        # (..., C_out, OH·OW·N) -> (..., N, C_out, OH, OW), as in forward.
-        return backend.get_array_module(ds).moveaxis(ds.reshape(lead + (c_out, oh, ow, n)), -1, -4)
+        # (..., OH·OW·N, C_out) -> (..., N, C_out, OH, OW), as in forward.
+        return backend.get_array_module(ds).moveaxis(ds.reshape(lead + (oh, ow, n, c_out)), (-2, -1), (-4, -3))
 
     def extra_repr(self):
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "

@@ -14,8 +14,8 @@ maximum. When windows do not overlap (stride >= kernel, the usual 2×2 pooling),
 every input belongs to at most one window and backward writes each offset's
 gradient straight into its slice of dx; overlapping windows add them up.
 
-Arrays keep the input's memory layout (e.g. the batch-last (C, H, W, N) storage
-of a Conv2d output, see conv.py): the output, the argmax cache and dx are
+Arrays keep the input's memory layout (e.g. the (H, W, N, C) storage of a
+Conv2d output, see conv.py): the output, the argmax cache and dx are
 stored like the input, and a dout stored otherwise is copied into that layout
 first, as element-wise operations between differently stored arrays are slow.
 
