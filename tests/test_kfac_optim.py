@@ -134,7 +134,7 @@ def test_factor_averages_and_inverse_schedule():
     """A ← εA + (1−ε)A_new with ε = min(1 − 1/k, factor_decay); the damped inverses only every T steps."""
     net, loss_fn, X, y = problem("mlp-ce", n=8)
     batches = [(X[:4], y[:4]), (X[4:], y[4:]), (X[2:6], y[2:6])]
-    opt = KFAC(net, loss_fn, inverse_interval=2, factor_decay=0.6, **EXACT_STEP)
+    opt = KFAC(net, loss_fn, damping=1.0, inverse_interval=2, factor_decay=0.6, **EXACT_STEP)
     averages, previous = None, None
     for k, (Xb, yb) in enumerate(batches, start=1):
         fresh = [tuple(map(host, pair)) for pair in kfac_factors(net, loss_fn, Xb, kind="true")]
