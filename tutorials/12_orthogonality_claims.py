@@ -26,9 +26,10 @@
 #   $G$ 0.7–0.9;
 # - K-FAC's error to the exact Fisher block, how far $\mathrm{Diag}(A)\otimes\mathrm{Diag}(G)$ is from
 #   $A\otimes G$ (above 0.9 everywhere), and the cosine between K-FAC's step and the element-wise division
-#   (0.04 to about 0.5, where 1 would mean the same direction): the inverse is *not* an element-wise division;
+#   (means 0.04 to about 0.4, where 1 would mean the same direction): the inverse is *not* an element-wise
+#   division;
 # - 5 seeds × 2 inits of K-FAC training on the digits: the loss after 10, 50 and 100 steps, mean ± spread
-#   (orthogonal ahead at step 10, 0.59 against 0.66; equal, 0.014, at step 100).
+#   (the two inits equally fast throughout: about 0.18 at step 10 and 0.002 at step 100 for both).
 
 # %%
 import matplotlib.pyplot as plt
@@ -277,8 +278,8 @@ print(f"largest cos(K-FAC, diag) over every layer, seed, init and time: {largest
 # K-FAC's error to the exact block is small at initialisation for both inits (orthogonal's a little smaller in
 # the deeper layers) and grows to 0.4–0.85 with training for both. The diagonal Kronecker model is more than 90%
 # off in Frobenius norm everywhere, and the element-wise division points elsewhere than K-FAC's step (mean
-# cosines 0.04–0.4, the largest single seed about 0.5): with these factors the inverse does **not** become an
-# element-wise division, whichever init.
+# cosines 0.04–0.4, the largest single seed about 0.6, in the first layer after training): with these
+# factors the inverse does **not** become an element-wise division, whichever init.
 #
 # ## 6. (c) Does orthogonal init train faster with K-FAC?
 
@@ -293,11 +294,13 @@ print("gaussian − orthogonal, mean over seeds:", np.round(gap.mean(0), 3))
 print("gaussian − orthogonal at step 10, per seed:", np.round(gap[:, 0], 3))
 
 # %% [markdown]
-# Orthogonal init is ahead after 10 steps in every one of the 5 seeds (by 0.005 to 0.12, 0.065 on average: a
-# tenth of the loss), and the difference fades: from step 50 on the two are within each other's seed-to-seed
-# spread, and at step 100 they are equal. A slightly better start, not faster K-FAC training. (The article's
-# other claim, *more stable* natural-gradient training, is tested here only as far as these runs go: no run of
-# either init diverged, and the seed-to-seed spreads are of the same size after step 10.)
+# The two inits train equally fast: at every checkpoint the mean paired difference is smaller than the
+# seed-to-seed spread, and its sign changes from seed to seed already at step 10. K-FAC's preconditioner undoes
+# the conditioning that orthogonal init improves, so the better-conditioned start buys nothing visible. (An
+# earlier version of K-FAC's defaults, with 100 times more initial damping, held its first steps back, and
+# there orthogonal init was ahead at step 10 — by a tenth of the loss — before the two met by step 50.) The
+# article's other claim, *more stable* natural-gradient training, is tested here only as far as these runs
+# go: no run of either init diverged, and the seed-to-seed spreads are of the same size.
 
 # %%
 fig, axes = plt.subplots(1, 3, figsize=(15, 5.2))
@@ -344,12 +347,13 @@ plot.show(fig, "12_orthogonality_claims")
 #   below every Gaussian seed);
 # - $G$ of the hidden layers has mass above 0.6 for both inits and both data; orthogonal's is lower than
 #   Gaussian's by more than 0.02 on average in each hidden layer, and lower in every seed (a modest effect);
-# - the diagonal Kronecker model is more than 85% off, and the element-wise step has cosine below 0.6 with
-#   K-FAC's, in every layer and seed, for both inits, before and after training;
+# - the diagonal Kronecker model is more than 85% off, and the element-wise step has cosine below 0.7 with
+#   K-FAC's in every layer and seed, and below 0.5 on average over the seeds, for both inits, before and after
+#   training;
 # - K-FAC's error to the exact block is below 0.15 at initialisation for both inits;
-# - orthogonal init is ahead after 10 steps (mean paired gap above 0.02), but after 100 steps the two inits'
-#   mean losses differ by less than the seed-to-seed spread (2 standard deviations), and every run ends below a
-#   tenth of $\ln 10$ (the loss of a uniform guess, about where training starts).
+# - at steps 10 and 100 the two inits' mean losses differ by less than the seed-to-seed spread (2 standard
+#   deviations), and every run ends below a tenth of $\ln 10$ (the loss of a uniform guess, about where
+#   training starts).
 
 # %%
 assert first_layer["orthogonal"][:, 0].max() < 1e-10, "orthogonal init: W Wᵀ = I"
@@ -368,16 +372,17 @@ for data in ("digits", "white"):
 for name in INITS:
     for when in ("init", "trained"):
         assert errors[name, when][:, :, 1].min() > 0.85, f"{name}, {when}: Diag(A) ⊗ Diag(G) is far from A ⊗ G"
-        assert errors[name, when][:, :, 2].max() < 0.6, f"{name}, {when}: the element-wise step is not K-FAC's"
+        assert errors[name, when][:, :, 2].max() < 0.7, f"{name}, {when}: the element-wise step is not K-FAC's"
+        assert errors[name, when][:, :, 2].mean(0).max() < 0.5, f"{name}, {when}: ...far from it on average"
     assert errors[name, "init"][:, :, 0].max() < 0.15, f"{name}: K-FAC is close to F_ll at init"
 white_orthogonal, white_gaussian = at_init["orthogonal", "white"][:, 1:, 0], at_init["gaussian", "white"][:, 1:, 0]
 assert white_orthogonal.max() < 0.2, "white inputs + orthogonal W: the hidden layers' A stays near diagonal"
 assert white_orthogonal.max() < white_gaussian.min(), "white inputs: every orthogonal seed beats every Gaussian one"
-assert gap[:, 0].mean() > 0.02, "orthogonal init starts a little faster (loss after 10 steps, paired by seed)"
-final = {name: runs[:, -1] for name, runs in curves.items()}
-spread = 2 * max(final["orthogonal"].std(), final["gaussian"].std())
-assert abs(final["orthogonal"].mean() - final["gaussian"].mean()) < spread, \
-    "after 100 K-FAC steps the two inits are within the seed-to-seed spread"
+for column, step in ((0, 10), (-1, 100)):
+    at = {name: runs[:, column] for name, runs in curves.items()}
+    spread = 2 * max(at["orthogonal"].std(), at["gaussian"].std())
+    assert abs(at["orthogonal"].mean() - at["gaussian"].mean()) < spread, \
+        f"after {step} K-FAC steps the two inits are within the seed-to-seed spread"
 assert all((runs[:, -1] < 0.1 * np.log(10)).all() for runs in curves.values()), \
     "K-FAC trains both: every run ends below a tenth of ln 10, the loss of a uniform guess"
 
@@ -389,8 +394,8 @@ assert all((runs[:, -1] < 0.1 * np.log(10)).all() for runs in curves.values()), 
 # data (the digits), $A$ is far from diagonal for orthogonal and Gaussian init alike, the first layer's $A$ is the
 # data's and cannot depend on the init at all, and $G$ is far from diagonal in every case (orthogonal init lowers
 # its mass only a little). So the inverse does not become an element-wise division — the element-wise step points
-# elsewhere than K-FAC's — and K-FAC trains the two inits equally fast after a slightly better start for the
-# orthogonal one. K-FAC inverts the full factors, so it never needed them diagonal in the first place.
+# elsewhere than K-FAC's — and K-FAC trains the two inits equally fast from the start. K-FAC inverts the full
+# factors, so it never needed them diagonal in the first place.
 #
 # ## Try this
 #
