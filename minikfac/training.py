@@ -40,6 +40,7 @@ import numpy as np
 from tqdm import tqdm
 
 from minikfac import backend, data, models, nn, optim
+from minikfac.nn.activation import logistic
 
 #: Steps between two refreshes of the progress bar's loss (each one syncs the device).
 REFRESH_STEPS = 20
@@ -223,8 +224,7 @@ def predicted_mean(loss_fn, out):
     :class:`~minikfac.nn.MSELoss`. Returns an array of ``out``'s shape.
     """
     if isinstance(loss_fn, nn.BCEWithLogitsLoss):
-        xp = backend.get_array_module(out)
-        return 0.5 * (1 + xp.tanh(0.5 * out))  # = 1/(1 + e^{-f}), and exp never overflows
+        return logistic(out)[0]  # σ(f) = 1/(1 + e^{-f})
     if isinstance(loss_fn, nn.MSELoss):
         return out
     raise TypeError(f"predicted_mean: expected a BCEWithLogitsLoss or MSELoss, got {type(loss_fn).__name__}")

@@ -34,6 +34,7 @@ The three losses: :class:`CrossEntropyLoss` (categorical over softmax logits),
 import numpy as np
 
 from minikfac import backend
+from minikfac.nn.activation import logistic
 
 
 def _log_softmax(out):
@@ -52,15 +53,13 @@ def _softplus(x):
 def _sigmoid_and_variance(out):
     """sigmoid(f) and sigmoid(f)(1 - sigmoid(f)) elementwise, without overflow.
 
-    With e = exp(-|f|) in (0, 1]: sigmoid(f) = 1/(1+e) for f >= 0 and e/(1+e)
-    for f < 0, and the Bernoulli variance is e/(1+e)^2 (symmetric in f, and
-    accurate where p(1-p) would round to 0).
+    From :func:`minikfac.nn.activation.logistic`: the variance is e/(1+e)² with
+    e = exp(-|f|) (symmetric in f, and accurate where p(1-p) would round to 0).
     """
-    xp = backend.get_array_module(out)
-    e = xp.exp(-xp.abs(out))
-    one_plus_e = 1 + e
-    probs = xp.where(out >= 0, 1 / one_plus_e, e / one_plus_e)
-    return probs, e / (one_plus_e * one_plus_e)
+    probs, e, r = logistic(out)
+    e *= r
+    e *= r
+    return probs, e
 
 
 class Loss:
@@ -421,8 +420,10 @@ class BCEWithLogitsLoss(Loss):
 
     def _nll(self, out, y):
         xp = backend.get_array_module(out)
-        elementwise = xp.maximum(out, 0) - out * y + xp.log1p(xp.exp(-xp.abs(out)))
-        probs, _ = _sigmoid_and_variance(out)
+        probs, e, _ = logistic(out)
+        elementwise = xp.maximum(out, 0)
+        elementwise -= out * y
+        elementwise += xp.log1p(e)  # max(f, 0) − f·y + log(1 + e^(−|f|)), the stable form
         return xp.sum(elementwise, axis=1), {"probs": probs, "targets": y}
 
     def _per_example_gradient(self):
