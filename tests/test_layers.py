@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 import minikfac as mk
 from minikfac import backend
+from minikfac.backend import to_numpy
 from minikfac.gradcheck import check_module
 from tests.conftest import on
 
@@ -345,3 +346,37 @@ def test_initialisation_is_seeded_and_identical_on_every_backend(backend_name):
     np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(a, nn.Linear(5, 4).weight.data)
     np.testing.assert_array_equal(nn.Linear(5, 4, rng=3).weight.data, nn.Linear(5, 4, rng=3).weight.data)
+
+
+@pytest.mark.parametrize("stacked", [False, True])
+def test_no_parameter_grads_leaves_grad_alone_and_keeps_the_rest(backend_name, stacked):
+    """Inside nn.no_parameter_grads(): the same input gradient and cached g, no .grad touched; restored after."""
+    net = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.Tanh(), nn.Flatten(), nn.Linear(32, 3))
+    net.to(backend_name)
+    x = on(backend_name, _input((2, 1, 4, 4)))
+    out = net(x)
+    dout = np.random.default_rng(3).standard_normal(((2,) if stacked else ()) + tuple(out.shape))
+    dout = on(backend_name, dout)
+    dx = net.backward(dout, input_grad=True)
+    want = [(to_numpy(p.grad).copy(), to_numpy(layer.cache_grad_output).copy())
+            for layer in (net[0], net[3]) for p in layer.parameters()]
+    net.zero_grad()
+    with nn.no_parameter_grads():
+        assert not nn.module.parameter_grads_enabled()
+        dx_without = net.backward(dout, input_grad=True)
+    assert nn.module.parameter_grads_enabled()
+    assert all(p.grad is None for p in net.parameters())
+    np.testing.assert_allclose(to_numpy(dx_without), to_numpy(dx), rtol=1e-14)
+    got = [to_numpy(layer.cache_grad_output) for layer in (net[0], net[3]) for _ in layer.parameters()]
+    for (_, g_want), g_got in zip(want, got):
+        np.testing.assert_array_equal(g_got, g_want)
+    net.backward(dout)  # and outside the block the gradients are back
+    for p, (grad, _) in zip([p for layer in (net[0], net[3]) for p in layer.parameters()], want):
+        np.testing.assert_allclose(to_numpy(p.grad), grad, rtol=1e-14)
+
+
+def test_no_parameter_grads_is_restored_after_an_error():
+    with pytest.raises(RuntimeError):
+        with nn.no_parameter_grads():
+            raise RuntimeError("inside")
+    assert nn.module.parameter_grads_enabled()

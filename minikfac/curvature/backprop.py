@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 from minikfac import backend
 from minikfac.curvature.params import has_bias, layer_slices, parametrised_layers
+from minikfac.nn.module import no_parameter_grads
 
 KINDS = ("true", "mc", "empirical", "ggn")
 CHUNK_BYTES = 64 * 2**20  # budget for one chunk's per-example gradient rows (K·n·P numbers)
@@ -216,11 +217,10 @@ def _chunk_generator(net, loss_fn, X, y, kind, samples, seed, chunk_size, layers
             out = net(X[start:stop])
             targets = None if y is None else y[start:stop]
             stacked = cotangents(loss_fn, out, kind, targets, samples, rng)
-            # backward *adds* into .grad in place: start from None so that the
-            # caller's gradient arrays are never written to.
-            for p in params:
-                p.grad = None
-            net.backward(stacked, input_grad=False)
+            # Only g is needed (the layers cache it); no parameter gradient is formed,
+            # so the caller's .grad arrays are never written to.
+            with no_parameter_grads():
+                net.backward(stacked, input_grad=False)
             hessian = loss_fn.output_hessian(out) if kind == "ggn" else None
             yield Chunk(start, stop, [_layer_statistics(layer) for layer in layers], hessian, out)
     finally:

@@ -49,7 +49,15 @@ import numpy as np
 
 from minikfac import backend
 from minikfac.nn import init as initializers
-from minikfac.nn.module import Module, check_grad_output, check_input, jvp_inputs, new_parameter, sum_tangents
+from minikfac.nn.module import (
+    Module,
+    check_grad_output,
+    check_input,
+    jvp_inputs,
+    new_parameter,
+    parameter_grads_enabled,
+    sum_tangents,
+)
 
 
 def _pair(value, name):
@@ -222,7 +230,7 @@ class Conv2d(Module):
 
     def backward(self, dout, input_grad=True):
         """dout: (..., N, C_out, OH, OW) -> (..., N, C_in, H, W) (or None if not
-        ``input_grad``); accumulates dW, db."""
+        ``input_grad``); accumulates dW, db (unless inside :func:`~minikfac.nn.module.no_parameter_grads`)."""
         self._check_cached("cache_input")
         patches, input_shape = self.cache_input, self.cache_input_shape
         out_shape = self.output_shape(input_shape)
@@ -234,15 +242,16 @@ class Conv2d(Module):
         # (..., N, C_out, OH, OW) -> (..., OH·OW·N, C_out), rows in the order of
         # the columns of Pᵀ (a view when dout is stored like forward's output).
         g = xp.moveaxis(dout, (-4, -3), (-2, -1)).reshape(lead + (oh * ow * n, c_out))
-        g_summed = g if not lead else g.reshape(-1, oh * ow * n, c_out).sum(axis=0)
-        columns = columns_of(patches)  # Pᵀ: (C_in·KH·KW, OH·OW·N)
         weight_matrix = self.weight.data.reshape(c_out, -1)
-        d_weight = (columns @ g_summed).T  # dW = gᵀ P = (Pᵀ g)ᵀ
-        self.weight.accumulate(xp.ascontiguousarray(d_weight).reshape(self.weight.shape))
-        if self.bias is not None:
-            # db = the sum of g's rows, as a product with ones: one BLAS call is
-            # several times faster than NumPy's sum over N·L rows C_out long.
-            self.bias.accumulate(xp.ones(oh * ow * n, dtype=g.dtype) @ g_summed)
+        if parameter_grads_enabled():
+            g_summed = g if not lead else g.reshape(-1, oh * ow * n, c_out).sum(axis=0)
+            columns = columns_of(patches)  # Pᵀ: (C_in·KH·KW, OH·OW·N)
+            d_weight = (columns @ g_summed).T  # dW = gᵀ P = (Pᵀ g)ᵀ
+            self.weight.accumulate(xp.ascontiguousarray(d_weight).reshape(self.weight.shape))
+            if self.bias is not None:
+                # db = the sum of g's rows, as a product with ones: one BLAS call is
+                # several times faster than NumPy's sum over N·L rows C_out long.
+                self.bias.accumulate(xp.ones(oh * ow * n, dtype=g.dtype) @ g_summed)
         if not input_grad:
             return None
         d_columns = weight_matrix.T @ g.swapaxes(-1, -2)  # dPᵀ = W_matᵀ gᵀ: (..., C_in·KH·KW, OH·OW·N)

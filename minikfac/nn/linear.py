@@ -18,7 +18,15 @@ import numpy as np
 
 from minikfac import backend
 from minikfac.nn import init as initializers
-from minikfac.nn.module import Module, check_grad_output, check_input, jvp_inputs, new_parameter, sum_tangents
+from minikfac.nn.module import (
+    Module,
+    check_grad_output,
+    check_input,
+    jvp_inputs,
+    new_parameter,
+    parameter_grads_enabled,
+    sum_tangents,
+)
 
 
 class Linear(Module):
@@ -64,16 +72,17 @@ class Linear(Module):
 
     def backward(self, dout, input_grad=True):
         """dout: (..., N, D_out) -> dL/da: (..., N, D_in) (or None if not ``input_grad``);
-        accumulates dW (D_out, D_in), db (D_out,)."""
+        accumulates dW (D_out, D_in), db (D_out,) (unless inside :func:`~minikfac.nn.module.no_parameter_grads`)."""
         self._check_cached("cache_input")
         a = self.cache_input
         check_grad_output(self, dout, (a.shape[0], self.out_features))
         self.cache_grad_output = dout
-        # Stacked cotangents share the same a, so sum g over them before the product.
-        g = dout if dout.ndim == 2 else dout.reshape(-1, *a.shape[:1], self.out_features).sum(axis=0)
-        self.weight.accumulate(g.T @ a)
-        if self.bias is not None:
-            self.bias.accumulate(g.sum(axis=0))
+        if parameter_grads_enabled():
+            # Stacked cotangents share the same a, so sum g over them before the product.
+            g = dout if dout.ndim == 2 else dout.reshape(-1, *a.shape[:1], self.out_features).sum(axis=0)
+            self.weight.accumulate(g.T @ a)
+            if self.bias is not None:
+                self.bias.accumulate(g.sum(axis=0))
         return dout @ self.weight.data if input_grad else None
 
     def jvp(self, dx, tangents=None):

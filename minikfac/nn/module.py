@@ -41,11 +41,37 @@ were assigned, so ``parameters()`` yields them in network order, weight
 before bias.
 """
 
+import contextlib
 from collections import OrderedDict
 
 import numpy as np
 
 from minikfac import backend
+
+
+_switches = {"parameter_grads": True}
+
+
+@contextlib.contextmanager
+def no_parameter_grads():
+    """Within the block, ``backward`` skips the parameter gradients: no ``.grad`` is touched and their
+    products are not computed, while input gradients and the ``cache_grad_output`` of every layer are.
+
+    The curvature passes (:mod:`minikfac.curvature.backprop`) need only g, the gradient at each
+    layer's output, for K-FAC's factor G; the products g aᵀ would be a third of their backward.
+    Restored on leaving, also after an error (DeZero's ``using_config`` is the model).
+    """
+    previous = _switches["parameter_grads"]
+    _switches["parameter_grads"] = False
+    try:
+        yield
+    finally:
+        _switches["parameter_grads"] = previous
+
+
+def parameter_grads_enabled():
+    """Whether ``backward`` computes parameter gradients now (see :func:`no_parameter_grads`)."""
+    return _switches["parameter_grads"]
 
 
 class Parameter:
