@@ -111,12 +111,18 @@ def chunk_factor_sums(chunk):
             for s in chunk.layers]
 
 
-def normalise_factor_sums(sums, examples, chunk):
-    """(A, G) from :func:`chunk_factor_sums` over ``examples`` examples: A = Σ/N, G = Σ/(N·L).
+def factor_counts(examples, chunk):
+    """What the factor sums over ``examples`` examples are divided by: [(N, N·L), ...] per layer.
 
+    A = Σ ā āᵀ / N and G = Σ g gᵀ / (N·L) (module docstring; L = 1 for Linear).
     ``chunk`` is any chunk of the pass (it tells each layer's number of positions L).
     """
-    return [(A / examples, G / (examples * _positions(s))) for (A, G), s in zip(sums, chunk.layers)]
+    return [(examples, examples * _positions(s)) for s in chunk.layers]
+
+
+def normalise_factor_sums(sums, examples, chunk):
+    """(A, G) from :func:`chunk_factor_sums` over ``examples`` examples: A = Σ/N, G = Σ/(N·L) (new arrays)."""
+    return [(A / a, G / g) for (A, G), (a, g) in zip(sums, factor_counts(examples, chunk))]
 
 
 def _check_pairs(pairs, count):

@@ -66,7 +66,7 @@ import numpy as np
 from minikfac import backend
 from minikfac.curvature import backprop
 from minikfac.curvature.ekfac import chunk_scaling_sums
-from minikfac.curvature.kfac import chunk_factor_sums, normalise_factor_sums
+from minikfac.curvature.kfac import chunk_factor_sums, factor_counts
 from minikfac.curvature.kron import eigh_factor, factored_inverses
 from minikfac.curvature.params import augmented_matrix, block_shape, has_bias, parametrised_layers
 from minikfac.optim import quadratic
@@ -87,8 +87,9 @@ from minikfac.optim.optimizer import (
 REFUSED_DAMPING_FACTOR = 10.0
 #: λ never exceeds this (a run of refused steps cannot overflow it); the floor is ``min_damping``.
 MAX_DAMPING = 1e8
-#: Factored damping's inverses are formed again when λ + η has moved by more than this factor since.
-REFORM_FACTOR = 2.0
+#: Factored damping's inverses are formed again when λ + η has moved by more than this factor since
+#: (between refreshes α absorbs smaller moves; a refused step's ×10 is always above it).
+REFORM_FACTOR = 4.0
 UPDATES = ("quadratic", "kl_clip")
 PRECONDITIONERS = ("kfac", "ekfac")
 #: The per-layer state of each way of preconditioning (see :func:`layer_state_names`).
@@ -297,7 +298,7 @@ class KFAC(Optimizer):
         coefficients = self._coefficients(numbers, damping, batch_size)
         if coefficients is None:
             return self._refuse("not finite")
-        update = [sum(float(c) * d[i] for c, d in zip(coefficients, directions)) for i in range(len(self.layers))]
+        update = self._combine(coefficients, directions)
         candidates = [self._moved(layer, delta) for layer, delta in zip(self.layers, update)]
         h_after = self._objective_at(candidates, X, y)
         predicted = quadratic.predicted_change(numbers, coefficients, eta)
@@ -338,19 +339,21 @@ class KFAC(Optimizer):
         """The per-layer state after this step's statistics (new dicts; ``self.state`` is untouched),
         and a 0-d device bool: were the new statistics finite?"""
         decay = min(1.0 - 1.0 / k, self.hyper["factor_decay"])
-        fresh = normalise_factor_sums(chunk_factor_sums(chunk), chunk.stop - chunk.start, chunk)
-        xp = backend.get_array_module(fresh[0][0])
+        sums = chunk_factor_sums(chunk)
+        xp = backend.get_array_module(sums[0][0])
         # A non-finite input or gradient shows on the diagonal of its Gram matrix (squared), so the
         # traces tell whether the statistics are finite without a pass over every entry.
-        finite = xp.all(xp.isfinite(xp.stack([xp.trace(F) for pair in fresh for F in pair])))
+        finite = xp.all(xp.isfinite(xp.stack([xp.trace(S) for pair in sums for S in pair])))
         entries = []
-        for index, pair in enumerate(fresh):
+        for index, (pair, counts) in enumerate(zip(sums, factor_counts(chunk.stop - chunk.start, chunk))):
             entry = dict(self.state.get(index, {}))
-            for name, new in zip(("A", "G"), pair):
-                if name in entry:  # εA + (1−ε)A_new, written into the fresh array: no temporaries
-                    new -= entry[name]
-                    new *= 1 - decay
+            for name, new, count in zip(("A", "G"), pair, counts):
+                if name not in entry:
+                    new /= count  # the first step: A = S/N
+                else:  # εA + (1−ε)S/N = ε((1−ε)/(εN)·S + A), written into the fresh sum S: no temporary
+                    new *= (1 - decay) / (decay * count)
                     new += entry[name]
+                    new *= decay
                 entry[name] = new
             entries.append(entry)
         return entries, finite
@@ -484,6 +487,17 @@ class KFAC(Optimizer):
             xp = backend.get_array_module(value)
             value = value + 0.5 * eta * sum(xp.vdot(p.data, p.data) for p in self.params)
         return value
+
+    @staticmethod
+    def _combine(coefficients, directions):
+        """δ = αΔ + μδ₀ per layer, written into the proposal's own arrays (they are not needed after)."""
+        update = []
+        for index, proposal in enumerate(directions[0]):
+            proposal *= float(coefficients[0])  # Python floats: a NumPy float64 would promote float32 arrays
+            if len(coefficients) > 1 and coefficients[1]:
+                proposal += float(coefficients[1]) * directions[1][index]
+            update.append(proposal)
+        return update
 
     @staticmethod
     def _moved(layer, delta):
