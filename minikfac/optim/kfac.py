@@ -66,10 +66,10 @@ import numpy as np
 from minikfac import backend
 from minikfac.curvature import backprop
 from minikfac.curvature.ekfac import chunk_scaling_sums
-from minikfac.curvature.kfac import chunk_factor_sums, factor_counts
+from minikfac.curvature.kfac import factor_counts, hessian_weighted
 from minikfac.curvature.kron import eigh_factor, factored_inverses
 from minikfac.curvature.params import augmented_matrix, block_shape, has_bias, parametrised_layers
-from minikfac.optim import quadratic
+from minikfac.optim import averages, quadratic
 from minikfac.optim.optimizer import (
     Optimizer,
     choice,
@@ -93,12 +93,15 @@ REFORM_FACTOR = 4.0
 UPDATES = ("quadratic", "kl_clip")
 PRECONDITIONERS = ("kfac", "ekfac")
 #: The per-layer state of each way of preconditioning (see :func:`layer_state_names`).
-FACTORED_STATE = ("A", "G", "A_inverse", "G_inverse", "update")
-EIGEN_STATE = ("A", "G", "a_eigs", "U_A", "g_eigs", "U_G", "update")
+FACTORS = averages.names("A") + averages.names("G")
+FACTORED_STATE = FACTORS + ("A_inverse", "G_inverse", "update")
+EIGEN_STATE = FACTORS + ("a_eigs", "U_A", "g_eigs", "U_G", "update")
 EKFAC_STATE = EIGEN_STATE[:-1] + ("scalings", "update")
 #: The shape of every per-layer state array, in terms of W̄'s (m, n) = (D_out, D_in + 1).
-LAYER_STATE_SHAPES = {"A": "nn", "G": "mm", "A_inverse": "nn", "G_inverse": "mm", "a_eigs": "n", "U_A": "nn",
-                      "g_eigs": "m", "U_G": "mm", "scalings": "mn", "update": "mn"}
+#: ("*": any number of rows; "" a Python float, Q of :mod:`.averages`.)
+LAYER_STATE_SHAPES = {"A": "nn", "A_rows": "*n", "A_decay": "", "G": "mm", "G_rows": "*m", "G_decay": "",
+                      "A_inverse": "nn", "G_inverse": "mm", "a_eigs": "n", "U_A": "nn", "g_eigs": "m", "U_G": "mm",
+                      "scalings": "mn", "update": "mn"}
 #: The optimizer-wide state: λ, refusals, the damping the inverses were formed with, and the sums behind ρ.
 GLOBAL_STATE = ("damping", "refused", "inverse_damping", "actual_change", "predicted_change")
 
@@ -175,7 +178,9 @@ class KFAC(Optimizer):
         between), ``kl`` (½δᵀFδ, the step's predicted KL divergence), ``damping``, ``refused`` (False, or why: "not finite",
         "above the promise") and ``refreshed`` (the inverses were formed).
     state : {layer index: {name: array}} with the names of
-        :func:`layer_state_names` (A, G: the averaged factors; A_inverse,
+        :func:`layer_state_names` (A, G: the averaged factors, with the rows
+        not yet folded in and their decay, see :mod:`.averages` and
+        :meth:`factors`; A_inverse,
         G_inverse: factored damping's inverses, or a_eigs, U_A, g_eigs, U_G:
         the eigendecompositions; scalings: EKFAC's s; update: δ₀ as a W̄
         matrix), plus ``"global"``: the floats of :data:`GLOBAL_STATE`.
@@ -337,26 +342,32 @@ class KFAC(Optimizer):
 
     def _updated_statistics(self, chunk, k):
         """The per-layer state after this step's statistics (new dicts; ``self.state`` is untouched),
-        and a 0-d device bool: were the new statistics finite?"""
+        and a 0-d device bool: were the new statistics finite?
+
+        The running averages of A and G take this step's rows through :mod:`.averages`, which
+        folds them in when the averages are read (:meth:`_refresh`) or the rows would outnumber them.
+        """
         decay = min(1.0 - 1.0 / k, self.hyper["factor_decay"])
-        sums = chunk_factor_sums(chunk)
-        xp = backend.get_array_module(sums[0][0])
-        # A non-finite input or gradient shows on the diagonal of its Gram matrix (squared), so the
-        # traces tell whether the statistics are finite without a pass over every entry.
-        finite = xp.all(xp.isfinite(xp.stack([xp.trace(S) for pair in sums for S in pair])))
-        entries = []
-        for index, (pair, counts) in enumerate(zip(sums, factor_counts(chunk.stop - chunk.start, chunk))):
+        xp = backend.get_array_module(chunk.output)
+        squares, entries = [], []
+        for index, (stats, counts) in enumerate(zip(chunk.layers, factor_counts(chunk.stop - chunk.start, chunk))):
+            inputs = stats.inputs.reshape(-1, stats.inputs.shape[-1])  # ā rows, (n·L, D_in + 1)
+            grads = stats.grads.reshape(-1, stats.grads.shape[-1])  # g rows, (K·n·L, D_out)
+            right = None if chunk.output_hessian is None else \
+                hessian_weighted(stats.grads, chunk.output_hessian).reshape(grads.shape)  # the GGN's H g
             entry = dict(self.state.get(index, {}))
-            for name, new, count in zip(("A", "G"), pair, counts):
-                if name not in entry:
-                    new /= count  # the first step: A = S/N
-                else:  # εA + (1−ε)S/N = ε((1−ε)/(εN)·S + A), written into the fresh sum S: no temporary
-                    new *= (1 - decay) / (decay * count)
-                    new += entry[name]
-                    new *= decay
-                entry[name] = new
+            averages.add(entry, "A", inputs, counts[0], decay)
+            averages.add(entry, "G", grads, counts[1], decay, right)
             entries.append(entry)
-        return entries, finite
+            # A non-finite input or gradient makes its sum of squares non-finite: one pass over the rows.
+            squares += [xp.vdot(inputs, inputs), xp.vdot(grads, grads)] + ([] if right is None else [xp.vdot(right, right)])
+        return entries, xp.all(xp.isfinite(xp.stack(squares)))
+
+    def factors(self, index):
+        """The running averages (A, G) of layer ``index`` up to the last step, (D_in + 1, D_in + 1) and
+        (D_out, D_out), brought up to date without changing the state (see :mod:`.averages`)."""
+        entry = self.state[index]
+        return averages.current(entry, "A"), averages.current(entry, "G")
 
     def _update_scalings(self, entries, chunk, k):
         """EKFAC's s ← εs + (1−ε)s_new, s_new = diag(Qᵀ F_l Q) of the chunk in the current eigenbasis Q."""
@@ -380,6 +391,8 @@ class KFAC(Optimizer):
         EKFAC's scalings restart from K-FAC's eigenvalues in the new basis (George et al. 2018).
         """
         for entry in entries:
+            averages.fold(entry, "A")
+            averages.fold(entry, "G")
             if layer_state_names(self.hyper) is FACTORED_STATE:
                 inverses = factored_inverses(entry["A"], entry["G"], damping)
                 if inverses is None:
@@ -584,7 +597,12 @@ class KFAC(Optimizer):
                              f"{list(LAYER_STATE_SHAPES)}")
         layer = self.layers[key]
         m, n = block_shape(layer)
-        expected = tuple({"n": n, "m": m}[axis] for axis in LAYER_STATE_SHAPES[name])
+        if not LAYER_STATE_SHAPES[name]:  # Q of a running average: a number in (0, 1]
+            if isinstance(value, numbers.Real) and not isinstance(value, bool) and 0 < value <= 1:
+                return float(value)
+            raise ValueError(f"{owner}.load_state_dict: state[{key}][{name!r}] = {value!r}, expected a number in (0, 1]")
+        expected = tuple({"n": n, "m": m, "*": value.shape[0] if backend.is_array(value) and value.ndim else -1}[axis]
+                         for axis in LAYER_STATE_SHAPES[name])
         if not backend.is_array(value) or tuple(value.shape) != expected:
             got = tuple(value.shape) if backend.is_array(value) else type(value).__name__
             raise ValueError(f"{owner}.load_state_dict: state[{key}][{name!r}] has shape {got}, expected "
