@@ -25,6 +25,7 @@ This module only parses arguments and prints; the work is done by
 """
 
 import argparse
+import inspect
 import json
 import os
 import sys
@@ -32,7 +33,7 @@ import sys
 
 from minikfac import backend, models, training
 from minikfac.curvature.backprop import KINDS
-from minikfac.optim.kfac import PRECONDITIONERS, UPDATES
+from minikfac.optim.kfac import KFAC, PRECONDITIONERS, UPDATES
 
 DATASETS = ("digits", "mnist", "mnist16")
 MODELS = models.MODELS
@@ -305,7 +306,8 @@ def _kfac_settings(report):
     damping = f"λ {report['damping']:g} {'adapted' if adapted else 'fixed'}"
     factored = report["factored_damping"] if report["factored_damping"] is not None else True
     style = "EKFAC" if report["preconditioner"] == "ekfac" else "factored" if factored else "exact"
-    statistics = f"{report['kfac_kind']} on {100 * report['stats_fraction']:g}% (≥ 128 examples)"
+    least = inspect.signature(KFAC).parameters["min_stats_examples"].default
+    statistics = f"{report['kfac_kind']} on {100 * report['stats_fraction']:g}% (≥ {least} examples)"
     return f"{update}, {damping}, {style}, {statistics}, T {report['inverse_interval']}"
 
 

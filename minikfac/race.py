@@ -84,9 +84,8 @@ class Problem:
 
 
 #: The three problems. Batch sizes: the same for the three methods of a problem (so
-#: that an iteration means the same data for all), chosen for K-FAC, which estimates
-#: its curvature and its quadratic model from a quarter of each batch and needs at
-#: least 32 examples there; first-order methods do well at these sizes too.
+#: that an iteration means the same data for all), chosen where first-order methods do
+#: well too (K-FAC trains at any batch size: see benchmarks/robustness.py).
 #: Targets were measured with ``minikfac bench`` (seed 0): for each, the best
 #: first-order run's lowest training loss by 80% of its budget
 #: (:func:`suggest_target`, rounded up to three digits) — a loss the best tuned
@@ -236,11 +235,13 @@ def _label(method, lr):
     return "kfac (defaults)" if lr is None else f"{method} lr {lr:g}"
 
 
-def run_one(problem, method, lr, setup, epochs=None, seed=0, progress=False):
+def run_one(problem, method, lr, setup, epochs=None, seed=0, progress=False, stop_at_target=False):
     """Train ``problem``'s net with one optimizer; returns the run's record (a JSON-ready dict).
 
     method : "sgd", "adam" or "kfac"; lr : its learning rate (None for K-FAC's
-    defaults); setup : :func:`prepare`'s; epochs : default the problem's.
+    defaults); setup : :func:`prepare`'s; epochs : default the problem's;
+    stop_at_target : end the run at the first measured point at or below the
+    target (the demo's races: the time to the target is what they show).
 
     The record: ``method``, ``lr``, ``label``, ``steps``, ``train_seconds``
     (evaluations excluded), ``seconds_per_step``, ``curve`` ({"step",
@@ -291,11 +292,14 @@ def run_one(problem, method, lr, setup, epochs=None, seed=0, progress=False):
                 if not measure(step):
                     diverged = True
                     break
+                if stop_at_target and curve["train_loss"][-1] <= problem.target_loss:
+                    break
                 started = time.perf_counter()
     finally:
         bar.close()
     reached = time_to_target(curve, problem.target_loss)
     record = {"method": method, "lr": lr, "label": _label(method, lr), "steps": step, "epochs": epochs,
+              "stopped_at_target": bool(stop_at_target and reached[0] is not None),
               "train_seconds": seconds, "seconds_per_step": seconds / max(step, 1), "curve": curve,
               "steps_to_target": reached[0], "seconds_to_target": reached[1],
               "final_train_loss": curve["train_loss"][-1], "diverged": diverged,
@@ -354,13 +358,16 @@ def _versus(kfac, other):
             "seconds": kfac["seconds_to_target"] / seconds if seconds else None, "upper_bound": bound}
 
 
-def race_problem(problem, quick=False, seed=0, progress=True, log=print, max_train=None, methods=METHODS):
+def race_problem(problem, quick=False, seed=0, progress=True, log=print, max_train=None, methods=METHODS,
+                 stop_at_target=False):
     """Race the three methods on ``problem`` (a name or :class:`Problem`); returns a JSON-ready dict.
 
     quick : one learning rate per method (the sweep's middle) and a fifth of
         the epochs (at least 1) — a smoke test, not a result.
     log : callable receiving one line per finished run, or None.
     methods : the contenders (default all three).
+    stop_at_target : end each run when it reaches the target (see :func:`run_one`);
+        then there is no suggested target (the runs stop before 80% of their budget).
 
     The dict: ``problem`` (its definition), ``epochs``, ``train_examples``,
     ``runs`` (records of :func:`run_one`, in the order sgd, adam, kfac),
@@ -375,7 +382,7 @@ def race_problem(problem, quick=False, seed=0, progress=True, log=print, max_tra
     for method in methods:
         sweep = problem.lrs.get(method, (None,))
         for lr in (sweep[len(sweep) // 2],) if quick else sweep:
-            record = run_one(problem, method, lr, setup, epochs, seed, progress)
+            record = run_one(problem, method, lr, setup, epochs, seed, progress, stop_at_target)
             runs.append(record)
             if log:
                 log(f"  {problem.name:<18} {_run_line(record)}")
@@ -386,7 +393,8 @@ def race_problem(problem, quick=False, seed=0, progress=True, log=print, max_tra
         kfac_vs = {method: _versus(kfac, runs[best[method]]) for method in ("sgd", "adam") if method in best}
     return {"problem": problem.to_dict(), "epochs": epochs, "train_examples": len(setup.X_train),
             "test_examples": len(setup.X_test), "subset_examples": len(setup.X_subset), "runs": runs,
-            "best": best, "kfac_vs": kfac_vs, "suggested_target": suggest_target(runs)}
+            "best": best, "kfac_vs": kfac_vs, "stopped_at_target": stop_at_target,
+            "suggested_target": None if stop_at_target else suggest_target(runs)}
 
 
 def _run_line(record):
@@ -469,7 +477,8 @@ def step_cost(problem, batch_sizes=(64, 128, 256, 512), repeats=3, periods=2, se
 
 
 def race(problems=None, quick=False, seed=0, progress=True, log=print, step_batch_sizes=None,
-         step_repeats=None, max_train=None, backend_name="numpy", dtype="float32", methods=METHODS):
+         step_repeats=None, max_train=None, backend_name="numpy", dtype="float32", methods=METHODS,
+         stop_at_target=()):
     """The whole race: :func:`race_problem` and :func:`step_cost` on each problem; a JSON-ready report.
 
     problems : names (default all of :data:`PROBLEMS`); quick : see
@@ -477,7 +486,8 @@ def race(problems=None, quick=False, seed=0, progress=True, log=print, step_batc
     step_batch_sizes : default 64, 128, 256, 512 (() skips the step cost);
     step_repeats : default 3 (1 when quick); max_train : see :func:`prepare`;
     backend_name, dtype : where and how to train (restored afterwards);
-    methods : the contenders (default all three).
+    methods : the contenders (default all three);
+    stop_at_target : names of the problems whose runs end at the target (:func:`run_one`).
 
     The report: ``settings``, ``problems`` ({name: race_problem's dict}),
     ``step_cost`` ({name: step_cost's dict}), ``goals`` (:func:`check_goals`)
@@ -501,7 +511,8 @@ def race(problems=None, quick=False, seed=0, progress=True, log=print, step_batc
         backend.set_default_dtype(dtype)
         for name in names:
             clock = time.perf_counter()
-            report["problems"][name] = race_problem(name, quick, seed, progress, log, max_train, methods)
+            report["problems"][name] = race_problem(name, quick, seed, progress, log, max_train, methods,
+                                                    stop_at_target=name in stop_at_target)
             report["seconds"][name] = time.perf_counter() - clock
         for name in names if step_batch_sizes else ():
             clock = time.perf_counter()

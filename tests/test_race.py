@@ -120,6 +120,21 @@ def test_a_tiny_race_through_the_public_function():
     json.dumps(report)  # JSON-ready
 
 
+def test_a_run_can_stop_at_the_target():
+    """stop_at_target: the run ends at the first measured point at or below the target, and says so;
+    without the flag the same run goes on to the end of its budget."""
+    problem = race.Problem("easy", "digits", "mlp", 32, 3, target_loss=1.5, lrs={"adam": (1e-2,)})
+    setup = race.prepare(problem, max_train=256)
+    stopped = race.run_one(problem, "adam", 1e-2, setup, stop_at_target=True)
+    full = race.run_one(problem, "adam", 1e-2, setup)
+    assert stopped["stopped_at_target"] and not full["stopped_at_target"]
+    assert stopped["steps"] == stopped["steps_to_target"] == full["steps_to_target"] < full["steps"] == 24
+    assert stopped["final_train_loss"] <= 1.5 < stopped["curve"]["train_loss"][-2]
+    result = race.race_problem(problem, progress=False, log=None, max_train=256, methods=("adam",),
+                               stop_at_target=True)
+    assert result["stopped_at_target"] and result["suggested_target"] is None
+
+
 def test_an_autoencoder_run_reports_its_reconstruction_error():
     problem = race.PROBLEMS["mnist-autoencoder"]
     setup = race.prepare(problem, max_train=300)

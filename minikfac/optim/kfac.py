@@ -212,8 +212,8 @@ class KFAC(Optimizer):
     }
 
     def __init__(self, net, loss_fn, damping=0.01, min_damping=1e-3, weight_decay=0.0, update="quadratic", lr=None,
-                 momentum=None, kl_clip=1e-3, max_momentum=0.9, kl_per_example=6e-4, kind="mc", samples=1, stats_fraction=0.25,
-                 min_stats_examples=128, factor_decay=0.95, inverse_interval=20, adapt_damping=None,
+                 momentum=None, kl_clip=1e-3, max_momentum=0.9, kl_per_example=6e-4, kind="mc", samples=1, stats_fraction=0.0625,
+                 min_stats_examples=32, factor_decay=0.95, inverse_interval=20, adapt_damping=None,
                  damping_interval=5, factored=None, preconditioner="kfac", seed=0):
         self.layers = parametrised_layers(net)
         self.net, self.loss_fn = net, loss_fn
@@ -294,9 +294,8 @@ class KFAC(Optimizer):
                 return self._refuse("not finite")
             if self.hyper["preconditioner"] == "ekfac":
                 self._update_scalings(tentative, chunk, k)
-            previous = [self.state.get(i, {}).get("update") for i in range(len(self.layers))]
-            directions = [[self._precondition(entry, grad, damping) for entry, grad in zip(tentative, gradients)]]
-            directions += [previous] if previous[0] is not None else []
+            directions = [self._directions(index, entry, grad, damping)
+                          for index, (entry, grad) in enumerate(zip(tentative, gradients))]
             terms = self._model_terms(chunk if self._with_model() else None, directions, gradients)
             h_before = self._objective(X, y, chunk.output)
         numbers = quadratic.model_numbers(*terms, h_before, finite)
@@ -406,16 +405,32 @@ class KFAC(Optimizer):
         self._formed_damping = damping
         return True
 
-    def _precondition(self, entry, grad, damping):
-        """Δ = −(damped F̂)⁻¹ ∇h for one layer (module docstring, step 3): (D_out, D_in + 1)."""
+    def _directions(self, index, entry, grad, damping):
+        """The layer's directions stacked, (K, D_out, D_in + 1): the proposal Δ, and δ₀ if there is one.
+
+        One array for both, so that the quadratic model reads them as one (K, P_l) matrix.
+        """
+        previous = self.state.get(index, {}).get("update")
+        xp = backend.get_array_module(grad)
+        stacked = xp.empty((1 if previous is None else 2,) + tuple(grad.shape), dtype=grad.dtype)
+        self._precondition(entry, grad, damping, out=stacked[0])
+        if previous is not None:
+            stacked[1] = previous
+        return stacked
+
+    def _precondition(self, entry, grad, damping, out):
+        """Δ = −(damped F̂)⁻¹ ∇h for one layer (module docstring, step 3), written into ``out`` (D_out, D_in + 1)."""
+        xp = backend.get_array_module(grad)
         if "A_inverse" in entry:
-            return -(entry["G_inverse"] @ grad @ entry["A_inverse"])
-        if self.hyper["preconditioner"] == "ekfac":
-            denominator = entry["scalings"] + damping
+            xp.matmul(entry["G_inverse"] @ grad, entry["A_inverse"], out=out)
         else:
-            denominator = entry["g_eigs"][:, None] * entry["a_eigs"][None, :] + damping
-        rotated = entry["U_G"].T @ grad @ entry["U_A"]
-        return -(entry["U_G"] @ (rotated / denominator) @ entry["U_A"].T)
+            if self.hyper["preconditioner"] == "ekfac":
+                denominator = entry["scalings"] + damping
+            else:
+                denominator = entry["g_eigs"][:, None] * entry["a_eigs"][None, :] + damping
+            rotated = entry["U_G"].T @ grad @ entry["U_A"]
+            xp.matmul(entry["U_G"] @ (rotated / denominator), entry["U_A"].T, out=out)
+        xp.negative(out, out=out)
 
     # -- the quadratic model ------------------------------------------------ #
     def _with_model(self):
@@ -423,13 +438,11 @@ class KFAC(Optimizer):
         return self.hyper["update"] == "quadratic" or self.hyper["adapt_damping"]
 
     def _tangents(self, directions):
-        """The stacked directions as parameter tangents for ``net.jvp``: {Parameter: (K, *shape)}."""
-        xp = backend.get_array_module(directions[0][0])
+        """The stacked directions as parameter tangents for ``net.jvp``: {Parameter: (K, *shape)} (views)."""
         tangents = {}
-        for index, layer in enumerate(self.layers):
-            stacked = xp.stack([d[index] for d in directions])  # (K, D_out, D_in + 1)
+        for layer, stacked in zip(self.layers, directions):  # (K, D_out, D_in + 1)
             weight = stacked[:, :, :-1] if has_bias(layer) else stacked
-            tangents[layer.weight] = weight.reshape((len(directions),) + layer.weight.shape)
+            tangents[layer.weight] = weight.reshape((stacked.shape[0],) + layer.weight.shape)
             if has_bias(layer):
                 tangents[layer.bias] = stacked[:, :, -1]
         return tangents
@@ -442,10 +455,9 @@ class KFAC(Optimizer):
         without a chunk), dots_ij = d_iᵀ d_j, b_i = ∇hᵀ d_i.
         """
         xp = backend.get_array_module(gradients[0])
-        count = len(directions)
-        dots = xp.stack([xp.stack([sum(xp.vdot(di, dj) for di, dj in zip(directions[i], directions[j]))
-                                   for j in range(count)]) for i in range(count)])
-        b = xp.stack([sum(xp.vdot(d, g) for d, g in zip(direction, gradients)) for direction in directions])
+        rows = [stacked.reshape(stacked.shape[0], -1) for stacked in directions]  # (K, P_l) each
+        dots = sum(d @ d.T for d in rows)
+        b = sum(d @ g.reshape(-1) for d, g in zip(rows, gradients))
         fisher = None
         if chunk is not None:
             jvp = self.net.jvp(None, self._tangents(directions))  # (K, n, D_out)
@@ -503,13 +515,15 @@ class KFAC(Optimizer):
 
     @staticmethod
     def _combine(coefficients, directions):
-        """δ = αΔ + μδ₀ per layer, written into the proposal's own arrays (they are not needed after)."""
+        """δ = αΔ + μδ₀ per layer, written into the stacked directions (they are not needed after)."""
         update = []
-        for index, proposal in enumerate(directions[0]):
-            proposal *= float(coefficients[0])  # Python floats: a NumPy float64 would promote float32 arrays
+        for stacked in directions:
+            delta = stacked[0]
+            delta *= float(coefficients[0])  # Python floats: a NumPy float64 would promote float32 arrays
             if len(coefficients) > 1 and coefficients[1]:
-                proposal += float(coefficients[1]) * directions[1][index]
-            update.append(proposal)
+                stacked[1] *= float(coefficients[1])
+                delta += stacked[1]
+            update.append(delta)
         return update
 
     @staticmethod
