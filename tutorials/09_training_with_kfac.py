@@ -59,8 +59,8 @@ print(f"batch {problem.batch_size}, {problem.epochs} epochs, target training los
 # fills `.grad`), step. SGD and Adam only need `.grad`. K-FAC needs the **batch** as well
 # (`opt.needs_batch` is True): in `step(X, y)` it
 #
-# 1. forwards part of the batch again (a sixteenth of it, but at least 32 examples: here the first
-#    32 of the 128) and back-propagates targets *sampled from the model*, to update its running
+# 1. forwards part of the batch again (an eighth of it, but at least 128 examples: here the whole
+#    batch of 128) and back-propagates targets *sampled from the model*, to update its running
 #    averages of $A = \mathbb E[\bar a \bar a^\top]$ and $G = \mathbb E[g g^\top]$ (true Fisher, not the labels);
 # 2. evaluates a quadratic model of the loss on those rows, through Jacobian-vector products,
 #    to choose α and μ;
@@ -115,7 +115,7 @@ def steps_to(record, target):
 # ## The race
 #
 # SGD with heavy-ball momentum 0.9 and Adam each run the race's three learning rates; K-FAC runs
-# once, at its defaults (initial damping λ = 0.01, statistics from ≥ 32 examples, inverses every 20
+# once, at its defaults (initial damping λ = 0.01, statistics from ≥ 128 examples, inverses every 20
 # steps, α and μ from the quadratic model). The target $0.0075$ is the race's: the lowest loss
 # the best first-order run reaches by 80% of its budget (`race.suggest_target`).
 

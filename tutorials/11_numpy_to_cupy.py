@@ -202,7 +202,7 @@ TOLERANCE = {"fakegpu": 1e-12, "cupy": 1e-8}
 # %% [markdown]
 # ## 4. What does each backend cost?
 #
-# We time a forward/backward pass and one K-FAC step (statistics on 32 examples, the damped factors' inverses
+# We time a forward/backward pass and one K-FAC step (statistics on 128 examples, the damped factors' inverses
 # formed at every step since `inverse_interval=1`, the preconditioned update and its quadratic model) for an MLP $D$-$D$-$D$-10 with batch
 # 256 and growing width $D$. GPU work is *asynchronous*: a call returns when the kernel is queued, not when it has
 # run. So the clock is read only after `mk.backend.synchronize(x)`, which waits for the device (a no-op on the

@@ -152,7 +152,10 @@ class KFAC(Optimizer):
     stats_fraction : fraction of each batch (its first rows) used for the
         statistics, the quadratic model and the guard, in (0, 1].
     min_stats_examples : but never fewer rows than this (or the whole batch);
-        see :meth:`statistics_examples`.
+        see :meth:`statistics_examples`. The running averages of A and G
+        would do with fewer; the quadratic model's curvature would not: with
+        32 rows of a batch of 128, α and μ fitted those rows, and the MNIST
+        MLPs ended at 89–94% test accuracy instead of 95–96%.
     factor_decay : the EMA's ε in [0, 1) (with the warm start min(1 − 1/k, ε)).
     inverse_interval : T, steps between two refreshes of the inverses (M&G's T₃).
     adapt_damping : adapt λ by the LM rule (default: with update="quadratic"
@@ -212,8 +215,8 @@ class KFAC(Optimizer):
     }
 
     def __init__(self, net, loss_fn, damping=0.01, min_damping=1e-3, weight_decay=0.0, update="quadratic", lr=None,
-                 momentum=None, kl_clip=1e-3, max_momentum=0.9, kl_per_example=6e-4, kind="mc", samples=1, stats_fraction=0.0625,
-                 min_stats_examples=32, factor_decay=0.95, inverse_interval=20, adapt_damping=None,
+                 momentum=None, kl_clip=1e-3, max_momentum=0.9, kl_per_example=6e-4, kind="mc", samples=1, stats_fraction=0.125,
+                 min_stats_examples=128, factor_decay=0.95, inverse_interval=20, adapt_damping=None,
                  damping_interval=5, factored=None, preconditioner="kfac", seed=0):
         self.layers = parametrised_layers(net)
         self.net, self.loss_fn = net, loss_fn
@@ -264,7 +267,7 @@ class KFAC(Optimizer):
 
         ``stats_fraction`` of the batch, but at least ``min_stats_examples``
         (or the whole batch if it is smaller): the model's curvature needs
-        enough examples to choose α and μ.
+        enough examples to choose α and μ (an eighth, at least 128, by default).
         """
         wanted = max(math.ceil(self.hyper["stats_fraction"] * batch_size), self.hyper["min_stats_examples"])
         return min(batch_size, wanted)
