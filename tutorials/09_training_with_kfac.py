@@ -300,7 +300,7 @@ plot.show(fig, "09_kfac_diagnostics")
 #   `min_damping`, where it stayed; the steps were never limited by the damping for long.
 # - **α is below 1** most of the time: with the exact batch Fisher and the damping, the model shortens
 #   the K-FAC proposal (the inverses are formed again every 20 steps and whenever λ has moved by a
-#   factor 4, dotted).
+#   factor 2, dotted).
 # - **μ** is chosen anew every step, often 0 (the model's best momentum would be negative: the new
 #   proposal already contains what the previous step did) and at most 0.9: a momentum outside
 #   $[0, 0.9]$ would amplify the previous update instead of averaging it, and on small noisy batches the
