@@ -27,7 +27,7 @@ def test_lazy_average_equals_the_step_by_step_average(backend_name, d, rows_per_
     decays = [min(1 - 1 / k, 0.8) for k in range(1, 10)]
     entry = {}
     for k, (rows, count, decay) in enumerate(zip(blocks, counts, decays), start=1):
-        averages.add(entry, "A", on(backend_name, rows), count, decay)
+        averages.add_rows(entry, "A", on(backend_name, rows), count, decay)
         want = step_by_step(blocks[:k], counts[:k], decays[:k])
         np.testing.assert_allclose(to_numpy(averages.current(entry, "A")), want, rtol=1e-12, atol=1e-14)
         assert to_numpy(entry["A_rows"]).shape[0] < d  # never more kept rows than the average's size
@@ -43,7 +43,7 @@ def test_an_asymmetric_sum_is_folded_at_once():
     decays, counts = [0.0, 0.5, 0.75, 0.8], [2, 2, 2, 2]
     entry = {}
     for k in range(4):
-        averages.add(entry, "G", blocks[k], counts[k], decays[k], right=rights[k])
+        averages.add_sum(entry, "G", blocks[k].T @ rights[k], counts[k], decays[k])
         assert entry["G_rows"].shape == (0, 5) and entry["G_decay"] == 1.0
     np.testing.assert_allclose(entry["G"], step_by_step(blocks, counts, decays, rights), rtol=1e-12)
 
@@ -52,11 +52,11 @@ def test_add_leaves_the_previous_state_untouched():
     """A refused step keeps the old entry: add writes new arrays, never into the ones it was given."""
     rng = np.random.default_rng(2)
     entry = {}
-    averages.add(entry, "A", rng.standard_normal((2, 6)), 2, 0.0)
-    averages.add(entry, "A", rng.standard_normal((2, 6)), 2, 0.5)
+    averages.add_rows(entry, "A", rng.standard_normal((2, 6)), 2, 0.0)
+    averages.add_rows(entry, "A", rng.standard_normal((2, 6)), 2, 0.5)
     old = {name: (v.copy() if hasattr(v, "copy") else v) for name, v in entry.items()}
     tentative = dict(entry)
     for _ in range(3):  # enough rows to fold
-        averages.add(tentative, "A", rng.standard_normal((2, 6)), 2, 0.9)
+        averages.add_rows(tentative, "A", rng.standard_normal((2, 6)), 2, 0.9)
     for name, value in old.items():
         np.testing.assert_array_equal(entry[name], value)

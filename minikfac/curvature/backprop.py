@@ -40,22 +40,32 @@ KINDS = ("true", "mc", "empirical", "ggn")
 CHUNK_BYTES = 64 * 2**20  # budget for one chunk's per-example gradient rows (K·n·P numbers)
 
 
-@dataclass
 class LayerStatistics:
     """What one parametrised layer saw for one chunk of n examples.
 
     Attributes
     ----------
     layer : the Linear or Conv2d module.
-    inputs : ā, (n, D_in + 1) for Linear, (n, L, D_in + 1) for Conv2d (L = OH·OW
-        positions, D_in = C_in·KH·KW); the trailing 1 only when the layer has a bias.
+    raw : a, the layer's cached input without the 1 of the bias: (n, D_in) for
+        Linear, the im2col patches (n, L, D_in) for Conv2d (L = OH·OW positions,
+        D_in = C_in·KH·KW); a view of the cache, nothing copied.
+    inputs : ā, (n, D_in + 1) or (n, L, D_in + 1), the trailing 1 only when the
+        layer has a bias; formed from ``raw`` on first use (a copy: K-FAC's
+        factor A is computed without it, :func:`minikfac.curvature.kfac.input_factor_sum`).
     grads : g, (K, n, D_out) for Linear, (K, n, L, D_out) for Conv2d: the
         gradient w.r.t. the layer's output (pre-activation) of each cotangent.
     """
 
-    layer: object
-    inputs: object
-    grads: object
+    def __init__(self, layer, inputs, grads, raw=None):
+        self.layer, self.grads, self.raw, self._inputs = layer, grads, raw, inputs
+
+    @property
+    def inputs(self):
+        if self._inputs is None:
+            xp = backend.get_array_module(self.raw)
+            ones = xp.ones(self.raw.shape[:-1] + (1,), dtype=self.raw.dtype)
+            self._inputs = xp.concatenate([self.raw, ones], axis=-1) if has_bias(self.layer) else self.raw
+        return self._inputs
 
 
 @dataclass
@@ -107,15 +117,15 @@ def cotangents(loss_fn, out, kind, y=None, samples=1, rng=None):
 
 
 def _layer_statistics(layer):
-    """ā and g of ``layer`` from its caches after a stacked backward (see LayerStatistics)."""
+    """a and g of ``layer`` from its caches after a backward (see LayerStatistics)."""
     xp = backend.get_array_module(layer.cache_input)
     a, g = layer.cache_input, layer.cache_grad_output
+    if g.ndim == (4 if a.ndim == 3 else 2):  # one cotangent sent unstacked: (n, C_out, OH, OW) or (n, D_out)
+        g = g[None]
     if g.ndim == 5:  # Conv2d: (K, n, C_out, OH, OW) -> (K, n, L, C_out), rows in the patches' order
         k, n, c_out = g.shape[:3]
         g = xp.moveaxis(g, 2, -1).reshape(k, n, -1, c_out)
-    if has_bias(layer):
-        a = xp.concatenate([a, xp.ones(a.shape[:-1] + (1,), dtype=a.dtype)], axis=-1)
-    return LayerStatistics(layer, a, g)
+    return LayerStatistics(layer, None, g, raw=a)
 
 
 def layer_gradients(stats, out=None):
@@ -219,8 +229,8 @@ def _chunk_generator(net, loss_fn, X, y, kind, samples, seed, chunk_size, layers
             stacked = cotangents(loss_fn, out, kind, targets, samples, rng)
             # Only g is needed (the layers cache it); no parameter gradient is formed,
             # so the caller's .grad arrays are never written to.
-            with no_parameter_grads():
-                net.backward(stacked, input_grad=False)
+            with no_parameter_grads():  # one cotangent goes unstacked: the layers' plain path is the fastest
+                net.backward(stacked[0] if stacked.shape[0] == 1 else stacked, input_grad=False)
             hessian = loss_fn.output_hessian(out) if kind == "ggn" else None
             yield Chunk(start, stop, [_layer_statistics(layer) for layer in layers], hessian, out)
     finally:

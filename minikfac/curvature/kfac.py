@@ -36,8 +36,8 @@ every block of Martens & Grosse's F̃ (section 3, Fig. 2): F̃_ij = A_ij ⊗ G_i
 
 from minikfac import backend
 from minikfac.curvature import backprop
-from minikfac.curvature.params import layer_slices, parametrised_layers
-from minikfac.nn.conv import Conv2d
+from minikfac.curvature.params import has_bias, layer_slices, parametrised_layers
+from minikfac.nn.conv import Conv2d, columns_of
 
 PAIRS = ("all", "tridiagonal")
 
@@ -65,7 +65,37 @@ def _gram(left, right):
 
 def _positions(stats):
     """L, the output positions of a Conv2d layer (1 for Linear)."""
-    return stats.inputs.shape[1] if stats.inputs.ndim == 3 else 1
+    inputs = stats.inputs if stats.raw is None else stats.raw
+    return inputs.shape[1] if inputs.ndim == 3 else 1
+
+
+def input_factor_sum(stats):
+    """Σ ā āᵀ over a chunk's rows (examples, and positions for a Conv2d), (D_in + 1, D_in + 1).
+
+    Formed without ā: with X the rows of the layer's input a (no 1 appended),
+
+        Σ ā āᵀ = [[XᵀX, Xᵀ1], [1ᵀX, R]]      (R rows; without a bias just XᵀX),
+
+    and X read through a view: a Conv2d's patches as the columns matrix they
+    are stored as (:func:`minikfac.nn.conv.columns_of`), so a product of one
+    matrix with its own transpose, which BLAS does in half the work (syrk).
+    """
+    if stats.raw is None:  # statistics made by hand, with ā given
+        return _gram(stats.inputs, stats.inputs)
+    raw = stats.raw
+    xp = backend.get_array_module(raw)
+    columns = columns_of(raw) if raw.ndim == 3 else raw.T  # (D_in, R), a view
+    gram = columns @ columns.T
+    if not has_bias(stats.layer):
+        return gram
+    rows = columns.shape[1]
+    sums = columns @ xp.ones(rows, dtype=raw.dtype)  # Xᵀ1 as a product: faster than a sum over long rows
+    out = xp.empty((gram.shape[0] + 1,) * 2, dtype=gram.dtype)
+    out[:-1, :-1] = gram
+    out[:-1, -1] = sums
+    out[-1, :-1] = sums
+    out[-1, -1] = rows
+    return out
 
 
 def kfac_factors(net, loss_fn, X, y=None, kind="true", samples=1, seed=0, chunk_size=None):
@@ -107,7 +137,7 @@ def chunk_factor_sums(chunk):
     The K-FAC optimizer calls this on its statistics chunk; :func:`kfac_factors`
     adds it up over all chunks.
     """
-    return [(_gram(s.inputs, s.inputs), _gram(s.grads, hessian_weighted(s.grads, chunk.output_hessian)))
+    return [(input_factor_sum(s), _gram(s.grads, hessian_weighted(s.grads, chunk.output_hessian)))
             for s in chunk.layers]
 
 
@@ -160,10 +190,11 @@ def kfac_cross_factors(net, loss_fn, X, y=None, kind="true", samples=1, seed=0, 
     wanted = _check_pairs(pairs, len(layers))
     sums, total = None, None
     for chunk in backprop.chunks(net, loss_fn, X, y, kind, samples, seed, chunk_size):
-        inputs = [s.inputs for s in chunk.layers]
-        grads = [s.grads for s in chunk.layers]
+        stats = chunk.layers
+        grads = [s.grads for s in stats]
         weighted = [hessian_weighted(g, chunk.output_hessian) for g in grads]
-        updates = {(i, j): (_gram(inputs[i], inputs[j]), _gram(grads[i], weighted[j]))
+        updates = {(i, j): (input_factor_sum(stats[i]) if i == j else _gram(stats[i].inputs, stats[j].inputs),
+                            _gram(grads[i], weighted[j]))
                    for i, j in wanted}
         if sums is None:
             sums = updates

@@ -40,23 +40,23 @@ def names(factor):
     return tuple(factor + suffix for suffix in SUFFIXES)
 
 
-def add(entry, factor, rows, count, decay, right=None):
-    """Add one step's statistics of ``factor`` to ``entry`` (a new dict's entries are replaced, not mutated).
+def keeps_rows(rows, d):
+    """Whether a step's R rows are worth keeping rather than summing now: fewer than the factor's d."""
+    return rows < d
 
-    rows : (R_step, d) X_k; count : N_k; decay : ε_k in [0, 1). ``right``:
-    another (R_step, d) array for an asymmetric sum S_k = X_kᵀ Y_k (the GGN's
-    H-weighted G), folded in at once. The first statistics (no average yet, or
-    ε_k = 0) become the average.
+
+def add_rows(entry, factor, rows, count, decay):
+    """Add one step's statistics of ``factor`` to ``entry`` from its rows X_k (R, d): S_k = X_kᵀ X_k.
+
+    count : N_k; decay : ε_k in [0, 1). The rows are kept, scaled by √c_k, and
+    folded in once they would outnumber d; the first statistics (no average
+    yet, or ε_k = 0) become the average. ``entry``'s entries are replaced,
+    never written into.
     """
     xp = backend.get_array_module(rows)
     average, kept, product = names(factor)
-    none_kept = xp.empty((0, rows.shape[1]), dtype=rows.dtype)
-    if average not in entry or decay == 0:
-        entry[average], entry[kept], entry[product] = _gram(rows, right) / count, none_kept, 1.0
-        return
-    if right is not None:
-        new = decay * current(entry, factor) + ((1 - decay) / count) * _gram(rows, right)
-        entry[average], entry[kept], entry[product] = new, none_kept, 1.0
+    if average not in entry or decay == 0 or not keeps_rows(rows.shape[0], rows.shape[1]):
+        add_sum(entry, factor, rows.T @ rows, count, decay)
         return
     q = entry[product] * decay
     scaled = rows * math.sqrt((1 - decay) / (q * count))  # √c_k
@@ -64,6 +64,24 @@ def add(entry, factor, rows, count, decay, right=None):
     entry[product] = q
     if entry[kept].shape[0] >= rows.shape[1]:  # the rows would outnumber the average's d: fold now
         fold(entry, factor)
+
+
+def add_sum(entry, factor, total, count, decay):
+    """Add one step's statistics of ``factor`` to ``entry`` as their sum S_k (d, d), folded in at once.
+
+    The running average becomes ε_k A + (1 − ε_k) S_k / N_k, A the average up
+    to the last step (kept rows included); the first statistics become it.
+    ``total`` is not kept: the new average is written into it.
+    """
+    xp = backend.get_array_module(total)
+    average, kept, product = names(factor)
+    if average not in entry or decay == 0:
+        total /= count
+    else:  # ε A + (1 − ε) S/N = ε ((1 − ε)/(ε N) S + A), written into S: no temporary
+        total *= (1 - decay) / (decay * count)
+        total += current(entry, factor)
+        total *= decay
+    entry[average], entry[kept], entry[product] = total, xp.empty((0, total.shape[0]), dtype=total.dtype), 1.0
 
 
 def current(entry, factor):
@@ -81,7 +99,3 @@ def fold(entry, factor):
     xp = backend.get_array_module(entry[average])
     entry[average] = current(entry, factor)
     entry[kept], entry[product] = xp.empty_like(entry[kept][:0]), 1.0
-
-
-def _gram(rows, right=None):
-    return rows.T @ (rows if right is None else right)

@@ -66,7 +66,7 @@ import numpy as np
 from minikfac import backend
 from minikfac.curvature import backprop
 from minikfac.curvature.ekfac import chunk_scaling_sums
-from minikfac.curvature.kfac import factor_counts, hessian_weighted
+from minikfac.curvature.kfac import factor_counts, hessian_weighted, input_factor_sum
 from minikfac.curvature.kron import eigh_factor, factored_inverses
 from minikfac.curvature.params import augmented_matrix, block_shape, has_bias, parametrised_layers
 from minikfac.optim import averages, quadratic
@@ -354,16 +354,27 @@ class KFAC(Optimizer):
         xp = backend.get_array_module(chunk.output)
         squares, entries = [], []
         for index, (stats, counts) in enumerate(zip(chunk.layers, factor_counts(chunk.stop - chunk.start, chunk))):
-            inputs = stats.inputs.reshape(-1, stats.inputs.shape[-1])  # ā rows, (n·L, D_in + 1)
-            grads = stats.grads.reshape(-1, stats.grads.shape[-1])  # g rows, (K·n·L, D_out)
-            right = None if chunk.output_hessian is None else \
-                hessian_weighted(stats.grads, chunk.output_hessian).reshape(grads.shape)  # the GGN's H g
             entry = dict(self.state.get(index, {}))
-            averages.add(entry, "A", inputs, counts[0], decay)
-            averages.add(entry, "G", grads, counts[1], decay, right)
+            # A from ā: its rows kept while they are fewer than D_in + 1, else summed at once without ā.
+            rows, width = stats.raw.size // stats.raw.shape[-1], stats.raw.shape[-1] + has_bias(stats.layer)
+            if "A" in entry and averages.keeps_rows(rows, width):
+                inputs = stats.inputs.reshape(rows, width)
+                averages.add_rows(entry, "A", inputs, counts[0], decay)
+                squares.append(xp.vdot(inputs, inputs))
+            else:
+                total = input_factor_sum(stats)
+                squares.append(xp.trace(total))  # Σ of the squares of ā's entries
+                averages.add_sum(entry, "A", total, counts[0], decay)
+            grads = stats.grads.reshape(-1, stats.grads.shape[-1])  # g rows, (K·n·L, D_out)
+            if chunk.output_hessian is None:
+                averages.add_rows(entry, "G", grads, counts[1], decay)
+            else:  # the GGN's G = Σ g (H g)ᵀ, not a Gram matrix: summed at once
+                right = hessian_weighted(stats.grads, chunk.output_hessian).reshape(grads.shape)
+                averages.add_sum(entry, "G", grads.T @ right, counts[1], decay)
+                squares.append(xp.vdot(right, right))
+            squares.append(xp.vdot(grads, grads))
             entries.append(entry)
-            # A non-finite input or gradient makes its sum of squares non-finite: one pass over the rows.
-            squares += [xp.vdot(inputs, inputs), xp.vdot(grads, grads)] + ([] if right is None else [xp.vdot(right, right)])
+        # A non-finite input or gradient makes its sum of squares non-finite.
         return entries, xp.all(xp.isfinite(xp.stack(squares)))
 
     def factors(self, index):
