@@ -191,8 +191,11 @@ def damped_inverse(S, shift):
     """
     _check_square("S", S, "damped_inverse")
     xp = backend.get_array_module(S)
-    damped = (S + S.T) / 2 + shift * xp.eye(S.shape[0], dtype=S.dtype)
-    if not bool(xp.all(xp.isfinite(damped))):  # LAPACK would not notice a NaN
+    # Cholesky reads one triangle, so S need not be symmetrised; the shift goes on the diagonal only.
+    damped = S.copy()
+    diagonal = xp.arange(S.shape[0])
+    damped[diagonal, diagonal] += shift
+    if not bool(xp.isfinite(xp.sum(damped))):  # LAPACK would not notice a NaN (a sum shows NaN and ±inf)
         return None
     with threads.for_matrix(S):
         if backend.backend_of(S) != "numpy":
