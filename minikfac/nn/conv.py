@@ -276,15 +276,18 @@ class Conv2d(Module):
         # As in forward, rows ordered (oh, ow, n): (..., OH·OW·N, C_out).
         from_input = from_weight = None
         if dx is not None:
-            # K stacked tangents are K·N more images for im2col; the columns of
-            # Pᵀ, ordered (l, k, n), are regrouped into K matrices (L·N, features).
+            # K stacked tangents are K·N more images for im2col, whose columns of Pᵀ
+            # come ordered (l, k, n). The product is taken first and its rows, C_out
+            # numbers each instead of C_in·KH·KW, regrouped into K matrices (L·N, C_out).
             d_columns = columns_of(im2col(dx.reshape((-1,) + input_shape[1:]), self.kernel_size, self.stride,
                                           self.padding))
             if dx.ndim == 5:
                 xp = backend.get_array_module(dx)
-                d_columns = xp.moveaxis(d_columns.reshape(features, positions, dx.shape[0], n), 2, 0)
-                d_columns = d_columns.reshape(dx.shape[0], features, positions * n)
-            from_input = d_columns.swapaxes(-1, -2) @ weight_matrix.T
+                stacked = (weight_matrix @ d_columns).reshape(c_out, positions, dx.shape[0], n)
+                from_input = xp.ascontiguousarray(stacked.transpose(2, 1, 3, 0)).reshape(
+                    dx.shape[0], positions * n, c_out)
+            else:
+                from_input = d_columns.T @ weight_matrix.T
         if d_weight is not None:
             d_weight_matrix = d_weight.reshape(tuple(d_weight.shape[:-4]) + (c_out, features))
             from_weight = columns_of(patches).T @ d_weight_matrix.swapaxes(-1, -2)
