@@ -12,11 +12,25 @@ cores with one of them kept busy by another process (float32): ``eigh`` of a
 785×785 matrix 138 ms with two and 162 ms with one (and 53 against 76 ms with
 both cores free, where threads do help).
 
+A training step of the nets this library trains is made of such calls too:
+products of a few hundred rows and columns, many of them per step. Measured on
+the autoencoder at batch 256 (ms per step, one thread / two threads): Adam 8.1
+/ 7.0 with both cores free and 8.4 / 19.8 with one kept busy; K-FAC 35.9 /
+45.0 free (its many small products lose even then) and 35.3 / 105 busy. Only
+large dense work gains: ``eigvalsh`` of a 3,000×3,000 matrix takes 2.1 s with
+one thread and 1.2 s with two on free cores (3.6 s with two, 2.1 s with one,
+when a core is busy).
+
 So the library runs the factorisations of matrices smaller than
-:data:`SMALL_MATRIX` with one BLAS thread (:func:`for_matrix`), through
-threadpoolctl, the standard library for exactly this. Users set nothing;
-results do not change (the same routines run, in one thread). On CuPy arrays
-this does nothing: the GPU has no BLAS thread pool.
+:data:`SMALL_MATRIX` (:func:`for_matrix`) and every training step
+(:func:`for_step`: ``KFAC.step``, and ``training.train_step``, which the
+command line, the race and the demo use) with one BLAS thread, through
+threadpoolctl, the standard library for exactly this; large dense work (the
+exact Fisher of the comparisons) keeps the machine's threads. Users set
+nothing; results do not change (the same routines run, in one thread). A
+loop of your own gets the same with ``with minikfac.threads.for_step(): ...``
+around each step. On CuPy arrays this does nothing: the GPU has no BLAS
+thread pool.
 """
 
 import contextlib
@@ -49,6 +63,14 @@ def limit(threads=1):
         raise ValueError(f"limit: threads must be an int >= 1, got {threads!r}")
     with _blas().limit(limits=threads, user_api="blas"):
         yield
+
+
+def for_step():
+    """A context for one training step (forward, backward, an optimizer's step): one BLAS thread.
+
+    See the module docstring for why; the cost of entering and leaving is a few microseconds.
+    """
+    return limit(1)
 
 
 def for_matrix(matrix):

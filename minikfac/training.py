@@ -39,7 +39,7 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from minikfac import backend, data, models, nn, optim
+from minikfac import backend, data, models, nn, optim, threads
 from minikfac.nn.activation import logistic
 
 #: Steps between two refreshes of the progress bar's loss (each one syncs the device).
@@ -129,16 +129,19 @@ def train_step(net, loss_fn, optimizer, X, y):
     """One optimisation step on the batch X (N, ...) with targets y (N, ...).
 
     Returns the batch's mean loss as a 0-d array (not a float: no device sync).
+    Runs with one BLAS thread (:func:`minikfac.threads.for_step`: a busy
+    machine would otherwise stall the threads of every small product).
     """
-    optimizer.zero_grad()
-    loss = loss_fn(net(X), y)
-    net.backward(loss_fn.backward(), input_grad=False)  # dL/dX of the data is never needed
-    # K-FAC needs the batch itself: it forwards part of it again for its curvature
-    # statistics, its quadratic model and the damping's reduction ratio.
-    if optimizer.needs_batch:
-        optimizer.step(X, y)
-    else:
-        optimizer.step()
+    with threads.for_step():
+        optimizer.zero_grad()
+        loss = loss_fn(net(X), y)
+        net.backward(loss_fn.backward(), input_grad=False)  # dL/dX of the data is never needed
+        # K-FAC needs the batch itself: it forwards part of it again for its curvature
+        # statistics, its quadratic model and its guard.
+        if optimizer.needs_batch:
+            optimizer.step(X, y)
+        else:
+            optimizer.step()
     return loss
 
 

@@ -57,3 +57,25 @@ def test_results_do_not_depend_on_the_threads(two_threads):
     np.testing.assert_allclose(values, np.maximum(default_values, 0), rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(inverse, default_inverse, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose((vectors * values) @ vectors.T, S, atol=1e-10)
+
+
+def test_training_steps_run_with_one_blas_thread(two_threads, monkeypatch):
+    """train_step and KFAC.step see one BLAS thread inside, and the machine's threads are back after."""
+    import minikfac as mk
+    from minikfac import training
+
+    seen = []
+    real_backward = mk.nn.Sequential.backward
+
+    def backward(self, *args, **kwargs):
+        seen.append(blas_threads())
+        return real_backward(self, *args, **kwargs)
+
+    monkeypatch.setattr(mk.nn.Sequential, "backward", backward)
+    net = mk.nn.Sequential(mk.nn.Linear(4, 3))
+    loss_fn = mk.nn.CrossEntropyLoss()
+    X, y = np.random.default_rng(0).normal(size=(8, 4)), np.arange(8) % 3
+    for optimizer in (mk.optim.SGD(net.parameters(), lr=0.1), mk.optim.KFAC(net, loss_fn)):
+        training.train_step(net, loss_fn, optimizer, X, y)
+    assert len(seen) >= 3 and all(all(n == 1 for n in threads_now) for threads_now in seen)  # K-FAC's pass too
+    assert all(n == 2 for n in blas_threads())

@@ -63,7 +63,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from minikfac import backend
+from minikfac import backend, threads
 from minikfac.curvature import backprop
 from minikfac.curvature.ekfac import chunk_scaling_sums
 from minikfac.curvature.kfac import factor_counts, hessian_weighted, input_factor_sum
@@ -281,8 +281,13 @@ class KFAC(Optimizer):
 
         X : (N, ...) the batch the gradients were computed on; y : its targets.
         Returns the update's diagnostics (also in ``self.last``). The
-        parameters' ``.grad`` are left as they were.
+        parameters' ``.grad`` are left as they were. Runs with one BLAS
+        thread (:func:`minikfac.threads.for_step`): its products are small.
         """
+        with threads.for_step():
+            return self._step(X, y)
+
+    def _step(self, X, y):
         k = self.steps + 1
         eta = self.hyper["weight_decay"]
         damping = self.damping + eta  # γ² = λ + η
