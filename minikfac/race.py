@@ -111,6 +111,9 @@ PROBLEMS = {
 
 
 def _check_problem(name):
+    """The :class:`Problem` called ``name`` (one of :data:`PROBLEMS`), or ``name`` itself if it is a Problem."""
+    if isinstance(name, Problem):
+        return name
     if name not in PROBLEMS:
         raise ValueError(f"problem must be one of {tuple(PROBLEMS)}, got {name!r}")
     return PROBLEMS[name]
@@ -481,7 +484,7 @@ def race(problems=None, quick=False, seed=0, progress=True, log=print, step_batc
          stop_at_target=()):
     """The whole race: :func:`race_problem` and :func:`step_cost` on each problem; a JSON-ready report.
 
-    problems : names (default all of :data:`PROBLEMS`); quick : see
+    problems : names or :class:`Problem` objects (default all of :data:`PROBLEMS`); quick : see
     :func:`race_problem` (and the step cost at batch 64 and 256, one repeat);
     step_batch_sizes : default 64, 128, 256, 512 (() skips the step cost);
     step_repeats : default 3 (1 when quick); max_train : see :func:`prepare`;
@@ -493,9 +496,8 @@ def race(problems=None, quick=False, seed=0, progress=True, log=print, step_batc
     ``step_cost`` ({name: step_cost's dict}), ``goals`` (:func:`check_goals`)
     and ``seconds`` (the wall clock of each part and the total).
     """
-    names = list(PROBLEMS) if problems is None else list(problems)
-    for name in names:
-        _check_problem(name)
+    chosen = [_check_problem(p) for p in (PROBLEMS if problems is None else problems)]
+    names = [problem.name for problem in chosen]
     if step_batch_sizes is None:
         step_batch_sizes = (64, 256) if quick else (64, 128, 256, 512)
     step_repeats = (1 if quick else 3) if step_repeats is None else step_repeats
@@ -509,16 +511,16 @@ def race(problems=None, quick=False, seed=0, progress=True, log=print, step_batc
     try:
         backend.set_backend(backend_name)
         backend.set_default_dtype(dtype)
-        for name in names:
+        for problem in chosen:
             clock = time.perf_counter()
-            report["problems"][name] = race_problem(name, quick, seed, progress, log, max_train, methods,
-                                                    stop_at_target=name in stop_at_target)
-            report["seconds"][name] = time.perf_counter() - clock
-        for name in names if step_batch_sizes else ():
+            report["problems"][problem.name] = race_problem(problem, quick, seed, progress, log, max_train,
+                                                            methods, stop_at_target=problem.name in stop_at_target)
+            report["seconds"][problem.name] = time.perf_counter() - clock
+        for problem in chosen if step_batch_sizes else ():
             clock = time.perf_counter()
-            report["step_cost"][name] = step_cost(name, step_batch_sizes, step_repeats, seed=seed,
-                                                  max_train=max_train, methods=methods, log=log)
-            report["seconds"][f"{name} step cost"] = time.perf_counter() - clock
+            report["step_cost"][problem.name] = step_cost(problem, step_batch_sizes, step_repeats, seed=seed,
+                                                          max_train=max_train, methods=methods, log=log)
+            report["seconds"][f"{problem.name} step cost"] = time.perf_counter() - clock
     finally:
         backend.set_backend(previous[0])
         backend.set_default_dtype(previous[1])

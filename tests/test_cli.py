@@ -108,7 +108,7 @@ def test_kfac_trains_an_autoencoder_end_to_end(tmp_path, capsys):
     assert last["test_loss"] < first["test_loss"] and set(first) >= {"test_loss", "test_squared_error"}
     assert _is_png(out / "loss_curve.png")
     printed = capsys.readouterr().out
-    assert "kfac (quadratic, λ 0.05 fixed, factored, empirical on 25% (≥ 128 examples), T 20)" in printed
+    assert "kfac (quadratic, λ 0.05 fixed, factored, empirical on 12.5% (≥ 128 examples), T 20)" in printed
     assert f"test squared error {report['test_squared_error']:.2f} per image" in printed
     assert "K-FAC: final λ 0.05, 0 refused steps" in printed
 
