@@ -238,13 +238,16 @@ def _label(method, lr):
     return "kfac (defaults)" if lr is None else f"{method} lr {lr:g}"
 
 
-def run_one(problem, method, lr, setup, epochs=None, seed=0, progress=False, stop_at_target=False):
+def run_one(problem, method, lr, setup, epochs=None, seed=0, progress=False, stop_at_target=False,
+            evaluations=EVALUATIONS):
     """Train ``problem``'s net with one optimizer; returns the run's record (a JSON-ready dict).
 
     method : "sgd", "adam" or "kfac"; lr : its learning rate (None for K-FAC's
     defaults); setup : :func:`prepare`'s; epochs : default the problem's;
     stop_at_target : end the run at the first measured point at or below the
-    target (the demo's races: the time to the target is what they show).
+    target (the demo's races: the time to the target is what they show);
+    evaluations : about how many times the training loss is measured
+    (:func:`evaluation_steps`).
 
     The record: ``method``, ``lr``, ``label``, ``steps``, ``train_seconds``
     (evaluations excluded), ``seconds_per_step``, ``curve`` ({"step",
@@ -265,7 +268,7 @@ def run_one(problem, method, lr, setup, epochs=None, seed=0, progress=False, sto
         raise ValueError(f"{problem.name}: batch_size {problem.batch_size} is larger than the "
                          f"{len(setup.X_train)} training examples")
     total = epochs * len(loader)
-    checkpoints = set(evaluation_steps(total))
+    checkpoints = set(evaluation_steps(total, evaluations))
     curve = {"step": [], "seconds": [], "train_loss": []}
     seconds = 0.0
 
@@ -362,7 +365,7 @@ def _versus(kfac, other):
 
 
 def race_problem(problem, quick=False, seed=0, progress=True, log=print, max_train=None, methods=METHODS,
-                 stop_at_target=False):
+                 stop_at_target=False, evaluations=EVALUATIONS):
     """Race the three methods on ``problem`` (a name or :class:`Problem`); returns a JSON-ready dict.
 
     quick : one learning rate per method (the sweep's middle) and a fifth of
@@ -371,6 +374,7 @@ def race_problem(problem, quick=False, seed=0, progress=True, log=print, max_tra
     methods : the contenders (default all three).
     stop_at_target : end each run when it reaches the target (see :func:`run_one`);
         then there is no suggested target (the runs stop before 80% of their budget).
+    evaluations : see :func:`run_one`.
 
     The dict: ``problem`` (its definition), ``epochs``, ``train_examples``,
     ``runs`` (records of :func:`run_one`, in the order sgd, adam, kfac),
@@ -385,7 +389,7 @@ def race_problem(problem, quick=False, seed=0, progress=True, log=print, max_tra
     for method in methods:
         sweep = problem.lrs.get(method, (None,))
         for lr in (sweep[len(sweep) // 2],) if quick else sweep:
-            record = run_one(problem, method, lr, setup, epochs, seed, progress, stop_at_target)
+            record = run_one(problem, method, lr, setup, epochs, seed, progress, stop_at_target, evaluations)
             runs.append(record)
             if log:
                 log(f"  {problem.name:<18} {_run_line(record)}")
@@ -481,7 +485,7 @@ def step_cost(problem, batch_sizes=(64, 128, 256, 512), repeats=3, periods=2, se
 
 def race(problems=None, quick=False, seed=0, progress=True, log=print, step_batch_sizes=None,
          step_repeats=None, max_train=None, backend_name="numpy", dtype="float32", methods=METHODS,
-         stop_at_target=()):
+         stop_at_target=(), evaluations=EVALUATIONS):
     """The whole race: :func:`race_problem` and :func:`step_cost` on each problem; a JSON-ready report.
 
     problems : names or :class:`Problem` objects (default all of :data:`PROBLEMS`); quick : see
@@ -490,7 +494,8 @@ def race(problems=None, quick=False, seed=0, progress=True, log=print, step_batc
     step_repeats : default 3 (1 when quick); max_train : see :func:`prepare`;
     backend_name, dtype : where and how to train (restored afterwards);
     methods : the contenders (default all three);
-    stop_at_target : names of the problems whose runs end at the target (:func:`run_one`).
+    stop_at_target : names of the problems whose runs end at the target (:func:`run_one`);
+    evaluations : about how many times each run measures its training loss.
 
     The report: ``settings``, ``problems`` ({name: race_problem's dict}),
     ``step_cost`` ({name: step_cost's dict}), ``goals`` (:func:`check_goals`)
@@ -514,7 +519,8 @@ def race(problems=None, quick=False, seed=0, progress=True, log=print, step_batc
         for problem in chosen:
             clock = time.perf_counter()
             report["problems"][problem.name] = race_problem(problem, quick, seed, progress, log, max_train,
-                                                            methods, stop_at_target=problem.name in stop_at_target)
+                                                            methods, stop_at_target=problem.name in stop_at_target,
+                                                            evaluations=evaluations)
             report["seconds"][problem.name] = time.perf_counter() - clock
         for problem in chosen if step_batch_sizes else ():
             clock = time.perf_counter()
