@@ -119,12 +119,22 @@ def _add_kfac_options(train):
                            f"(default: {_default('kfac_update')})")
     kfac.add_argument("--kl-clip", type=positive_float, metavar="κ",
                       help=f"KL bound of the kl_clip update (Ba et al. 2017) (default: {_default('kl_clip')})")
+    kfac.add_argument("--max-momentum", type=unit_float, metavar="μ",
+                      help="the quadratic update's momentum is kept in [0, μ] "
+                           f"(default: {_default('max_momentum')})")
+    kfac.add_argument("--kl-per-example", type=positive_float, metavar="κ",
+                      help="the quadratic update's trust region: a step's predicted KL divergence is at most "
+                           "κ × batch size × output variables per example "
+                           f"(default: {_default('kl_per_example')})")
     kfac.add_argument("--stats-fraction", type=fraction, metavar="F",
-                      help="fraction of each batch used for the factor statistics and the quadratic model "
-                           f"(M&G §8) (default: {_default('stats_fraction')})")
+                      help="fraction of each batch (its first rows) used for the factor statistics, the quadratic "
+                           f"model and the guard (M&G §8) (default: {_default('stats_fraction')})")
+    kfac.add_argument("--min-stats-examples", type=positive_int, metavar="N",
+                      help="but at least this many rows, or the whole batch "
+                           f"(default: {_default('min_stats_examples')})")
     kfac.add_argument("--inverse-interval", type=positive_int, metavar="T",
-                      help="steps between eigendecompositions of the factors A and G (M&G §8) "
-                           f"(default: {_default('inverse_interval')})")
+                      help="steps between refreshes of the damped factors' inverses (M&G §8; also when λ moves by "
+                           f"2×) (default: {_default('inverse_interval')})")
     kfac.add_argument("--factor-decay", type=unit_float, metavar="ε",
                       help="decay of the running averages of A and G, min(1 - 1/k, ε) at step k (M&G §5) "
                            f"(default: {_default('factor_decay')})")

@@ -57,7 +57,8 @@ DEFAULT_LR = {"sgd": 0.1, "adam": 3e-3}
 #: Their value None means K-FAC's own default (:func:`kfac_defaults`); they are for
 #: optimizer "kfac" only.
 KFAC_ARGS = {
-    "damping": "damping", "kfac_update": "update", "kl_clip": "kl_clip", "stats_fraction": "stats_fraction",
+    "damping": "damping", "kfac_update": "update", "kl_clip": "kl_clip", "max_momentum": "max_momentum",
+    "kl_per_example": "kl_per_example", "stats_fraction": "stats_fraction", "min_stats_examples": "min_stats_examples",
     "inverse_interval": "inverse_interval", "factor_decay": "factor_decay", "kfac_kind": "kind",
     "adapt_damping": "adapt_damping", "factored_damping": "factored", "preconditioner": "preconditioner",
 }

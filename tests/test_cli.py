@@ -83,6 +83,10 @@ def test_resume_of_another_model_is_refused(tmp_path, capsys):
                                              "the quadratic update chooses its step size"),
     (["--optimizer", "kfac", "--kfac-update", "quadratic", "--momentum", "0.5"], "--momentum applies to"),
     (["--stats-fraction", "0"], "--stats-fraction: expected a number in (0, 1]"),
+    (["--max-momentum", "1"], "--max-momentum: expected a number in [0, 1)"),
+    (["--kl-per-example", "0"], "--kl-per-example: expected a number > 0"),
+    (["--min-stats-examples", "0"], "--min-stats-examples: expected an integer >= 1"),
+    (["--optimizer", "adam", "--kl-per-example", "0.1"], "--kl-per-example: K-FAC options, for --optimizer kfac only"),
     (["--kfac-kind", "fisher"], "invalid choice: 'fisher'"),
     (["--exact-damping", "--factored-damping"], "not allowed with argument --exact-damping"),
 ])
@@ -119,7 +123,8 @@ def test_train_help_lists_the_kfac_options(capsys):
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     assert "K-FAC options" in text and "Martens & Grosse 2015" in text
-    for flag in ("--damping", "--kfac-update", "--kl-clip", "--stats-fraction", "--inverse-interval",
+    for flag in ("--damping", "--kfac-update", "--kl-clip", "--max-momentum", "--kl-per-example", "--stats-fraction",
+                 "--min-stats-examples", "--inverse-interval",
                  "--factor-decay", "--kfac-kind", "--no-adapt-damping", "--exact-damping", "--preconditioner"):
         assert flag in text, flag
 
