@@ -25,7 +25,6 @@ This module only parses arguments and prints; the work is done by
 """
 
 import argparse
-import inspect
 import json
 import os
 import sys
@@ -33,7 +32,7 @@ import sys
 
 from minikfac import backend, models, training
 from minikfac.curvature.backprop import KINDS
-from minikfac.optim.kfac import KFAC, PRECONDITIONERS, UPDATES
+from minikfac.optim.kfac import PRECONDITIONERS, UPDATES
 
 DATASETS = ("digits", "mnist", "mnist16")
 MODELS = models.MODELS
@@ -133,8 +132,9 @@ def _add_kfac_options(train):
                       help="but at least this many rows, or the whole batch "
                            f"(default: {_default('min_stats_examples')})")
     kfac.add_argument("--inverse-interval", type=positive_int, metavar="T",
-                      help="steps between refreshes of the damped factors' inverses (M&G §8; also when λ moves by "
-                           f"2×) (default: {_default('inverse_interval')})")
+                      help="steps between refreshes of the damped factors' inverses, or of the eigendecompositions "
+                           "with --exact-damping or ekfac (M&G §8); factored damping also refreshes when λ moves "
+                           f"by 2× (default: {_default('inverse_interval')})")
     kfac.add_argument("--factor-decay", type=unit_float, metavar="ε",
                       help="decay of the running averages of A and G, min(1 - 1/k, ε) at step k (M&G §5) "
                            f"(default: {_default('factor_decay')})")
@@ -316,8 +316,7 @@ def _kfac_settings(report):
     damping = f"λ {report['damping']:g} {'adapted' if adapted else 'fixed'}"
     factored = report["factored_damping"] if report["factored_damping"] is not None else True
     style = "EKFAC" if report["preconditioner"] == "ekfac" else "factored" if factored else "exact"
-    least = inspect.signature(KFAC).parameters["min_stats_examples"].default
-    statistics = f"{report['kfac_kind']} on {100 * report['stats_fraction']:g}% (≥ {least} examples)"
+    statistics = f"{report['kfac_kind']} on {100 * report['stats_fraction']:g}% (≥ {report['min_stats_examples']} examples)"
     return f"{update}, {damping}, {style}, {statistics}, T {report['inverse_interval']}"
 
 

@@ -21,8 +21,8 @@ of a problem starts from the same initial weights (the seed) and sees the same
 mini-batches in the same order, so the optimizers alone differ.
 
 The per-step cost is measured apart (:func:`step_cost`): medians of blocks of
-consecutive steps, K-FAC's blocks spanning whole inverse periods so that its
-eigendecompositions are counted.
+consecutive steps, K-FAC's blocks spanning whole inverse periods so that the
+formation of its inverses is counted.
 
 This module only computes and returns JSON-ready dicts; the figures are
 :func:`minikfac.plot.race_figures` and the command is ``minikfac bench``.
@@ -435,8 +435,8 @@ def step_cost(problem, batch_sizes=(64, 128, 256, 512), repeats=3, periods=2, se
     timed blocks of ``periods`` × T consecutive steps (T = K-FAC's inverse
     interval; :data:`INVERSE_INTERVAL` when K-FAC is not measured),
     the methods taking turns so that a shared machine's drift hits all alike;
-    a K-FAC block therefore holds ``periods`` eigendecomposition steps and the
-    steps between, i.e. its real average. Steps draw successive mini-batches
+    a K-FAC block therefore holds ``periods`` steps that form the inverses and
+    the steps between, i.e. its real average. Steps draw successive mini-batches
     of the training split (batch sizes larger than the split are skipped:
     None). Learning rates: each sweep's middle value; K-FAC's defaults.
 
@@ -463,7 +463,7 @@ def step_cost(problem, batch_sizes=(64, 128, 256, 512), repeats=3, periods=2, se
             batches = _cycle(data.DataLoader(setup.X_train, setup.Y_train, size, seed=seed, drop_last=True))
             steps[method] = (lambda n=net, f=loss_fn, o=optimizer, b=batches:
                              training.train_step(n, f, o, *next(b)))
-        block = periods * interval  # K-FAC's blocks hold `periods` eigendecompositions
+        block = periods * interval  # K-FAC's blocks hold `periods` refreshes of its inverses
         for method in methods:
             _timed_block(steps[method], interval)  # warm-up: one inverse period
         samples = {method: [] for method in methods}

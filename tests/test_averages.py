@@ -60,3 +60,26 @@ def test_add_leaves_the_previous_state_untouched():
         averages.add_rows(tentative, "A", rng.standard_normal((2, 6)), 2, 0.9)
     for name, value in old.items():
         np.testing.assert_array_equal(entry[name], value)
+
+
+def test_rows_are_folded_before_their_weights_overflow():
+    """A small ε and no fold for many steps: Q would shrink towards 0 and the kept rows' weights 1/√Q grow
+    until float32 overflows. They are folded in before Q < MIN_DECAY, and the average stays the EMA's."""
+    rng = np.random.default_rng(3)
+    blocks = [rng.standard_normal((2, 300)).astype(np.float32) for _ in range(60)]
+    decays = [0.0] + [0.1] * 59
+    entry = {}
+    for rows, decay in zip(blocks, decays):
+        assert np.isfinite(averages.add_rows(entry, "A", rows, 2, decay))
+        assert entry["A_decay"] >= averages.MIN_DECAY
+    want = step_by_step([b.astype(np.float64) for b in blocks], [2] * 60, decays)
+    np.testing.assert_allclose(averages.current(entry, "A"), want, rtol=1e-4, atol=1e-6)
+
+
+def test_the_check_number_shows_a_non_finite_row():
+    entry = {}
+    averages.add_rows(entry, "A", np.ones((2, 6)), 2, 0.0)
+    rows = np.ones((2, 6))
+    rows[1, 3] = np.nan
+    assert not np.isfinite(averages.add_rows(dict(entry), "A", rows, 2, 0.5))  # kept rows
+    assert not np.isfinite(averages.add_sum(dict(entry), "A", rows.T @ rows, 2, 0.5))  # summed at once

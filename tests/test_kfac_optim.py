@@ -293,7 +293,7 @@ def test_kl_bound_counts_the_output_variables_of_the_loss():
     """kl_per_example × B × V: V = 1 for a class label (cross-entropy's C logits), D_out for MSE and BCE."""
     net = nn.Sequential(nn.Linear(4, 3))
     for loss_fn, variables in ((nn.CrossEntropyLoss(), 1), (nn.MSELoss(), 3), (nn.BCEWithLogitsLoss(), 3)):
-        assert KFAC(net, loss_fn, kl_per_example=0.01).kl_bound(16) == pytest.approx(0.16 * variables)
+        assert KFAC(net, loss_fn, kl_per_example=0.01).kl_bound(16, 3) == pytest.approx(0.16 * variables)
 
 
 def test_kl_clip_scales_the_proposal_and_adds_momentum():
@@ -486,6 +486,26 @@ def test_non_finite_batch_is_refused_also_where_the_inverses_are_formed(backend_
     _assert_unchanged(net, opt, snapshot, damping, "not finite")
     backward(net, loss_fn, X, y)
     assert not opt.step(X, y)["refused"]
+
+
+def test_non_finite_rows_kept_for_later_are_refused_too():
+    """With 4 rows per step and 21 inputs, A's rows are kept rather than summed: an infinite input in them
+    is refused at once, not folded into the average at the next refresh."""
+    net, loss_fn = nn.Sequential(nn.Linear(20, 3)), nn.CrossEntropyLoss()
+    X, y = inputs_and_targets((20,), "ce", n=4, seed=4)
+    opt = KFAC(net, loss_fn, damping=0.1, inverse_interval=50)
+    backward(net, loss_fn, X, y)
+    opt.step(X, y)
+    backward(net, loss_fn, X, y)
+    opt.step(X, y)
+    assert opt.state[0]["A_rows"].shape == (4, 21)  # kept, not yet folded
+    bad = X.copy()
+    bad[2, 5] = np.inf
+    backward(net, loss_fn, X, y)  # a finite gradient: only the statistics see the bad row
+    snapshot, damping = _snapshot(net, opt), opt.damping
+    with np.errstate(all="ignore"):
+        opt.step(bad, y)
+    _assert_unchanged(net, opt, snapshot, damping, "not finite")
 
 
 def test_finite_but_huge_parameters_are_refused(monkeypatch):

@@ -229,7 +229,7 @@ kl = np.array([d["kl"] for d in diagnostics])  # ½ δᵀFδ, the step's predict
 checks = [(k, d["rho_interval"]) for k, d in zip(steps, diagnostics) if d["rho_interval"] is not None]
 refreshed = [k for k, d in zip(steps, diagnostics) if d["refreshed"]]
 omega = (19 / 20) ** opt.hyper["damping_interval"]
-bound = opt.kl_bound(problem.batch_size)
+bound = opt.kl_bound(problem.batch_size, 10)  # 10 logits, one class label per example
 print(f"{len(diagnostics)} steps, {sum(bool(d['refused']) for d in diagnostics)} refused")
 print(f"ρ per step: median {np.median(rho):.2f} (range {rho.min():.2f}..{rho.max():.2f}); over the "
       f"{len(checks)} intervals of {opt.hyper['damping_interval']} steps: {min(r for _, r in checks):.2f}.."

@@ -186,8 +186,10 @@ def damped_inverse(S, shift):
     A Cholesky factorisation and its inverse cost about k³ operations against
     about 9k³ for ``eigh`` (785×785 in float32: 8 ms against 70 ms here), which
     is why factored damping (:func:`factored_inverses`) goes this way. On NumPy
-    it calls LAPACK's potrf/potri through SciPy; on other backends it takes
-    the backend's general ``linalg.inv`` (CuPy has no potri).
+    it calls LAPACK's potrf/potri through SciPy, which also tells when S is not
+    positive definite; on other backends it takes the backend's general
+    ``linalg.inv`` (CuPy has no potri), which does not (a PSD S plus a shift is
+    positive definite in exact arithmetic; only rounding could break that).
     """
     _check_square("S", S, "damped_inverse")
     xp = backend.get_array_module(S)

@@ -105,6 +105,11 @@ def logistic(x):
     Bernoulli variance σ(1 − σ) is e·r² (:mod:`minikfac.nn.loss`).
     """
     xp = backend.get_array_module(x)
+    x = xp.asarray(x)
+    if x.ndim == 0:  # the in-place steps below need an array, not the scalar a 0-d operation returns
+        return tuple(v.reshape(()) for v in logistic(x.reshape(1)))
+    if x.dtype.kind != "f":
+        x = x.astype(xp.float64)
     e = xp.abs(x)
     xp.negative(e, out=e)
     xp.exp(e, out=e)

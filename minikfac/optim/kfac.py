@@ -301,6 +301,7 @@ class KFAC(Optimizer):
             refresh = self._needs_refresh(k, damping)
             if refresh and not (bool(finite) and self._refresh(tentative, damping)):
                 return self._refuse("not finite")
+            formed = damping if refresh else self.state["global"]["inverse_damping"]
             if self.hyper["preconditioner"] == "ekfac":
                 self._update_scalings(tentative, chunk, k)
             directions = [self._directions(index, entry, grad, damping)
@@ -308,7 +309,7 @@ class KFAC(Optimizer):
             terms = self._model_terms(chunk if self._with_model() else None, directions, gradients)
             h_before = self._objective(X, y, chunk.output)
         numbers = quadratic.model_numbers(*terms, h_before, finite)
-        coefficients = self._coefficients(numbers, damping, batch_size)
+        coefficients = self._coefficients(numbers, damping, self.kl_bound(batch_size, chunk.output.shape[1]))
         if coefficients is None:
             return self._refuse("not finite")
         update = self._combine(coefficients, directions)
@@ -320,7 +321,7 @@ class KFAC(Optimizer):
             return self._refuse("not finite")
         if quadratic.far_above_promise(actual, predicted, numbers.objective):
             return self._refuse("above the promise")
-        self._commit(candidates, tentative, update)
+        self._commit(candidates, tentative, update, formed)
         self.steps = k
         rho_interval = self._adapt_damping(k, actual, predicted)
         self.last = {"alpha": float(coefficients[0]), "mu": float(coefficients[1]) if len(coefficients) > 1 else 0.0,
@@ -355,42 +356,41 @@ class KFAC(Optimizer):
         The running averages of A and G take this step's rows through :mod:`.averages`, which
         folds them in when the averages are read (:meth:`_refresh`) or the rows would outnumber them.
         """
-        decay = min(1.0 - 1.0 / k, self.hyper["factor_decay"])
+        decay = self._decay(k)
         xp = backend.get_array_module(chunk.output)
-        squares, entries = [], []
+        checks, entries = [], []
         for index, (stats, counts) in enumerate(zip(chunk.layers, factor_counts(chunk.stop - chunk.start, chunk))):
             entry = dict(self.state.get(index, {}))
             # A from ā: its rows kept while they are fewer than D_in + 1, else summed at once without ā.
             rows, width = stats.raw.size // stats.raw.shape[-1], stats.raw.shape[-1] + has_bias(stats.layer)
             if "A" in entry and averages.keeps_rows(rows, width):
-                inputs = stats.inputs.reshape(rows, width)
-                averages.add_rows(entry, "A", inputs, counts[0], decay)
-                squares.append(xp.vdot(inputs, inputs))
+                checks.append(averages.add_rows(entry, "A", stats.inputs.reshape(rows, width), counts[0], decay))
             else:
-                total = input_factor_sum(stats)
-                squares.append(xp.trace(total))  # Σ of the squares of ā's entries
-                averages.add_sum(entry, "A", total, counts[0], decay)
+                checks.append(averages.add_sum(entry, "A", input_factor_sum(stats), counts[0], decay))
             grads = stats.grads.reshape(-1, stats.grads.shape[-1])  # g rows, (K·n·L, D_out)
             if chunk.output_hessian is None:
-                averages.add_rows(entry, "G", grads, counts[1], decay)
+                checks.append(averages.add_rows(entry, "G", grads, counts[1], decay))
             else:  # the GGN's G = Σ g (H g)ᵀ, not a Gram matrix: summed at once
                 right = hessian_weighted(stats.grads, chunk.output_hessian).reshape(grads.shape)
-                averages.add_sum(entry, "G", grads.T @ right, counts[1], decay)
-                squares.append(xp.vdot(right, right))
-            squares.append(xp.vdot(grads, grads))
+                checks.append(averages.add_sum(entry, "G", grads.T @ right, counts[1], decay))
             entries.append(entry)
-        # A non-finite input or gradient makes its sum of squares non-finite.
-        return entries, xp.all(xp.isfinite(xp.stack(squares)))
+        # Each add returns a number that is finite only if what it stored is (averages.py).
+        return entries, xp.all(xp.isfinite(xp.stack(checks)))
+
+    def _decay(self, k):
+        """ε_k = min(1 − 1/k, factor_decay): the running averages' weight on the past at step k (M&G §5)."""
+        return min(1.0 - 1.0 / k, self.hyper["factor_decay"])
 
     def factors(self, index):
         """The running averages (A, G) of layer ``index`` up to the last step, (D_in + 1, D_in + 1) and
-        (D_out, D_out), brought up to date without changing the state (see :mod:`.averages`)."""
+        (D_out, D_out), brought up to date without changing the state (see :mod:`.averages`); copies."""
         entry = self.state[index]
-        return averages.current(entry, "A"), averages.current(entry, "G")
+        return tuple(backend.get_array_module(entry["A"]).array(averages.current(entry, name), copy=True)
+                     for name in ("A", "G"))
 
     def _update_scalings(self, entries, chunk, k):
         """EKFAC's s ← εs + (1−ε)s_new, s_new = diag(Qᵀ F_l Q) of the chunk in the current eigenbasis Q."""
-        decay = min(1.0 - 1.0 / k, self.hyper["factor_decay"])
+        decay = self._decay(k)
         for entry, stats in zip(entries, chunk.layers):
             s_new = chunk_scaling_sums(stats, chunk.output_hessian, entry["U_A"], entry["U_G"])
             s_new = s_new / (chunk.stop - chunk.start)  # a mean over examples only
@@ -402,17 +402,23 @@ class KFAC(Optimizer):
         if (k - 1) % self.hyper["inverse_interval"] == 0 or 0 not in self.state:
             return True
         formed = self.state["global"]["inverse_damping"]
-        return layer_state_names(self.hyper) is FACTORED_STATE and not 1 / REFORM_FACTOR <= damping / formed <= REFORM_FACTOR
+        return self._factored() and not (formed > 0 and 1 / REFORM_FACTOR <= damping / formed <= REFORM_FACTOR)
+
+    def _factored(self):
+        """Whether the preconditioner uses factored damping's inverses (else the eigendecompositions)."""
+        return layer_state_names(self.hyper) is FACTORED_STATE
 
     def _refresh(self, entries, damping):
-        """Form every layer's inverses or eigendecompositions into ``entries``; False if one is not finite.
+        """Form every layer's inverses or eigendecompositions into ``entries`` (after folding the kept rows
+        into the averages); False if an inverse could not be formed (factored damping; the statistics'
+        finiteness is checked before, for every way of preconditioning).
 
         EKFAC's scalings restart from K-FAC's eigenvalues in the new basis (George et al. 2018).
         """
         for entry in entries:
             averages.fold(entry, "A")
             averages.fold(entry, "G")
-            if layer_state_names(self.hyper) is FACTORED_STATE:
+            if self._factored():
                 inverses = factored_inverses(entry["A"], entry["G"], damping)
                 if inverses is None:
                     return False
@@ -422,7 +428,6 @@ class KFAC(Optimizer):
             entry["g_eigs"], entry["U_G"] = eigh_factor(entry["G"])
             if self.hyper["preconditioner"] == "ekfac":
                 entry["scalings"] = entry["g_eigs"][:, None] * entry["a_eigs"][None, :]
-        self._formed_damping = damping
         return True
 
     def _directions(self, index, entry, grad, damping):
@@ -485,11 +490,11 @@ class KFAC(Optimizer):
             fisher = xp.einsum("knd,jnd->kj", jvp, weighted) / jvp.shape[1]
         return fisher, dots, b
 
-    def _coefficients(self, numbers, damping, batch_size):
+    def _coefficients(self, numbers, damping, kl_bound):
         """(α, μ) (or (α,)) as a float64 array from the host numbers; None if they are not finite.
 
         The quadratic update's (α, μ) are then scaled down, if needed, so that the step's predicted
-        KL divergence is at most ``kl_per_example`` × ``batch_size`` (:func:`quadratic.within_kl`).
+        KL divergence is at most ``kl_bound`` (:meth:`kl_bound`, :func:`quadratic.within_kl`).
         """
         if not numbers.finite:
             return None
@@ -501,16 +506,20 @@ class KFAC(Optimizer):
             if not curvature[0, 0] > 0:
                 return None
             coefficients = quadratic.solve_step(curvature, numbers.b, self.hyper["max_momentum"])[0]
-            return quadratic.within_kl(coefficients, numbers.fisher, self.kl_bound(batch_size))
+            return quadratic.within_kl(coefficients, numbers.fisher, kl_bound)
         lr, momentum = self.hyper["lr"], self.hyper["momentum"]
         nu = min(1.0, math.sqrt(self.hyper["kl_clip"] / (lr * lr * abs(numbers.b[0]))))
         return np.array([lr * nu, momentum][:count])
 
-    def kl_bound(self, batch_size):
-        """The quadratic update's trust region for a batch of ``batch_size``: ``kl_per_example`` × B × the
-        number of output variables of one example (1 for a label, D_out for MSE's or BCE's outputs)."""
-        variables = self.loss_fn.output_variables(self.layers[-1].weight.shape[0])
-        return self.hyper["kl_per_example"] * batch_size * variables
+    def kl_bound(self, batch_size, outputs):
+        """The quadratic update's trust region: the largest ½δᵀFδ (a mean KL divergence per example).
+
+        ``kl_per_example`` × B × V for a batch of B examples whose network
+        outputs have ``outputs`` (D_out) numbers: V = 1 for a class label, D_out
+        for MSE's or BCE's independent outputs (:meth:`minikfac.nn.Loss.output_variables`).
+        The bound grows by ``kl_per_example`` (times V) with every example of the batch.
+        """
+        return self.hyper["kl_per_example"] * batch_size * self.loss_fn.output_variables(outputs)
 
     # -- the guard, the commit, the damping --------------------------------- #
     def _objective(self, X, y, out=None):
@@ -568,7 +577,9 @@ class KFAC(Optimizer):
                 p.data = data
         return float(backend.to_numpy(value.astype(backend.get_array_module(value).float64)))
 
-    def _commit(self, candidates, tentative, update):
+    def _commit(self, candidates, tentative, update, formed):
+        """Write the candidates into the parameters, the tentative state into the state; ``formed``:
+        the damping the inverses in use were formed with."""
         for index, (layer, (weight, bias), entry, delta) in enumerate(zip(self.layers, candidates, tentative,
                                                                            update)):
             layer.weight.data[...] = weight
@@ -576,13 +587,10 @@ class KFAC(Optimizer):
                 layer.bias.data[...] = bias
             entry["update"] = delta
             self.state[index] = entry
-        if hasattr(self, "_formed_damping"):
-            self.state["global"]["inverse_damping"] = self._formed_damping
-            del self._formed_damping
+        self.state["global"]["inverse_damping"] = formed
 
     def _refuse(self, reason):
         """Leave everything as it was, raise λ; see the module docstring, step 5."""
-        self.__dict__.pop("_formed_damping", None)
         glob = self.state["global"]
         glob["damping"] = min(glob["damping"] * REFUSED_DAMPING_FACTOR, MAX_DAMPING)
         glob["refused"] += 1
@@ -617,10 +625,10 @@ class KFAC(Optimizer):
                 valid = isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 0
             else:
                 valid = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) and (
-                    value > 0 if name == "damping" else value >= 0 if name == "inverse_damping" else True)
+                    0 < value <= MAX_DAMPING if name == "damping" else value >= 0 if name == "inverse_damping" else True)
             if name not in GLOBAL_STATE or not valid:
                 raise ValueError(f"{owner}.load_state_dict: state['global'][{name!r}] = {value!r} is not valid "
-                                 f"(expected {list(GLOBAL_STATE)}: damping > 0, refused an integer >= 0, "
+                                 f"(expected {list(GLOBAL_STATE)}: damping in (0, {MAX_DAMPING:g}], refused an integer >= 0, "
                                  "inverse_damping >= 0, the sums finite)")
             return int(value) if name == "refused" else float(value)
         if isinstance(key, bool) or not isinstance(key, numbers.Integral) or not 0 <= key < len(self.layers):
@@ -657,7 +665,8 @@ class KFAC(Optimizer):
                 or set(state_dict.get("hyper", {})) != set(self.hyper):
             return super().load_state_dict(state_dict)  # the base class says what is wrong
         saved = state_dict.get("state", {})
-        if not isinstance(saved, dict) or set(saved.get("global", {})) != set(GLOBAL_STATE):
+        if not isinstance(saved, dict) or not isinstance(saved.get("global"), dict) \
+                or set(saved["global"]) != set(GLOBAL_STATE):
             raise ValueError(f"KFAC.load_state_dict: the checkpoint has no 'global' state with {list(GLOBAL_STATE)}")
         wanted = set(layer_state_names(self._check_hyper(dict(state_dict["hyper"]))))
         if any(key != "global" for key in saved):

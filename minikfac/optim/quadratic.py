@@ -18,14 +18,16 @@ Step and momentum (§7). K-FAC's proposal Δ = −F̂⁻¹∇h and the previous 
 and at the minimum M(δ) = ½ (α ∇hᵀΔ + μ ∇hᵀδ₀). Without a previous update μ = 0
 and α = −∇hᵀΔ / ΔᵀCΔ.
 
-Damping (§6.5). Every T₁ steps the reduction ratio
+Damping (§6.5). The reduction ratio
 
     ρ = (h(θ + δ) − h(θ)) / M_h(δ),     M_h(δ) = ½ δᵀ (F + η I) δ + ∇hᵀ δ,
 
-compares the actual change of h with the change the model predicts. We leave
-the trust-region term λ out of M_h: it is not part of h's curvature, and ρ
-should say how well F describes h. Then λ ← ω₁λ if ρ > 3/4 (the model is good:
-trust it more), λ ← λ/ω₁ if ρ < 1/4, with ω₁ = (19/20)^T₁.
+compares the actual change of h with the change the model predicts (the
+optimizer has both at every step, from its guard). We leave the trust-region
+term λ out of M_h: it is not part of h's curvature, and ρ should say how well
+F describes h. Every T₁ steps, with ρ the ratio of the interval's summed
+changes, λ ← ω₁λ if ρ > 3/4 (the model is good: trust it more), λ ← λ/ω₁ if
+ρ < 1/4, with ω₁ = (19/20)^T₁.
 
 The guard (:func:`far_above_promise`). A step whose h rose by more than the
 model promised it would fall (ρ < −1) is refused: the model is wrong there.
