@@ -18,7 +18,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 TUTORIALS = sorted((ROOT / "tutorials").glob("[0-9][0-9]_*.py"))
-#: The issue's budget is 60 s on 2 cores; the test allows twice that for a loaded CI machine.
+#: A tutorial's budget is 60 s on 2 cores; the test allows twice that for a loaded CI machine.
 TIME_LIMIT = 120
 
 
