@@ -80,10 +80,13 @@ def test_goals_judge_accuracy_ratios_bounds_and_step_cost():
     adam = _run("adam", 1e-3, None, 0.2, steps=100)  # never reached: K-FAC's ratio is < 20/100
     result = {"problem": {"goals": {"accuracy": 0.97, "iterations": 1 / 3, "seconds": 0.1}}, "epochs": 10,
               "runs": [adam, kfac], "best": {"adam": 0, "kfac": 1}, "kfac_vs": {"adam": race._versus(kfac, adam)}}
-    cost = {"batch_sizes": [256, 512], "inverse_interval": 20, "ratio_to_sgd": {"kfac": [1.2, 1.6]}}
+    size, limit = race.STEP_COST_GOAL
+    cost = {"batch_sizes": [256, size], "inverse_interval": 20, "ratio_to_sgd": {"kfac": [1.0, limit * 1.2]}}
     goals = race.check_goals({"problems": {"toy": result}, "step_cost": {"toy": cost}})
     assert [(g["value"], g["met"], g["upper_bound"]) for g in goals] == [
-        (0.975, True, False), (0.2, True, True), (0.2, None, True), (1.6, False, False)]  # None: undecided
+        (0.975, True, False), (0.2, True, True), (0.2, None, True), (limit * 1.2, False, False)]  # None: undecided
+    cost["ratio_to_sgd"]["kfac"] = [limit * 2, limit * 0.9]  # only the goal's batch size is judged
+    assert race.check_goals({"problems": {"toy": result}, "step_cost": {"toy": cost}})[-1]["met"] is True
 
 
 def test_a_batch_larger_than_the_data_is_refused():
