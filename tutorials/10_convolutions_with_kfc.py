@@ -337,10 +337,11 @@ print(f"K-FAC reaches {best_adam}'s final loss {adam_final:.4f} at step {kfac_re
 
 # %% [markdown]
 # Despite the inexact conv blocks, K-FAC trains this CNN in fewer iterations than Adam at either
-# learning rate: it reaches the best Adam's final loss about 40% earlier and ends at less than half of
-# it. Per second the order flips: a K-FAC step costs several Adam steps here (its statistics, the
-# eigendecompositions of A up to 513×513 every 20 steps, the quadratic model; the ratio is printed
-# above), so on a CPU it reaches Adam's final loss later than Adam does.
+# learning rate: it reaches the best Adam's final loss in less than half the steps and ends at about
+# a fifth of it. Per second the order can flip: a K-FAC step costs several Adam steps here (its statistics, the
+# inverses of A up to 513×513, the quadratic model and its guard; the ratio is printed above), so on
+# a CPU it may reach Adam's final loss later than Adam does. The printed seconds say which it was on
+# your machine; we do not check them, since a busy machine changes them.
 #
 # ## What we checked
 
@@ -368,9 +369,6 @@ assert kfac_run["loss"][-1] < adam_final, "K-FAC ends with a lower training loss
 assert kfac_reach <= 0.7 * kfac_run["step"][-1], "K-FAC reaches Adam's final loss with 30% of the steps to spare"
 assert kfac_run["loss"][-1] < 0.6 * adam_final, "K-FAC's final training loss is well below Adam's"
 assert kfac_run["test_accuracy"] >= 0.95, "K-FAC's CNN reaches 95% test accuracy in 3 epochs"
-assert kfac_run["ms_per_step"] > 1.5 * cnn_runs[best_adam]["ms_per_step"], "a K-FAC step costs several Adam steps"
-assert kfac_reach_seconds > cnn_runs[best_adam]["seconds"][-1], \
-    "per second, K-FAC reaches Adam's final loss later than Adam"
 
 # %% [markdown]
 # ## Summary
@@ -383,7 +381,7 @@ assert kfac_reach_seconds > cnn_runs[best_adam]["seconds"][-1], \
 #   example they are strongly correlated, and the exact block needs long-range pairs. The
 #   assumption that looks safest on the pooled statistic costs most.
 # - As a preconditioner KFC still works: K-FAC trained the CNN in fewer iterations than Adam and to
-#   a lower loss, though not in fewer seconds on a CPU.
+#   a lower loss; in seconds, on a CPU, its dearer step costs it much of that lead.
 #
 # ## Try this
 #
