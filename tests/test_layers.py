@@ -234,6 +234,20 @@ def test_eval_mode_keeps_no_cache_and_refuses_backward():
     net.backward(np.ones_like(out))
 
 
+def test_mode_block_sets_every_module_and_restores_each_ones_own_mode():
+    net = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
+    net[1].eval()  # a mixed network: the block must give each module back its own mode
+    before = [m.training for m in net.modules()]
+    with net.mode(training=False):
+        assert not any(m.training for m in net.modules())
+    assert [m.training for m in net.modules()] == before
+    with pytest.raises(ValueError, match="inside"):
+        with net.mode(training=True):
+            assert all(m.training for m in net.modules())
+            raise ValueError("inside")
+    assert [m.training for m in net.modules()] == before
+
+
 def test_parameters_in_network_order_weight_before_bias():
     net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2, bias=False), nn.Conv2d(1, 1, 1))
     names = [name for name, _ in net.named_parameters()]

@@ -219,25 +219,22 @@ def _chunk_generator(net, loss_fn, X, y, kind, samples, seed, chunk_size, layers
     rng = backend.default_rng(seed, like=X) if kind == "mc" else None
     params = net.parameters()
     saved_grads = [p.grad for p in params]
-    saved_modes = [(m, m.training) for m in net.modules()]
-    net.train()
     try:
-        for start in range(0, X.shape[0], chunk_size):
-            stop = min(start + chunk_size, X.shape[0])
-            out = net(X[start:stop])
-            targets = None if y is None else y[start:stop]
-            stacked = cotangents(loss_fn, out, kind, targets, samples, rng)
-            # Only g is needed (the layers cache it); no parameter gradient is formed,
-            # so the caller's .grad arrays are never written to.
-            with no_parameter_grads():  # one cotangent goes unstacked: the layers' plain path is the fastest
-                net.backward(stacked[0] if stacked.shape[0] == 1 else stacked, input_grad=False)
-            hessian = loss_fn.output_hessian(out) if kind == "ggn" else None
-            yield Chunk(start, stop, [_layer_statistics(layer) for layer in layers], hessian, out)
+        with net.mode(training=True):
+            for start in range(0, X.shape[0], chunk_size):
+                stop = min(start + chunk_size, X.shape[0])
+                out = net(X[start:stop])
+                targets = None if y is None else y[start:stop]
+                stacked = cotangents(loss_fn, out, kind, targets, samples, rng)
+                # Only g is needed (the layers cache it); no parameter gradient is formed,
+                # so the caller's .grad arrays are never written to.
+                with no_parameter_grads():  # one cotangent goes unstacked: the layers' plain path is the fastest
+                    net.backward(stacked[0] if stacked.shape[0] == 1 else stacked, input_grad=False)
+                hessian = loss_fn.output_hessian(out) if kind == "ggn" else None
+                yield Chunk(start, stop, [_layer_statistics(layer) for layer in layers], hessian, out)
     finally:
         for p, grad in zip(params, saved_grads):
             p.grad = grad
-        for module, mode in saved_modes:
-            module.training = mode
         net.clear_cache()
 
 

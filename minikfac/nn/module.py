@@ -209,6 +209,22 @@ class Module:
         """Evaluation mode: forward keeps no caches (less memory); backward is refused."""
         return self.train(False)
 
+    @contextlib.contextmanager
+    def mode(self, training):
+        """Within the block every module is in training mode (``True``) or eval mode (``False``);
+        on leaving, also after an error, each module gets back the mode it had.
+
+        For passes a library makes over a user's network (the curvature statistics, K-FAC's guard)
+        without changing the mode the user set.
+        """
+        saved = [(m, m.training) for m in self.modules()]
+        self.train(training)
+        try:
+            yield self
+        finally:
+            for module, training_before in saved:
+                module.training = training_before
+
     def clear_cache(self):
         """Drop every ``cache_*`` attribute of this module and its descendants."""
         for m in self.modules():

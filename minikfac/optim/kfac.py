@@ -528,13 +528,8 @@ class KFAC(Optimizer):
         Without ``out`` the net runs in eval mode (no caches touched).
         """
         if out is None:
-            modes = [(m, m.training) for m in self.net.modules()]
-            self.net.eval()
-            try:
+            with self.net.mode(training=False):
                 out = self.net(X)
-            finally:
-                for module, mode in modes:
-                    module.training = mode
         value = backend.get_array_module(out).mean(self.loss_fn.per_example(out, y))
         eta = self.hyper["weight_decay"]
         if eta:
