@@ -7,7 +7,7 @@ iterations and seconds of training to the problem's target training loss
 (measured on a fixed 1,000-example subset of the training split, clock
 stopped), the final test metrics, and the mean step time; then the step cost
 of each method against the batch size. Everything is in
-:mod:`minikfac.race`; this script parses arguments, prints the table and
+:mod:`minikfac.jobs.race`; this script parses arguments, prints the table and
 writes the JSON and the figures. The full race takes about 10-15 minutes on
 2 CPU cores (NumPy, float32).
 
@@ -20,7 +20,8 @@ import json
 import os
 import time
 
-from minikfac import plot, race
+from minikfac import plot
+from minikfac.jobs import race
 
 
 def main(argv=None):

@@ -5,7 +5,7 @@ The network of Martens & Grosse 2015 (Fig. 2): 256-20-20-20-20-20-10, tanh, on
 cross-entropy, true Fisher on N examples (default 1,000). The goal: at most
 6 s on a 2-core machine and a peak memory of at most twice the P×P matrix.
 
-Both ways of :func:`minikfac.curvature.fisher.fisher` are measured:
+Both ways of :func:`minikfac.curvature.exact.fisher` are measured:
 
 - ``kronecker`` (the default for this net): F_ij = (1/N) Σ_n (ā_ni ā_njᵀ) ⊗ Γ_n^ij
   with Γ_n^ij = Σ_k g_nki g_nkjᵀ: products ā_iᵀ (d_i × N) times (N × P_j) per
@@ -42,7 +42,7 @@ import numpy as np
 from scipy.linalg import blas
 
 import minikfac as mk
-from minikfac.curvature.fisher import fisher
+from minikfac.curvature.exact import fisher
 from minikfac.curvature.params import block_shape, parametrised_layers
 
 SIZES = (256, 20, 20, 20, 20, 20, 10)
@@ -166,7 +166,7 @@ def main(argv=None):
     contenders = {f"fisher {method}": lambda method=method: fisher(net, loss_fn, X, kind="true", method=method)
                   for method in args.methods}
     try:
-        from minikfac.curvature.kfac import kfac_factors
+        from minikfac.curvature.factors import kfac_factors
     except ImportError:
         kfac_factors = None
     if kfac_factors is not None:

@@ -1,6 +1,6 @@
 """minikfac's K-FAC against kfac-jax (Google DeepMind's reference K-FAC, on JAX), on the race's autoencoder.
 
-Like with like: the race's problem "mnist-autoencoder" (minikfac.race), the net
+Like with like: the race's problem "mnist-autoencoder" (minikfac.jobs.race), the net
 ``models.autoencoder(784)`` (784-200-100-30-100-200-784, sigmoid hidden units,
 linear 30-unit code, logits out) built once with ``nn.init.manual_seed(seed)``
 in float32 and handed to both frameworks, the loss of BCEWithLogitsLoss (the
@@ -54,7 +54,8 @@ from pathlib import Path
 
 import numpy as np
 
-from minikfac import backend, data, models, nn, optim, race
+from minikfac import backend, data, models, nn, optim
+from minikfac.jobs import race
 from minikfac.curvature.params import parametrised_layers
 
 HERE = Path(__file__).resolve().parent

@@ -66,7 +66,7 @@ class Minikfac:
         import numpy as np
 
         from minikfac import nn
-        from minikfac.curvature.kfac import kfac_factors
+        from minikfac.curvature.factors import kfac_factors
         from minikfac.curvature.params import parametrised_layers
 
         net, loss_fn = self._net(), nn.BCEWithLogitsLoss()

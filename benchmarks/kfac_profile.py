@@ -18,15 +18,16 @@ import cProfile
 import pstats
 import time
 
-from minikfac import backend, data, models, nn, race, training
+from minikfac import backend, data, models, nn, training
+from minikfac.jobs import race
 
 #: part of the step -> the functions (file suffix, name) whose cumulative time it is; the first found counts.
 PARTS = {
-    "eigendecompositions (eigh)": [("kron.py", "eigh_factor")],
-    "Cholesky inverses": [("kron.py", "damped_inverse")],
+    "eigendecompositions (eigh)": [("linalg.py", "psd_eigh")],
+    "Cholesky inverses": [("linalg.py", "damped_inverse")],
     "re-forming damped inverses when λ moves": [("kfac.py", "_factored_inverses")],
-    "statistics pass (forward + sampled backward)": [("backprop.py", "_chunk_generator")],
-    "Gram matrices A, G": [("kfac.py", "chunk_factor_sums")],
+    "statistics pass (forward + sampled backward)": [("statistics.py", "_chunk_generator")],
+    "Gram matrices A, G": [("factors.py", "input_factor_sum")],
     "quadratic model (JVPs, dots)": [("kfac.py", "_model_terms")],
     "new objective (guard, ρ)": [("kfac.py", "_objective_at"), ("kfac.py", "_objective")],
 }

@@ -1,6 +1,6 @@
 """Per-step cost of K-FAC against SGD and Adam, and how it grows with the batch size.
 
-On the net of each race problem (:data:`minikfac.race.PROBLEMS`: digits-MLP,
+On the net of each race problem (:data:`minikfac.jobs.race.PROBLEMS`: digits-MLP,
 MNIST-CNN, the MNIST autoencoder) and at each batch size, every method trains
 on successive mini-batches in blocks of 2T consecutive steps (T = K-FAC's
 inverse interval, 20 by default), so that a K-FAC block holds two
@@ -23,7 +23,8 @@ import time
 
 import numpy as np
 
-from minikfac import backend, plot, race
+from minikfac import backend, plot
+from minikfac.jobs import race
 
 
 def slope(sizes, seconds):

@@ -15,12 +15,12 @@ from minikfac.backend import (
     set_default_dtype,
     to_numpy,
 )
-from minikfac import curvature, data, gradcheck, models, nn, optim, threads  # noqa: E402  (after the backend: they use it)
+from minikfac import curvature, data, gradcheck, models, nn, optim, studies, threads, training  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
     "asarray", "get_array_module", "get_backend", "get_default_dtype",
     "set_backend", "set_default_dtype", "to_numpy", "curvature", "data", "gradcheck", "models", "nn", "optim",
-    "threads",
+    "studies", "threads", "training",
 ]

@@ -19,8 +19,8 @@ Commands
            (``tutorials/exercises/``) against the library, on random inputs.
 
 This module only parses arguments and prints; the work is done by
-:func:`minikfac.training.fit`, :mod:`minikfac.comparison`, :mod:`minikfac.demo`,
-:func:`minikfac.race.race` and :mod:`minikfac.exercises`. matplotlib is imported (through
+:func:`minikfac.training.fit`, :mod:`minikfac.jobs.compare`, :mod:`minikfac.jobs.demo`,
+:func:`minikfac.jobs.race.race` and :mod:`minikfac.exercises`. matplotlib is imported (through
 :mod:`minikfac.plot`) only when a figure is written.
 """
 
@@ -31,7 +31,7 @@ import sys
 
 
 from minikfac import backend, models, training
-from minikfac.curvature.backprop import KINDS
+from minikfac.curvature.statistics import KINDS
 from minikfac.optim.kfac import PRECONDITIONERS, UPDATES
 
 DATASETS = ("digits", "mnist", "mnist16")
@@ -226,7 +226,7 @@ def build_parser():
 
 
 def _add_compare(commands):
-    from minikfac.comparison import DEFAULTS as defaults
+    from minikfac.jobs.compare import DEFAULTS as defaults
 
     compare = commands.add_parser(
         "compare", help="exact Fisher vs K-FAC & co.; Martens & Grosse's Figs. 2 and 3",
@@ -383,7 +383,7 @@ def _check_kfac_flags(parser, args):
 
 
 def _demo(parser, args):
-    from minikfac import demo
+    from minikfac.jobs import demo
 
     quiet = args.no_progress
     print("minikfac demo: exact Fisher vs K-FAC, then a short race of K-FAC against Adam"
@@ -401,12 +401,12 @@ def _demo(parser, args):
 # compare
 # --------------------------------------------------------------------------- #
 def _compare(parser, args):
-    from minikfac import comparison
+    from minikfac.jobs import compare
 
-    options = comparison.settings(**{key: value for key, value in vars(args).items() if key in comparison.DEFAULTS})
+    options = compare.settings(**{key: value for key, value in vars(args).items() if key in compare.DEFAULTS})
     print("minikfac compare: ", end="")
     try:
-        result, report = comparison.run(options, log=print)
+        result, report = compare.run(options, log=print)
     except ValueError as err:
         parser.error(str(err))
     print()
@@ -425,7 +425,7 @@ def _compare(parser, args):
 # --------------------------------------------------------------------------- #
 def _problem_list(text):
     """``"digits-mlp,mnist-cnn"`` -> a list of race problem names."""
-    from minikfac import race
+    from minikfac.jobs import race
 
     names = [name.strip() for name in text.split(",") if name.strip()]
     unknown = [name for name in names if name not in race.PROBLEMS]
@@ -439,7 +439,7 @@ _problem_list.__name__ = "a list of problems"
 
 
 def _add_bench(commands):
-    from minikfac import race
+    from minikfac.jobs import race
 
     bench = commands.add_parser(
         "bench", help="race K-FAC against SGD and Adam to a target training loss",
@@ -471,7 +471,8 @@ def _add_bench(commands):
 
 
 def _bench(parser, args):
-    from minikfac import plot, race
+    from minikfac import plot
+    from minikfac.jobs import race
 
     try:
         backend.module_of(args.backend)

@@ -362,7 +362,7 @@ def scaling_loglog(widths, series, path, title=None, slopes=None):
 
 
 # --------------------------------------------------------------------------- #
-# The race (minikfac.race, `minikfac bench`)
+# The race (minikfac.jobs.race, `minikfac bench`)
 # --------------------------------------------------------------------------- #
 #: One colour per optimizer in every race figure.
 METHOD_COLORS = {"sgd": "tab:blue", "adam": "tab:orange", "kfac": "tab:green"}
@@ -384,7 +384,7 @@ def _race_axes(ax, xlabel, ylabel, title, log_x=False):
 def race_curves(result, path, title=None):
     """Training loss against iterations (left) and against seconds (right) of one race problem.
 
-    result : one problem's dict of :func:`minikfac.race.race_problem` — its
+    result : one problem's dict of :func:`minikfac.jobs.race.race_problem` — its
         ``runs`` (each with ``method``, ``label`` and ``curve`` = {"step",
         "seconds", "train_loss"}), ``best`` ({method: index}) and
         ``problem["target_loss"]``. Every run is drawn, faint; the best run of
@@ -396,7 +396,7 @@ def race_curves(result, path, title=None):
     try:
         runs, best, target = result["runs"], set(result["best"].values()), result["problem"]["target_loss"]
     except (KeyError, TypeError) as err:
-        raise ValueError(f"result must be a problem's dict from minikfac.race.race_problem ({err!r} missing)") from None
+        raise ValueError(f"result must be a problem's dict from minikfac.jobs.race.race_problem ({err!r} missing)") from None
     if not runs:
         raise ValueError("result has no runs to plot")
     fig = Figure(figsize=(12, 4.4), dpi=100)
@@ -432,11 +432,11 @@ def race_curves(result, path, title=None):
 def step_cost(costs, path, title=None, goal=None):
     """Seconds per step against the batch size (left) and the ratio to SGD's (right), one row per net.
 
-    costs : list of :func:`minikfac.race.step_cost` dicts (``problem``,
+    costs : list of :func:`minikfac.jobs.race.step_cost` dicts (``problem``,
         ``batch_sizes``, ``seconds`` and ``ratio_to_sgd``: {method: [value or
         None per batch size]}, ``inverse_interval``).
     goal : optional (batch size, ratio) drawn as a dashed line in the ratio
-        panels, e.g. :data:`minikfac.race.STEP_COST_GOAL`.
+        panels, e.g. :data:`minikfac.jobs.race.STEP_COST_GOAL`.
     path, title as usual. Returns ``path``.
     """
     if not costs:
@@ -469,7 +469,7 @@ def step_cost(costs, path, title=None, goal=None):
 
 
 def race_figures(report, out_dir):
-    """All figures of a race report (:func:`minikfac.race.race`) in ``out_dir`` (created); returns the paths.
+    """All figures of a race report (:func:`minikfac.jobs.race.race`) in ``out_dir`` (created); returns the paths.
 
     ``race_<problem>.png`` per problem (:func:`race_curves`) and
     ``step_cost.png`` (:func:`step_cost`) when the step cost was measured.

@@ -10,7 +10,8 @@ import re
 
 import pytest
 
-from minikfac import cli, comparison, demo
+from minikfac import cli
+from minikfac.jobs import compare, demo
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -77,8 +78,8 @@ def test_the_command_prints_progress_and_a_summary(tmp_path, capsys):
 
 def test_comparison_settings_refuse_unknown_names_and_check_the_network():
     with pytest.raises(TypeError, match=r"unknown settings \['exampels'\]"):
-        comparison.settings(exampels=3)
+        compare.settings(exampels=3)
     with pytest.raises(ValueError, match="compare needs P <= 12,000"):
-        comparison.setup(comparison.settings(dataset="mnist16", model="mlp", hidden=[64, 64]))
+        compare.setup(compare.settings(dataset="mnist16", model="mlp", hidden=[64, 64]))
     with pytest.raises(ValueError, match="--examples: digits has 1,438 training examples, got 5,000"):
-        comparison.setup(comparison.settings(dataset="digits", model="mlp", examples=5000))
+        compare.setup(compare.settings(dataset="digits", model="mlp", examples=5000))

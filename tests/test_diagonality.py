@@ -5,7 +5,8 @@ import pytest
 
 import minikfac as mk
 from minikfac.backend import to_numpy
-from minikfac.curvature import diagonal_kron_error, diagonal_kron_solve, kron_solve, off_diagonal_mass
+from minikfac.curvature import kron_solve
+from minikfac.studies import diagonal_kron_error, diagonal_kron_solve, off_diagonal_mass
 from tests.conftest import on
 
 

@@ -30,7 +30,8 @@ HEADER = """
 import numpy as np
 import minikfac as mk
 from minikfac import curvature, nn
-from minikfac.curvature import backprop, kron
+from minikfac.curvature import kron, statistics
+from minikfac.curvature.damping import factored_pi
 from minikfac.nn import conv
 """
 
@@ -104,7 +105,7 @@ def kron_solve(A, G, X):
     5: """
 def per_example_gradient(a, g, bias):
     a_bar = np.concatenate([a, np.ones((len(a), 1))], axis=1) if bias else a
-    return backprop.layer_gradients(backprop.LayerStatistics(None, a_bar, g[None]))[0]
+    return statistics.layer_gradients(statistics.LayerStatistics(None, a_bar, g[None]))[0]
 
 def fisher_from_jacobians(J, output_fisher):
     return np.einsum("nkp,nkl,nlq->pq", J, output_fisher, J) / len(J)
@@ -133,10 +134,10 @@ def kfac_factors_from_caches(net):
 """,
     7: """
 def trace_norm_pi(A, G):
-    return kron.factored_pi(A, G)
+    return factored_pi(A, G)
 
 def damped_factors(A, G, damping):
-    pi, root = float(kron.factored_pi(A, G)), damping ** 0.5
+    pi, root = float(factored_pi(A, G)), damping ** 0.5
     return A + pi * root * np.eye(len(A)), G + root / pi * np.eye(len(G))
 
 def factored_damped_solve(A, G, V, damping):
@@ -151,14 +152,14 @@ def augmented_gradient(weight_grad, bias_grad):
     return matrix if bias_grad is None else np.concatenate([matrix, bias_grad[:, None]], axis=1)
 
 def natural_gradients(factors, gradients, damping):
-    return curvature.KFAC(factors).precondition(gradients, damping, factored=True)
+    return curvature.KFACBlockDiagonal(factors).precondition(gradients, damping, factored=True)
 
 def kfac_step(net, loss_fn, X, y, lr, damping):
     net.zero_grad()
     loss = loss_fn(net(X), y)
     net.backward(loss_fn.backward())
     factors = curvature.kfac_factors(net, loss_fn, X, kind="true")
-    direction = curvature.KFAC(factors).solve(curvature.flatten(net, "grad"), damping, factored=True)
+    direction = curvature.KFACBlockDiagonal(factors).solve(curvature.flatten(net, "grad"), damping, factored=True)
     curvature.assign(net, curvature.flatten(net) - lr * direction)
     return float(loss)
 """,
@@ -209,9 +210,9 @@ WRONG = [
      "1/N²"),
     (6, "6.3", "_right = kfac_factors_from_caches\ndef kfac_factors_from_caches(net):\n"
                "    return [(G, A) for A, G in _right(net)]", "A of layer 1"),
-    (7, "7.1", "def trace_norm_pi(A, G):\n    return 1 / kron.factored_pi(A, G)", "wrong values"),
+    (7, "7.1", "def trace_norm_pi(A, G):\n    return 1 / factored_pi(A, G)", "wrong values"),
     (7, "7.2", "def damped_factors(A, G, damping):  # π on the wrong side\n"
-               "    pi, root = float(kron.factored_pi(A, G)), damping ** 0.5\n"
+               "    pi, root = float(factored_pi(A, G)), damping ** 0.5\n"
                "    return A + root / pi * np.eye(len(A)), G + pi * root * np.eye(len(G))", "A + π√λ I"),
     (7, "7.3", "def factored_damped_solve(A, G, V, damping):  # π = 1\n"
                "    return kron.kron_solve_factored(A, G, V, damping, pi=1.0)", "wrong values"),
@@ -223,11 +224,11 @@ WRONG = [
                "    return matrix if bias_grad is None else np.concatenate([bias_grad[:, None], matrix], axis=1)",
      "wrong places"),
     (8, "8.2", "def natural_gradients(factors, gradients, damping):  # exact damping instead of factored\n"
-               "    return curvature.KFAC(factors).precondition(gradients, damping)", "layer"),
+               "    return curvature.KFACBlockDiagonal(factors).precondition(gradients, damping)", "layer"),
     (8, "8.3", "_right = kfac_step\ndef kfac_step(net, loss_fn, X, y, lr, damping):  # no zero_grad\n"
                "    loss = loss_fn(net(X), y)\n    net.backward(loss_fn.backward())\n"
                "    factors = curvature.kfac_factors(net, loss_fn, X, kind='true')\n"
-               "    direction = curvature.KFAC(factors).solve(curvature.flatten(net, 'grad'), damping, factored=True)\n"
+               "    direction = curvature.KFACBlockDiagonal(factors).solve(curvature.flatten(net, 'grad'), damping, factored=True)\n"
                "    curvature.assign(net, curvature.flatten(net) - lr * direction)\n    return float(loss)",
      "W̄ of layer"),
 ]
@@ -331,7 +332,7 @@ def test_a_missing_function_and_a_wrong_return_type_are_reported(tmp_path):
 
 
 def test_the_comparison_tolerance_and_its_diagnoses():
-    from minikfac.exercises.compare import RTOL, compare_arrays
+    from minikfac.exercises.feedback import RTOL, compare_arrays
 
     rng = np.random.default_rng(0)
     expected = rng.standard_normal((4, 3))

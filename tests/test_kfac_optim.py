@@ -21,10 +21,10 @@ import pytest
 import minikfac as mk
 from minikfac import backend, training
 from minikfac.curvature import EKFAC, fisher, flatten, kfac_factors, layer_slices, vec
-from minikfac.curvature import KFAC as KFACApprox
+from minikfac.curvature import KFACBlockDiagonal as KFACApprox
 from minikfac.optim import KFAC, SGD
 from minikfac.optim import kfac as kfac_module
-from minikfac.optim import quadratic
+from minikfac.curvature import quadratic_model
 from tests.conftest import inputs_and_targets, on
 
 nn = mk.nn
@@ -196,10 +196,10 @@ def test_solve_step_solves_the_two_by_two_system():
     for _ in range(5):
         M = rng.standard_normal((2, 2))
         C, b = M @ M.T + 0.1 * np.eye(2), rng.standard_normal(2)
-        x, change = quadratic.solve_step(C, b)
+        x, change = quadratic_model.solve_step(C, b)
         np.testing.assert_allclose(x, np.linalg.solve(C, -b), rtol=1e-12)
         assert change == pytest.approx(0.5 * x @ C @ x + b @ x, rel=1e-12) and change < 0
-    x, change = quadratic.solve_step([[4.0]], [-2.0])  # K = 1: α = −b/C
+    x, change = quadratic_model.solve_step([[4.0]], [-2.0])  # K = 1: α = −b/C
     assert x.tolist() == [0.5] and change == -0.5
 
 
@@ -209,7 +209,7 @@ def test_solve_step_falls_back_to_alpha_when_directions_are_parallel():
     M = rng.standard_normal((4, 4))
     C_full, grad, delta = M @ M.T + np.eye(4), rng.standard_normal(4), rng.standard_normal(4)
     D = np.stack([delta, 3 * delta], axis=1)
-    x, change = quadratic.solve_step(D.T @ C_full @ D, D.T @ grad)
+    x, change = quadratic_model.solve_step(D.T @ C_full @ D, D.T @ grad)
     assert x[1] == 0.0 and x[0] == pytest.approx(-(grad @ delta) / (delta @ C_full @ delta), rel=1e-12)
     assert change == pytest.approx(0.5 * x[0] * (grad @ delta), rel=1e-12)
 
@@ -219,7 +219,7 @@ def test_solve_step_falls_back_to_alpha_when_directions_are_parallel():
                                        ([[0.0]], [1.0], "must be > 0")])
 def test_solve_step_rejects_bad_input(C, b, match):
     with pytest.raises(ValueError, match=match):
-        quadratic.solve_step(C, b)
+        quadratic_model.solve_step(C, b)
 
 
 def _constrained_minimiser(C, b, max_momentum):
@@ -322,22 +322,22 @@ def test_kl_clip_scales_the_proposal_and_adds_momentum():
 @pytest.mark.parametrize("rho,factor", [(0.9, 0.5), (1.0, 0.5), (0.76, 0.5), (0.75, 1.0), (0.5, 1.0), (0.25, 1.0),
                                         (0.2, 2.0), (-3.0, 2.0), (float("nan"), 2.0)])
 def test_levenberg_marquardt_rule(rho, factor):
-    assert quadratic.levenberg_marquardt(0.1, rho, 0.5) == pytest.approx(0.1 * factor, rel=1e-15)
+    assert quadratic_model.levenberg_marquardt(0.1, rho, 0.5) == pytest.approx(0.1 * factor, rel=1e-15)
 
 
 @pytest.mark.parametrize("decay", [0.0, 1.0, 1.5, -0.5])
 def test_levenberg_marquardt_rejects_decay_outside_unit_interval(decay):
     with pytest.raises(ValueError, match="decay"):
-        quadratic.levenberg_marquardt(0.1, 0.5, decay)
+        quadratic_model.levenberg_marquardt(0.1, 0.5, decay)
 
 
 def test_reduction_ratio_signs_and_undefined_cases():
-    assert quadratic.reduction_ratio(2.0, 1.5, -0.5) == 1.0  # h fell as predicted
-    assert quadratic.reduction_ratio(2.0, 1.9, -0.4) == pytest.approx(0.25)
-    assert quadratic.reduction_ratio(2.0, 2.5, -0.5) == -1.0  # h went up: ρ < 0
+    assert quadratic_model.reduction_ratio(2.0, 1.5, -0.5) == 1.0  # h fell as predicted
+    assert quadratic_model.reduction_ratio(2.0, 1.9, -0.4) == pytest.approx(0.25)
+    assert quadratic_model.reduction_ratio(2.0, 2.5, -0.5) == -1.0  # h went up: ρ < 0
     for args in [(2.0, 1.0, 0.0), (2.0, 1.0, 0.3), (float("nan"), 1.0, -1.0), (2.0, float("inf"), -1.0),
                  (2.0, 1.0, float("nan"))]:
-        assert math.isnan(quadratic.reduction_ratio(*args)), args
+        assert math.isnan(quadratic_model.reduction_ratio(*args)), args
 
 
 @pytest.mark.parametrize("eta", [0.0, 0.05])

@@ -11,12 +11,9 @@ from hypothesis.extra import numpy as hnp
 
 import minikfac.curvature.kron as kron
 from minikfac.backend import to_numpy
+from minikfac.curvature.damping import factored_inverses, factored_pi
 from minikfac.curvature.kron import (
     KroneckerFactors,
-    damped_inverse,
-    eigh_factor,
-    factored_inverses,
-    factored_pi,
     kron_eigenvalues,
     kron_eigenvectors,
     kron_eigh,
@@ -24,12 +21,11 @@ from minikfac.curvature.kron import (
     kron_matvec,
     kron_solve,
     kron_solve_factored,
-    kronecker_spectrum,
-    nearest_kronecker,
-    rearrange,
     unvec,
     vec,
 )
+from minikfac.curvature.linalg import damped_inverse, psd_eigh
+from minikfac.curvature.rearrangement import kronecker_spectrum, nearest_kronecker, rearrange
 from tests.conftest import on
 
 SETTINGS = settings(max_examples=50, deadline=None)
@@ -123,12 +119,12 @@ def test_eigenpairs_of_A_kron_G_are_products(case):
     np.testing.assert_allclose(factors.to_dense(), dense, rtol=1e-15)
 
 
-def test_eigh_factor_clips_rounding_negatives_of_rank_deficient_factors():
+def test_psd_eigh_clips_rounding_negatives_of_rank_deficient_factors():
     rng = np.random.default_rng(1)
     a = rng.standard_normal((2, 6))  # two examples, six features: rank 2
     S = a.T @ a / 2
     assert np.linalg.eigvalsh(S).min() < 0  # rounding: the reason for clipping
-    values, vectors = eigh_factor(S)
+    values, vectors = psd_eigh(S)
     assert values.min() == 0.0
     np.testing.assert_allclose(vectors * values @ vectors.T, S, atol=1e-12)
 

@@ -1,4 +1,4 @@
-"""The race (minikfac.race, ``minikfac bench``): its bookkeeping on exact cases, and tiny runs end to end."""
+"""The race (minikfac.jobs.race, ``minikfac bench``): its bookkeeping on exact cases, and tiny runs end to end."""
 
 import json
 import math
@@ -6,7 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from minikfac import cli, plot, race
+from minikfac import cli, plot
+from minikfac.jobs import race
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

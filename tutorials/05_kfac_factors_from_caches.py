@@ -77,7 +77,7 @@ print(f"layer sizes {mk.curvature.layer_sizes(net)}, test accuracy after 2 epoch
 # \nabla_f\ell^\top]$. The layers' `backward` accepts such a *stack* of cotangents, shape
 # $(K, N, C)$, and pulls all of them back at once; then each layer's `cache_grad_output` is
 # $(K, N, D_{out})$ and $\mathbb{E}[g_n g_n^\top] = \sum_k g_{nk} g_{nk}^\top$ — exactly, no sampling.
-# (This is what `minikfac/curvature/backprop.py` does.) Note the cotangents are per example — not
+# (This is what `minikfac/curvature/statistics.py` does.) Note the cotangents are per example — not
 # divided by N as `loss_fn.backward()` is.
 
 # %%

@@ -20,7 +20,7 @@
 #
 # - the exact Fisher $F$ (7,030 × 7,030) of a partially trained 256-20-20-20-20-20-10 tanh net on 16×16
 #   MNIST, next to K-FAC's $\tilde F$ with blocks $A_{ij} \otimes G_{ij}$ (middle four layers, heat maps);
-# - the error table of `mk.curvature.compare`: K-FAC's relative error (about 0.78), split into the
+# - the error table of `mk.studies.compare`: K-FAC's relative error (about 0.78), split into the
 #   cross-layer blocks it drops (0.64) and the independence assumption inside each block (0.44), which add
 #   in quadrature (0.64² + 0.44² ≈ 0.78²); EKFAC below K-FAC on every layer; the block-tridiagonal model,
 #   which keeps the blocks next to the diagonal, below both on the whole $F$ (0.63);
@@ -92,7 +92,7 @@ print(f"F: {F.shape}, tr(F) = {np.trace(F):.3f}")
 # on them from `kfac_cross_factors`. We draw absolute values, white at the 98% quantile of $|F|$.
 
 # %%
-mats = mk.curvature.figure_matrices(net, loss_fn, X, F)  # layers 1..4 (0-based), (1680, 1680) each
+mats = mk.studies.figure_matrices(net, loss_fn, X, F)  # layers 1..4 (0-based), (1680, 1680) each
 F_mid, F_tilde, edges = mats.fisher, mats.approximation, mats.boundaries
 white = np.quantile(np.abs(F_mid), 0.98)
 fig, axes = plt.subplots(1, 3, figsize=(17, 5.3), layout="constrained")
@@ -113,7 +113,7 @@ print(f"relative error on these layers: {np.linalg.norm(F_mid - F_tilde) / np.li
 
 # %% [markdown]
 # The coarse structure (which blocks and which rows are large) survives; the fine structure inside each
-# block does not. To see how much each simplification costs, `mk.curvature.compare` measures every
+# block does not. To see how much each simplification costs, `mk.studies.compare` measures every
 # approximation against the whole $F$:
 #
 # - **K-FAC** (block-diagonal $A_l \otimes G_l$, what the optimizer uses);
@@ -129,7 +129,7 @@ print(f"relative error on these layers: {np.linalg.norm(F_mid - F_tilde) / np.li
 # We skip the Monte-Carlo rows and the spectra (slow at this size; try them with `minikfac compare`).
 
 # %%
-result = mk.curvature.compare(net, loss_fn, X, kind="true", F=F, mc_seeds=0, spectra=False)
+result = mk.studies.compare(net, loss_fn, X, kind="true", F=F, mc_seeds=0, spectra=False)
 print(result.table())
 errors, sources = result.errors, result.sources
 
@@ -205,7 +205,7 @@ cross = mk.curvature.kfac_cross_factors(net, loss_fn, X, kind="true", pairs="all
 middle = mats.layers  # [1, 2, 3, 4]
 sub = {(a, b): cross[(i, j)] for a, i in enumerate(middle) for b, j in enumerate(middle) if a <= b}
 tridiagonal = mk.curvature.KFACTridiagonal(sub)
-block_diagonal = mk.curvature.KFAC([sub[(a, a)] for a in range(len(middle))])
+block_diagonal = mk.curvature.KFACBlockDiagonal([sub[(a, a)] for a in range(len(middle))])
 
 
 def relative(M, reference):

@@ -182,7 +182,7 @@ gradients = mk.curvature.unflatten(net, mk.curvature.flatten(net, "grad"))  # [(
 A, G = factors[0]
 gradient = gradients[0]
 n, m = A.shape[0], G.shape[0]
-pi = float(mk.curvature.kron.factored_pi(A, G))
+pi = float(mk.curvature.damping.factored_pi(A, G))
 print(f"A: {A.shape}, eigenvalues {np.linalg.eigvalsh(A)[0]:.1e} .. {np.linalg.eigvalsh(A)[-1]:.2f}; "
       f"G: {G.shape}, eigenvalues {np.linalg.eigvalsh(G)[0]:.1e} .. {np.linalg.eigvalsh(G)[-1]:.3f}")
 mean_a, mean_g = np.trace(A) / n, np.trace(G) / m
@@ -207,7 +207,7 @@ print(f"max |factored − (A⊗G + λI) − extra terms| = {identity_gap:.1e}")
 #   = \sqrt\lambda\,\Big(\pi\, n\, \mathrm{tr}(G) + \frac{m\,\mathrm{tr}(A)}{\pi}\Big),$$
 #
 # which is smallest where its derivative in $\pi$ vanishes: $\pi^2 = \dfrac{m\,\mathrm{tr}(A)}{n\,\mathrm{tr}(G)}
-# = \dfrac{\mathrm{tr}(A)/n}{\mathrm{tr}(G)/m}$ — M&G's trace-norm $\pi$ (`mk.curvature.kron.factored_pi`). With
+# = \dfrac{\mathrm{tr}(A)/n}{\mathrm{tr}(G)/m}$ — M&G's trace-norm $\pi$ (`mk.curvature.damping.factored_pi`). With
 # $\pi = 1$ the damping would ignore that $A$'s mean eigenvalue here is about 8× $G$'s (the ratio printed
 # above). This is a statement
 # about a *bound* on the extra terms; whether it also minimises the error of the *step* we measure next.
@@ -229,7 +229,7 @@ def step_error(A, G, gradient, lam, pi):
 lams = np.logspace(-14, 2, 33)  # λ from 1e-14 to 100, half a decade apart
 errors_trace_pi = [step_error(A, G, gradient, la, pi) for la in lams]
 errors_pi_one = [step_error(A, G, gradient, la, 1.0) for la in lams]
-sweep = {i: [step_error(*factors[i], gradients[i], lam, p * float(mk.curvature.kron.factored_pi(*factors[i])) / pi)
+sweep = {i: [step_error(*factors[i], gradients[i], lam, p * float(mk.curvature.damping.factored_pi(*factors[i])) / pi)
              for p in pis] for i in range(2)}
 for i in range(2):
     ratio = pis[int(np.argmin(sweep[i]))] / pi

@@ -96,7 +96,7 @@ print(f"loss {float(loss):.4f}; F: eigenvalues from {eigenvalues[0]:.1e} to {eig
 
 # %%
 damping = 1e-3
-kfac = mk.curvature.KFAC.from_net(net, loss_fn, X, kind="true")
+kfac = mk.curvature.KFACBlockDiagonal.from_net(net, loss_fn, X, kind="true")
 
 
 def directions(damping):

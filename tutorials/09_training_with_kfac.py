@@ -41,7 +41,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import minikfac as mk
-from minikfac import models, plot, race, training
+from minikfac import models, plot, training
+from minikfac.jobs import race
 
 mk.set_default_dtype("float64")
 digits = mk.data.load("digits")  # 1,438 training and 359 test images of 8×8 pixels, flattened to 64

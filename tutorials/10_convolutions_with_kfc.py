@@ -39,7 +39,7 @@ import numpy as np
 
 import minikfac as mk
 from minikfac import models, plot, training
-from minikfac.curvature import kfc
+from minikfac.studies import kfc_assumptions
 
 mk.set_default_dtype("float64")  # exact-Fisher work in float64
 mnist16 = mk.data.load("mnist16", flat=False)  # images (N, 1, 16, 16) in [0, 1]
@@ -94,7 +94,7 @@ factors = mk.curvature.kfac_factors(net, loss_fn, X4)  # "true" Fisher: every cl
 positions = [16 * 16, 8 * 8]
 g_traces = []
 for layer, ((A, G), L) in enumerate(zip(factors, positions)):
-    g = kfc.output_gradient_maps(net, loss_fn, X4, layer)  # (K, N, C_out, O_H, O_W): g for every cotangent
+    g = kfc_assumptions.output_gradient_maps(net, loss_fn, X4, layer)  # (K, N, C_out, O_H, O_W): g for every cotangent
     g_traces.append((np.trace(G), np.sum(g**2) / (len(X4) * L)))
     print(f"A {A.shape}, G {G.shape}; A's corner (the homogeneous coordinate) = {A[-1, -1]:.1f} = L; "
           f"tr G = {g_traces[-1][0]:.3e} = Σ‖g‖² / (N·L) = {g_traces[-1][1]:.3e}")
@@ -106,7 +106,7 @@ for layer, ((A, G), L) in enumerate(zip(factors, positions)):
 # ## Three assumptions, one at a time
 #
 # KFC gets from $F$ to $A\otimes G$ by three assumptions (Grosse & Martens 2016, section 3).
-# `mk.curvature.kfc.kfc_stages` applies them in turn and returns the dense block after each step:
+# `mk.studies.kfc_assumptions.kfc_stages` applies them in turn and returns the dense block after each step:
 #
 # 1. **SUD**, spatially uncorrelated derivatives: $\mathbb E[g_l g_{l'}^\top] = 0$ for $l\neq l'$;
 #    the pairs of different positions go:
@@ -123,8 +123,8 @@ for layer, ((A, G), L) in enumerate(zip(factors, positions)):
 # alone. The Linear layer has one "position", so steps 1 and 2 change nothing there.
 
 # %%
-singles = [kfc.kfc_stages(net, loss_fn, mnist16.X_train[i:i + 1]) for i in range(10)]
-single_errors = [[kfc.stage_errors(stages[layer]) for stages in singles] for layer in range(3)]
+singles = [kfc_assumptions.kfc_stages(net, loss_fn, mnist16.X_train[i:i + 1]) for i in range(10)]
+single_errors = [[kfc_assumptions.stage_errors(stages[layer]) for stages in singles] for layer in range(3)]
 names = ["conv 1", "conv 2", "linear"]
 print("N = 1, mean over 10 single examples of ‖F_stage − F‖/‖F‖ (cumulative) and of each step alone")
 print(f"{'layer':<8}{'SUD':>8}{'+SH':>8}{'+IAD=KFC':>10}{'step SUD':>10}{'step SH':>9}{'step IAD':>10}")
@@ -144,10 +144,10 @@ for name, errors in zip(names, single_errors):
 # %%
 X500 = mnist16.X_train[:500]
 exact_blocks = mk.curvature.fisher_blocks(net, loss_fn, X500)
-stages = kfc.kfc_stages(net, loss_fn, X500)
+stages = kfc_assumptions.kfc_stages(net, loss_fn, X500)
 agreement = max(float(np.max(np.abs(s["exact"] - F)) / np.max(np.abs(F))) for s, F in zip(stages, exact_blocks))
 print(f"kfc_stages' exact block vs fisher_blocks: largest relative difference {agreement:.1e}")
-batch_errors = [kfc.stage_errors(s) for s in stages]
+batch_errors = [kfc_assumptions.stage_errors(s) for s in stages]
 print(f"{'layer':<8}{'SUD':>8}{'+SH':>8}{'+IAD=KFC':>10}{'step SUD':>10}{'step SH':>9}{'step IAD':>10}")
 for name, e in zip(names, batch_errors):
     print(f"{name:<8}{e['sud']:>8.3f}{e['sh']:>8.3f}{e['kfc']:>10.3f}{e['step_sud']:>10.3f}{e['step_sh']:>9.3f}"
@@ -178,25 +178,25 @@ plot.show(fig, "10_kfc_error_sources")
 #
 # ## How uncorrelated are the derivatives?
 #
-# SUD is a statement about correlations, so measure them. `kfc.output_gradient_maps` returns the
+# SUD is a statement about correlations, so measure them. `kfc_assumptions.output_gradient_maps` returns the
 # derivatives $g$ of a conv layer as maps $(K, N, C_\text{out}, O_H, O_W)$, one per cotangent $k$
 # (for the true Fisher: the $K$ = 10 columns of the output Fisher's square root, so that
 # $\sum_k g g^\top = \mathbb E_y[g g^\top]$, and $\mathbb E_y[g] = 0$: second moments are covariances).
-# `kfc.spatial_autocorrelation` correlates a map with itself shifted by $\delta = (d_y, d_x)$:
+# `kfc_assumptions.spatial_autocorrelation` correlates a map with itself shifted by $\delta = (d_y, d_x)$:
 #
 # $$r(\delta) = \frac{\sum g_t\, g_{t+\delta}}{\sqrt{\sum g_t^2 \sum g_{t+\delta}^2}},$$
 #
 # summed over samples, channels and positions $t$: pooled over **all examples** and positions, the
-# statistic SUD is about. `kfc.correlation_within_examples` keeps one image, one channel and one pair
+# statistic SUD is about. `kfc_assumptions.correlation_within_examples` keeps one image, one channel and one pair
 # of positions and sums over $k$ only: the correlation over the model's targets $y$ for that image,
 # the one the Fisher block of that example feels.
 
 # %%
-maps = [kfc.output_gradient_maps(net, loss_fn, mnist16.X_train[:100], layer) for layer in (0, 1)]
+maps = [kfc_assumptions.output_gradient_maps(net, loss_fn, mnist16.X_train[:100], layer) for layer in (0, 1)]
 print("derivative maps:", [m.shape for m in maps])
-pooled = [kfc.spatial_autocorrelation(m) for m in maps]  # (2·O_H − 1, 2·O_W − 1), centre = offset 0
+pooled = [kfc_assumptions.spatial_autocorrelation(m) for m in maps]  # (2·O_H − 1, 2·O_W − 1), centre = offset 0
 # mean |r| within examples at the offsets (0, d_x), d_x = 1 .. O_W − 1 (NaN: a derivative that is always 0)
-per_example = [np.array([np.nanmean(np.abs(kfc.correlation_within_examples(m, (0, dx))))
+per_example = [np.array([np.nanmean(np.abs(kfc_assumptions.correlation_within_examples(m, (0, dx))))
                          for dx in range(1, m.shape[-1])]) for m in maps]
 for name, r, p in zip(names, pooled, per_example):
     centre = r.shape[0] // 2
@@ -213,15 +213,15 @@ for name, r, p in zip(names, pooled, per_example):
 # average $g_l g_{l'}^\top$ on its own: it averages $(\bar a_l \bar a_{l'}^\top)\otimes(g_l g_{l'}^\top)$,
 # per example, and the patches of one image are far from independent of its derivatives.
 #
-# How far do the pairs that matter reach? `kfc.blocks_within_radius` rebuilds the exact block
+# How far do the pairs that matter reach? `kfc_assumptions.blocks_within_radius` rebuilds the exact block
 # keeping only the pairs with $\max(|d_y|, |d_x|) \le R$: $R = 0$ is SUD, and the full radius
 # ($O_H - 1$) is the exact block.
 
 # %%
 X50 = mnist16.X_train[:50]
 radii = list(range(16))
-within = kfc.blocks_within_radius(net, loss_fn, X50, radii)
-stages50 = kfc.kfc_stages(net, loss_fn, X50)
+within = kfc_assumptions.blocks_within_radius(net, loss_fn, X50, radii)
+stages50 = kfc_assumptions.kfc_stages(net, loss_fn, X50)
 exact50 = [s["exact"] for s in stages50]
 radius0_is_sud = max(float(np.max(np.abs(within[0][layer] - stages50[layer]["sud"])) / np.max(np.abs(exact50[layer])))
                      for layer in (0, 1))

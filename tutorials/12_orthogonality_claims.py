@@ -37,7 +37,8 @@ import numpy as np
 
 import minikfac as mk
 from minikfac import plot, training
-from minikfac.curvature import diagonal_kron_error, diagonal_kron_solve, kron_solve, off_diagonal_mass
+from minikfac.curvature import kron_solve
+from minikfac.studies import diagonal_kron_error, diagonal_kron_solve, off_diagonal_mass
 
 mk.set_default_dtype("float64")
 mk.nn.init.manual_seed(0)
@@ -64,7 +65,7 @@ def mass(M):
 # eigenvalues diagonal unless it happens to align with its eigenvectors. So $W W^\top = I$ alone says nothing about
 # $A = \mathbb E[\bar a \bar a^\top]$; that depends on the data.
 #
-# The off-diagonal mass $m(M) = \|M - \mathrm{Diag}(M)\|_F / \|M\|_F$ (`mk.curvature.off_diagonal_mass`) is 0 for a
+# The off-diagonal mass $m(M) = \|M - \mathrm{Diag}(M)\|_F / \|M\|_F$ (`mk.studies.off_diagonal_mass`) is 0 for a
 # diagonal matrix and $\sqrt{1 - 1/n}$ for the $n\times n$ matrix of ones. For a first layer $W$ (32, 64):
 
 # %%

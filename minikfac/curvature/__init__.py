@@ -1,48 +1,73 @@
-"""Curvature: Kronecker algebra, the exact Fisher family, K-FAC and its rivals.
+"""Curvature: K-FAC's whole story as arrays-in, arrays-out mathematics.
 
 Everything here reads what the layers cached: the inputs a of Linear and
 Conv2d layers (forward) and the gradients g w.r.t. their outputs (backward).
 Dense matrices are in the canonical parameter order of :mod:`.params`.
+No clocks, logs, tables or files: measurements over these live in
+:mod:`minikfac.studies`, jobs in :mod:`minikfac.jobs`.
+
+==========================  ====================================================
+:mod:`.params`              the canonical parameter vector, W̄ = [W | b], layer slices
+:mod:`.statistics`          the passes that fill the caches: cotangents of the
+                            true / Monte-Carlo / empirical Fisher and the GGN
+:mod:`.exact`               the exact Fisher family, dense or by blocks
+:mod:`.kron`                Kronecker algebra: A ⊗ G never formed
+:mod:`.rearrangement`       the Frobenius-nearest A ⊗ G to a matrix
+:mod:`.linalg`              symmetric PSD eigh, the singular test, damped inverses
+:mod:`.damping`             π, exact and factored Tikhonov damping, the damped
+                            solve in the factors' eigenbasis
+:mod:`.factors`             ā, A = E[ā āᵀ], G = E[g gᵀ] (KFC's positions), F̃'s blocks
+:mod:`.running_average`     the running averages of A and G
+:mod:`.quadratic_model`     α and μ, ρ, the Levenberg–Marquardt rule, KL-clipping
+:mod:`.approximation`       one interface for every F̂; the exact references
+:mod:`.kfac_block_diagonal` K-FAC, diag(A_l ⊗ G_l)
+:mod:`.kfac_tridiagonal`    K-FAC with a block-tridiagonal inverse
+:mod:`.ekfac`               EKFAC, K-FAC's eigenbasis with refitted scalings
+==========================  ====================================================
 """
 
-from minikfac.curvature import backprop, kfc, kron
-from minikfac.curvature.approx import Approximation, Exact, ExactBlockDiagonal, ExactDiagonal
-from minikfac.curvature.backprop import per_example_gradients
-from minikfac.curvature.compare import Comparison, compare, mc_fisher_errors
-from minikfac.curvature.diagonality import diagonal_kron_error, diagonal_kron_solve, off_diagonal_mass
-from minikfac.curvature.figure_data import FigureMatrices, figure_matrices
+from minikfac.curvature import kron, statistics
+from minikfac.curvature.approximation import Approximation, Exact, ExactBlockDiagonal, ExactDiagonal
 from minikfac.curvature.ekfac import EKFAC, ekfac_scalings
-from minikfac.curvature.fisher import fisher, fisher_blocks, fisher_diagonal, fisher_vector_product
-from minikfac.curvature.kfac import kfac_cross_factors, kfac_dense, kfac_dense_from_net, kfac_factors
-from minikfac.curvature.kfac_approx import KFAC
+from minikfac.curvature.exact import fisher, fisher_blocks, fisher_diagonal, fisher_vector_product
+from minikfac.curvature.factors import (
+    grad_factor,
+    input_factor,
+    kfac_cross_factors,
+    kfac_dense,
+    kfac_dense_from_net,
+    kfac_factors,
+)
+from minikfac.curvature.kfac_block_diagonal import KFACBlockDiagonal
+from minikfac.curvature.kfac_tridiagonal import KFACTridiagonal
 from minikfac.curvature.kron import (
     KroneckerFactors,
     kron_inverse,
     kron_matvec,
     kron_solve,
     kron_solve_factored,
-    kronecker_spectrum,
-    nearest_kronecker,
     unvec,
     vec,
 )
+from minikfac.curvature.rearrangement import kronecker_spectrum, nearest_kronecker
 from minikfac.curvature.params import (
     assign,
     augmented_matrix,
     flatten,
+    homogeneous_inputs,
     layer_sizes,
     layer_slices,
     parametrised_layers,
     unflatten,
 )
-from minikfac.curvature.tridiagonal import KFACTridiagonal
+from minikfac.curvature.statistics import per_example_gradients
 
-__all__ = ["backprop", "kfc", "kron", "per_example_gradients", "fisher", "fisher_blocks", "fisher_diagonal",
+__all__ = ["statistics", "kron", "per_example_gradients", "fisher", "fisher_blocks", "fisher_diagonal",
            "fisher_vector_product", "KroneckerFactors", "kron_inverse", "kron_matvec", "kron_solve",
            "kron_solve_factored", "kronecker_spectrum", "nearest_kronecker", "vec", "unvec",
            "assign", "augmented_matrix", "flatten", "layer_sizes", "layer_slices",
            "parametrised_layers", "unflatten",
            "Approximation", "Exact", "ExactBlockDiagonal", "ExactDiagonal", "EKFAC", "ekfac_scalings",
-           "Comparison", "compare", "FigureMatrices", "figure_matrices", "mc_fisher_errors",
-           "diagonal_kron_error", "diagonal_kron_solve", "off_diagonal_mass",
-           "kfac_cross_factors", "kfac_dense", "kfac_dense_from_net", "kfac_factors", "KFAC", "KFACTridiagonal"]
+           "homogeneous_inputs", "input_factor", "grad_factor",
+           "kfac_cross_factors", "kfac_dense", "kfac_dense_from_net", "kfac_factors", "KFACBlockDiagonal",
+           "KFACTridiagonal"]

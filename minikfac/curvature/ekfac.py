@@ -9,7 +9,7 @@ in that basis (George et al. 2018, section 3, the re-estimated scaling s*):
     s = (1/N) Σ_n Σ_k (U_Gᵀ D_nk U_A)²          (m, n), elementwise square,
 
 with D_nk = g_nk ā_nᵀ (Linear) or Σ_l g_nkl ā_nlᵀ (Conv2d) the per-example
-gradient of W̄ (:func:`.backprop.layer_gradients`). Then s = diag(Qᵀ F_l Q),
+gradient of W̄ (:func:`.statistics.layer_gradients`). Then s = diag(Qᵀ F_l Q),
 the best diagonal in the basis Q: ‖F_l − Q diag(s) Qᵀ‖_F <= ‖F_l − A ⊗ G‖_F
 (K-FAC is *some* diagonal in the same basis), and tr(Q diag(s) Qᵀ) = Σ s =
 tr(F_l) exactly (Q is orthogonal). For a Linear layer the rotated gradient is
@@ -22,20 +22,12 @@ formulas and H weighting the cotangents.
 """
 
 from minikfac import backend
-from minikfac.curvature import backprop
-from minikfac.curvature.approx import (
-    Approximation,
-    block_diagonal,
-    check_damping,
-    check_invertible,
-    check_slices,
-    descending,
-    is_zero,
-    slices_of,
-)
-from minikfac.curvature.kfac import hessian_weighted, kfac_factors
-from minikfac.curvature.kron import eigh_factor, kron_eigenvectors, unvec, vec
-from minikfac.curvature.params import layer_slices
+from minikfac.curvature import statistics
+from minikfac.curvature.approximation import Approximation, block_diagonal, check_slices, descending
+from minikfac.curvature.factors import hessian_weighted, kfac_factors
+from minikfac.curvature.kron import kron_eigenvectors, unvec, vec
+from minikfac.curvature.linalg import check_damping, check_invertible, is_zero, psd_eigh
+from minikfac.curvature.params import layer_slices, slices_of
 
 
 def _rotated_gradients(stats, U_A, U_G):
@@ -68,7 +60,7 @@ def ekfac_scalings(net, loss_fn, X, eigenbases, y=None, kind="true", samples=1, 
     Parameters
     ----------
     eigenbases : list of (U_A (n_l, n_l), U_G (m_l, m_l)), orthogonal, one per layer.
-    Other parameters as in :func:`.kfac.kfac_factors`; for ``kind="mc"``
+    Other parameters as in :func:`.factors.kfac_factors`; for ``kind="mc"``
     pass the same ``seed`` and ``chunk_size`` as for the factors to reuse the draws.
 
     Returns
@@ -76,9 +68,9 @@ def ekfac_scalings(net, loss_fn, X, eigenbases, y=None, kind="true", samples=1, 
     list of (m_l, n_l) arrays, s_l[i, j] = (1/N) Σ_{n,k} (u_G,iᵀ D_nk u_A,j)²,
     the eigenvalue of the eigenvector kron(U_A[:, j], U_G[:, i]) (George et al. 2018).
     """
-    backprop.check_kind(kind)
+    statistics.check_kind(kind)
     sums, total = None, None
-    for chunk in backprop.chunks(net, loss_fn, X, y, kind, samples, seed, chunk_size):
+    for chunk in statistics.chunks(net, loss_fn, X, y, kind, samples, seed, chunk_size):
         if len(chunk.layers) != len(eigenbases):
             raise ValueError(f"ekfac_scalings: got {len(eigenbases)} eigenbases for {len(chunk.layers)} layers")
         updates = [chunk_scaling_sums(stats, chunk.output_hessian, U_A, U_G)
@@ -122,9 +114,9 @@ class EKFAC(Approximation):
     def from_net(cls, net, loss_fn, X, y=None, kind="true", samples=1, seed=0, chunk_size=None):
         """EKFAC of ``net``: K-FAC's factors, their eigenvectors, then one more pass for s (same draws)."""
         if chunk_size is None:
-            chunk_size = backprop.default_chunk_size(net, backprop.check_kind(kind), X, samples)
+            chunk_size = statistics.default_chunk_size(net, statistics.check_kind(kind), X, samples)
         factors = kfac_factors(net, loss_fn, X, y, kind, samples, seed, chunk_size)
-        eigenbases = [(eigh_factor(A)[1], eigh_factor(G)[1]) for A, G in factors]
+        eigenbases = [(psd_eigh(A)[1], psd_eigh(G)[1]) for A, G in factors]
         scalings = ekfac_scalings(net, loss_fn, X, eigenbases, y, kind, samples, seed, chunk_size)
         return cls(eigenbases, scalings, layer_slices(net))
 

@@ -38,12 +38,11 @@ Kronecker products" (1993); J. Martens & R. Grosse, "Optimizing neural networks
 with Kronecker-factored approximate curvature", ICML 2015.
 """
 
-import numbers
 from typing import NamedTuple
 
-import scipy.linalg
-
-from minikfac import backend, threads
+from minikfac import backend
+from minikfac.curvature import damping as damping_rules
+from minikfac.curvature.linalg import check_damping, check_invertible, check_square, is_zero, psd_eigh
 
 
 def vec(matrix):
@@ -71,15 +70,9 @@ def unvec(vector, rows):
 # --------------------------------------------------------------------------- #
 # Checking arguments
 # --------------------------------------------------------------------------- #
-def _check_square(name, matrix, caller):
-    if not backend.is_array(matrix) or matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
-        got = tuple(matrix.shape) if backend.is_array(matrix) else type(matrix).__name__
-        raise ValueError(f"{caller}: {name} must be a square matrix (k, k), got {got}")
-
-
 def _check_factors(A, G, caller):
-    _check_square("A", A, caller)
-    _check_square("G", G, caller)
+    check_square("A", A, caller)
+    check_square("G", G, caller)
     backend.check_same_backend(A=A, G=G)
 
 
@@ -99,48 +92,6 @@ def _as_matrices(X, m, n, caller):
                      f"A ({n}, {n}) and G ({m}, {m}), got {tuple(X.shape)}")
 
 
-def check_damping(damping, caller):
-    """A Python/NumPy number >= 0, or a 0-d backend array (taken as given: no sync)."""
-    if backend.is_array(damping):
-        if damping.ndim != 0:
-            raise ValueError(f"{caller}: damping must be a scalar, got shape {tuple(damping.shape)}")
-        return damping
-    try:
-        damping = float(damping)
-    except (TypeError, ValueError):
-        raise TypeError(f"{caller}: damping must be a number or a 0-d array, got {damping!r}") from None
-    if not damping >= 0 or damping == float("inf"):
-        raise ValueError(f"{caller}: damping must be a finite number >= 0, got {damping!r}")
-    return damping
-
-
-def _check_pi(pi):
-    """A Python/NumPy number > 0, or a 0-d backend array (taken as given: no sync)."""
-    if backend.is_array(pi) and pi.ndim == 0:
-        return pi
-    if backend.is_array(pi) or not isinstance(pi, numbers.Real) or not 0 < pi < float("inf"):
-        raise ValueError(f"solve_factored: pi must be a finite number > 0 or a 0-d array, got {pi!r}")
-    return pi
-
-
-def _is_zero(damping):
-    return not backend.is_array(damping) and damping == 0
-
-
-def _check_invertible(denominator, caller):
-    """Refuse a singular A ⊗ G (undamped): its eigenvalues are the entries of ``denominator``.
-
-    "Zero" uses the tolerance of ``numpy.linalg.matrix_rank``: largest × size × eps.
-    This reads one number back from the device, so it runs only when damping = 0.
-    """
-    xp = backend.get_array_module(denominator)
-    largest = xp.max(xp.abs(denominator))
-    tolerance = largest * denominator.size * xp.finfo(denominator.dtype).eps
-    if bool(xp.min(denominator) <= tolerance):
-        raise ValueError(f"{caller}: A ⊗ G is singular (smallest eigenvalue {float(xp.min(denominator)):.3g}, "
-                         f"largest {float(largest):.3g}); pass damping > 0")
-
-
 # --------------------------------------------------------------------------- #
 # Products and eigendecompositions
 # --------------------------------------------------------------------------- #
@@ -154,85 +105,6 @@ def kron_matvec(A, G, X):
     backend.get_array_module(A, X)  # a clear error if X is on another backend
     matrices, restore = _as_matrices(X, G.shape[0], A.shape[0], "kron_matvec")
     return restore(G @ matrices @ A.T)
-
-
-def eigh_factor(S):
-    """Eigendecomposition S = U diag(s) Uᵀ of a symmetric PSD factor (A or G).
-
-    S: (k, k) -> (eigenvalues (k,) ascending, eigenvectors U (k, k), columns).
-
-    S is symmetrised first, (S + Sᵀ)/2: ``eigh`` reads only one triangle, and a
-    running average can be asymmetric by rounding. Eigenvalues below 0 are
-    clipped to 0: the factors are averages of outer products, PSD in exact
-    arithmetic, but a rank-deficient one (fewer examples than features) comes
-    out of ``eigh`` with eigenvalues like -1e-17. Left negative, they could make
-    a damped eigenvalue a·g + λ vanish or change sign. Clipping moves S by
-    rounding error only, so use this for PSD factors, not indefinite matrices.
-    """
-    _check_square("S", S, "eigh_factor")
-    xp = backend.get_array_module(S)
-    with threads.for_matrix(S):
-        eigenvalues, eigenvectors = xp.linalg.eigh((S + S.T) / 2)
-    return xp.maximum(eigenvalues, 0), eigenvectors
-
-
-def damped_inverse(S, shift):
-    """(S + shift·I)⁻¹ of a symmetric PSD factor S (k, k), through a Cholesky factorisation.
-
-    shift : a number > 0 (or a 0-d array). Returns the (k, k) inverse, or None
-    when S + shift·I is not finite or not positive definite in floating point
-    (statistics of a batch that overflowed).
-
-    A Cholesky factorisation and its inverse cost about k³ operations against
-    about 9k³ for ``eigh`` (785×785 in float32: 8 ms against 70 ms here), which
-    is why factored damping (:func:`factored_inverses`) goes this way. On NumPy
-    it calls LAPACK's potrf/potri through SciPy, which also tells when S is not
-    positive definite; on other backends it takes the backend's general
-    ``linalg.inv`` (CuPy has no potri), which does not (a PSD S plus a shift is
-    positive definite in exact arithmetic; only rounding could break that).
-    """
-    _check_square("S", S, "damped_inverse")
-    xp = backend.get_array_module(S)
-    # Cholesky reads one triangle, so S need not be symmetrised; the shift goes on the diagonal only.
-    damped = S.copy()
-    diagonal = xp.arange(S.shape[0])
-    damped[diagonal, diagonal] += shift
-    if not bool(xp.isfinite(xp.sum(damped))):  # LAPACK would not notice a NaN (a sum shows NaN and ±inf)
-        return None
-    with threads.for_matrix(S):
-        if backend.backend_of(S) != "numpy":
-            return xp.linalg.inv(damped)
-        potrf, potri = scipy.linalg.lapack.get_lapack_funcs(("potrf", "potri"), (damped,))
-        factor, info = potrf(damped, lower=True)
-        if info != 0:
-            return None
-        inverse, info = potri(factor, lower=True)
-    if info != 0:
-        return None
-    lower = xp.tril(inverse)  # potri fills one triangle
-    return lower + xp.tril(lower, -1).T
-
-
-def factored_inverses(A, G, damping):
-    """((A + π√λ I)⁻¹, (G + (√λ/π) I)⁻¹): factored Tikhonov damping (Martens & Grosse 2015, section 6.3).
-
-    A: (n, n), G: (m, m), symmetric PSD; damping λ > 0 (a Python number).
-    π = sqrt((tr A / n) / (tr G / m)) is the trace-norm choice of
-    :func:`factored_pi`, with a zero trace taken as the smallest positive
-    number (a layer whose inputs or gradients are all zero still gets a finite
-    π and an inverse). The preconditioned gradient of the layer is then
-    (G + (√λ/π) I)⁻¹ ∇W̄ (A + π√λ I)⁻¹. Returns (A_inverse, G_inverse), or
-    None when either factor is not finite (see :func:`damped_inverse`).
-    """
-    _check_factors(A, G, "factored_inverses")
-    xp = backend.get_array_module(A)
-    tiny = xp.finfo(A.dtype).tiny
-    mean_a = xp.maximum(xp.trace(A) / A.shape[0], tiny)
-    mean_g = xp.maximum(xp.trace(G) / G.shape[0], tiny)
-    pi, root = xp.sqrt(mean_a / mean_g), damping ** 0.5
-    A_inverse = damped_inverse(A, pi * root)
-    G_inverse = None if A_inverse is None else damped_inverse(G, root / pi)
-    return None if G_inverse is None else (A_inverse, G_inverse)
 
 
 def kron_eigenvalues(a_eigs, g_eigs):
@@ -258,11 +130,11 @@ def kron_eigh(A, G):
     """Eigendecomposition of A ⊗ G through its factors: (values (m·n,), U_A (n, n), U_G (m, m)).
 
     A ⊗ G = (U_A ⊗ U_G) diag(values) (U_A ⊗ U_G)ᵀ with values ordered as in
-    :func:`kron_eigenvalues`. A and G are symmetric PSD (see :func:`eigh_factor`).
+    :func:`kron_eigenvalues`. A and G are symmetric PSD (see :func:`psd_eigh`).
     """
     _check_factors(A, G, "kron_eigh")
-    a_eigs, U_A = eigh_factor(A)
-    g_eigs, U_G = eigh_factor(G)
+    a_eigs, U_A = psd_eigh(A)
+    g_eigs, U_G = psd_eigh(G)
     return kron_eigenvalues(a_eigs, g_eigs), U_A, U_G
 
 
@@ -305,9 +177,9 @@ class KroneckerFactors:
         return f"KroneckerFactors(A: {tuple(self.A.shape)}, G: {tuple(self.G.shape)})"
 
     def eigen(self):
-        """The cached :class:`KroneckerEigen` of A and G (computed once, :func:`eigh_factor`)."""
+        """The cached :class:`KroneckerEigen` of A and G (computed once, :func:`psd_eigh`)."""
         if self._eigen is None:
-            self._eigen = KroneckerEigen(*eigh_factor(self.A), *eigh_factor(self.G))
+            self._eigen = KroneckerEigen(*psd_eigh(self.A), *psd_eigh(self.G))
         return self._eigen
 
     def eigenvalues(self):
@@ -329,12 +201,10 @@ class KroneckerFactors:
         return kron_matvec(self.A, self.G, X)
 
     def _solve(self, X, denominator, caller):
-        # (U_A ⊗ U_G) diag(1/d) (U_A ⊗ U_G)ᵀ vec(X) = vec(U_G [(U_Gᵀ X U_A) / D] U_Aᵀ), vec(D) = d.
         eigen = self.eigen()
         backend.get_array_module(self.A, X)
         matrices, restore = _as_matrices(X, self.G.shape[0], self.A.shape[0], caller)
-        rotated = eigen.U_G.T @ matrices @ eigen.U_A
-        return restore(eigen.U_G @ (rotated / denominator) @ eigen.U_A.T)
+        return restore(damping_rules.eigenbasis_solve(eigen.U_A, eigen.U_G, matrices, denominator))
 
     def solve(self, X, damping=0.0):
         """Exact Tikhonov solve (A ⊗ G + λI)⁻¹ vec(X), λ = ``damping``.
@@ -348,15 +218,15 @@ class KroneckerFactors:
         """
         damping = check_damping(damping, "solve")
         eigen = self.eigen()
-        denominator = eigen.g_eigs[:, None] * eigen.a_eigs[None, :] + damping
-        if _is_zero(damping):
-            _check_invertible(denominator, "solve")
+        denominator = damping_rules.exact_denominator(eigen.a_eigs, eigen.g_eigs, damping)
+        if is_zero(damping):
+            check_invertible(denominator, "solve", "A ⊗ G")
         return self._solve(X, denominator, "solve")
 
     def pi(self):
-        """The cached trace-norm π of :func:`factored_pi` (a 0-d array)."""
+        """The cached trace-norm π of :func:`.damping.factored_pi` (a 0-d array)."""
         if self._pi is None:
-            self._pi = factored_pi(self.A, self.G)
+            self._pi = damping_rules.factored_pi(self.A, self.G)
         return self._pi
 
     def solve_factored(self, X, damping, pi=None):
@@ -372,13 +242,12 @@ class KroneckerFactors:
         """
         damping = check_damping(damping, "solve_factored")
         eigen = self.eigen()
-        if _is_zero(damping):
-            denominator = eigen.g_eigs[:, None] * eigen.a_eigs[None, :]
-            _check_invertible(denominator, "solve_factored")
+        if is_zero(damping):
+            denominator = damping_rules.exact_denominator(eigen.a_eigs, eigen.g_eigs, 0)
+            check_invertible(denominator, "solve_factored", "A ⊗ G")
         else:
-            pi = self.pi() if pi is None else _check_pi(pi)
-            root = damping ** 0.5
-            denominator = (eigen.g_eigs + root / pi)[:, None] * (eigen.a_eigs + pi * root)[None, :]
+            pi = self.pi() if pi is None else damping_rules.check_pi(pi)
+            denominator = damping_rules.factored_denominator(eigen.a_eigs, eigen.g_eigs, damping, pi)
         return self._solve(X, denominator, "solve_factored")
 
     def inverse(self, damping=0.0):
@@ -389,8 +258,8 @@ class KroneckerFactors:
         damping = check_damping(damping, "inverse")
         eigen = self.eigen()
         values = self.eigenvalues() + damping
-        if _is_zero(damping):
-            _check_invertible(values, "inverse")
+        if is_zero(damping):
+            check_invertible(values, "inverse", "A ⊗ G")
         U = kron_eigenvectors(eigen.U_A, eigen.U_G)
         return (U / values[None, :]) @ U.T
 
@@ -407,29 +276,11 @@ def kron_solve(A, G, X, damping=0.0):
     return KroneckerFactors(A, G).solve(X, damping)
 
 
-def factored_pi(A, G):
-    """Trace-norm π = sqrt((tr(A)/n) / (tr(G)/m)) (Martens & Grosse 2015, section 6.3).
-
-    A: (n, n); G: (m, m). Returns a 0-d array. π balances the damping between
-    the factors so that both get the same share relative to their mean
-    eigenvalue. Raises ValueError unless both traces are positive (this reads
-    one number back from the device).
-    """
-    _check_factors(A, G, "factored_pi")
-    xp = backend.get_array_module(A)
-    mean_a = xp.trace(A) / A.shape[0]
-    mean_g = xp.trace(G) / G.shape[0]
-    if not bool((mean_a > 0) & (mean_g > 0)):
-        raise ValueError(f"factored_pi: tr(A) and tr(G) must be positive, got mean eigenvalues "
-                         f"{float(mean_a):.3g} (A) and {float(mean_g):.3g} (G)")
-    return xp.sqrt(mean_a / mean_g)
-
-
 def kron_solve_factored(A, G, X, damping, pi=None):
     """(G + (√λ/π) I)⁻¹ X (A + π√λ I)⁻¹, Martens & Grosse 2015, section 6.3.
 
     A: (n, n), G: (m, m), both symmetric PSD; X: (m, n), (m·n,) or stacks;
-    returns X's form. ``pi`` defaults to :func:`factored_pi`. See :meth:`KroneckerFactors.solve_factored`.
+    returns X's form. ``pi`` defaults to :func:`.damping.factored_pi`. See :meth:`KroneckerFactors.solve_factored`.
     """
     return KroneckerFactors(A, G).solve_factored(X, damping, pi)
 
@@ -441,73 +292,3 @@ def kron_inverse(A, G, damping=0.0):
     (Van Loan 2000, section 2.2).
     """
     return KroneckerFactors(A, G).inverse(damping)
-
-
-# --------------------------------------------------------------------------- #
-# Nearest Kronecker product (Van Loan & Pitsianis 1993)
-# --------------------------------------------------------------------------- #
-def _pair(size, name, caller):
-    shape = (size, size) if isinstance(size, int) else tuple(size)
-    if len(shape) != 2 or not all(isinstance(k, int) and k >= 1 for k in shape):
-        raise ValueError(f"{caller}: {name} must be a positive int or a pair (rows, cols), got {size!r}")
-    return shape
-
-
-def rearrange(B, n, m):
-    """Van Loan–Pitsianis rearrangement R(B), with R(A ⊗ G) = vec(A) vec(G)ᵀ.
-
-    B: (n·m, n·m) seen as n × n blocks B_ij of shape (m, m) (the block (i, j) of
-    kron(A, G) is A[i, j]·G). Row j·n + i of R(B) is vec(B_ij)ᵀ, blocks in
-    column-stacking order like vec(A). Returns (n², m²). n and m may be pairs
-    (rows, cols) for rectangular factors. R only permutes entries, so
-    ‖R(B)‖_F = ‖B‖_F (Van Loan & Pitsianis 1993, section 2; Van Loan 2000, section 3).
-    """
-    (n1, n2), (m1, m2) = _pair(n, "n", "rearrange"), _pair(m, "m", "rearrange")
-    if not backend.is_array(B) or tuple(B.shape) != (n1 * m1, n2 * m2):
-        got = tuple(B.shape) if backend.is_array(B) else type(B).__name__
-        raise ValueError(f"rearrange: B must have shape ({n1 * m1}, {n2 * m2}) for A ({n1}, {n2}) "
-                         f"and G ({m1}, {m2}), got {got}")
-    xp = backend.get_array_module(B)
-    blocks = xp.reshape(B, (n1, m1, n2, m2))  # blocks[i, k, j, l] = B_ij[k, l]
-    return xp.reshape(xp.transpose(blocks, (2, 0, 3, 1)), (n2 * n1, m2 * m1))
-
-
-def nearest_kronecker(B, shape_A, shape_G):
-    """The Frobenius-nearest Kronecker product A ⊗ G to B (Van Loan & Pitsianis 1993).
-
-    B: (n·m, n·m); shape_A: n or (n, n); shape_G: m or (m, m) (pairs may be
-    rectangular). Returns (A, G, singular_values): ‖B − A ⊗ G‖_F is minimal
-    because ‖B − A ⊗ G‖_F = ‖R(B) − vec(A) vec(G)ᵀ‖_F (:func:`rearrange`) and
-    the best rank-1 matrix is the top singular pair σ₁ u₁ v₁ᵀ of R(B)
-    (Eckart–Young). singular_values are all of R(B)'s, descending.
-
-    The scale is split evenly (‖A‖_F = ‖G‖_F = √σ₁) and the sign chosen so
-    that tr(A) >= 0; for a symmetric PSD B, A and G then come out symmetric PSD
-    (Van Loan & Pitsianis 1993, section 5), up to rounding.
-    """
-    shape_A = _pair(shape_A, "shape_A", "nearest_kronecker")
-    shape_G = _pair(shape_G, "shape_G", "nearest_kronecker")
-    R = rearrange(B, shape_A, shape_G)
-    xp = backend.get_array_module(B)
-    U, singular_values, Vt = xp.linalg.svd(R, full_matrices=False)
-    scale = xp.sqrt(singular_values[0])
-    A = unvec(U[:, 0] * scale, shape_A[0])
-    G = unvec(Vt[0, :] * scale, shape_G[0])
-    sign = xp.where(xp.trace(A) < 0, -1.0, 1.0).astype(B.dtype)  # u₁, v₁ are defined up to a joint sign
-    return A * sign, G * sign, singular_values
-
-
-def kronecker_spectrum(B, shape_A, shape_G):
-    """How Kronecker-shaped B is: the normalised singular values σ_k / ‖σ‖ of R(B), descending.
-
-    B, shape_A, shape_G as in :func:`nearest_kronecker`. Returns (min(n², m²),)
-    for square factors; [1, 0, 0, ...] exactly when B is a Kronecker product.
-    Since ‖R(B)‖_F = ‖B‖_F and the best rank-1 error is the remaining σ's,
-
-        σ₁² / Σ σ_k² = 1 − (‖B − A ⊗ G‖_F / ‖B‖_F)²
-
-    with A ⊗ G the nearest Kronecker product (Van Loan & Pitsianis 1993). B = 0 gives NaN.
-    """
-    xp = backend.get_array_module(B)
-    singular_values = xp.linalg.svd(rearrange(B, shape_A, shape_G), compute_uv=False)
-    return singular_values / xp.sqrt(xp.sum(singular_values ** 2))

@@ -1,6 +1,6 @@
 """The canonical parameter order: the rows and columns of every curvature matrix.
 
-DESIGN.md fixes one order, and this module owns it. Layers with parameters
+docs/design.md fixes one order, and this module owns it. Layers with parameters
 (Linear and Conv2d) are taken in network order; each contributes vec(W̄), the
 column-stacked vec of its augmented weight matrix
 
@@ -72,13 +72,44 @@ def layer_sizes(net):
     return [rows * cols for rows, cols in map(block_shape, parametrised_layers(net))]
 
 
+def slices_of(sizes):
+    """Contiguous ``slice`` objects of the given block sizes, in order, from 0."""
+    slices, start = [], 0
+    for size in sizes:
+        slices.append(slice(start, start + int(size)))
+        start += int(size)
+    return slices
+
+
 def layer_slices(net):
     """``slice`` objects locating each layer's block in the canonical (P,) vector."""
-    slices, start = [], 0
-    for size in layer_sizes(net):
-        slices.append(slice(start, start + size))
-        start += size
-    return slices
+    return slices_of(layer_sizes(net))
+
+
+def homogeneous_inputs(a, bias):
+    """ā = [a; 1], the homogeneous coordinates of a layer's input (Martens & Grosse 2015, §2).
+
+    a : (..., D_in), e.g. (N, D_in) for Linear or (N, L, D_in) for a Conv2d's
+    patches. Returns (..., D_in + 1) with a trailing 1 when ``bias``, else
+    ``a`` itself: then s = W̄ ā with W̄ = [W | b], and the bias is one more column.
+    """
+    if not bias:
+        return a
+    xp = backend.get_array_module(a)
+    ones = xp.ones(a.shape[:-1] + (1,), dtype=a.dtype)
+    return xp.concatenate([a, ones], axis=-1)
+
+
+def split_augmented(layer, matrix):
+    """(W, b) of ``layer`` from W̄ = [W | b] matrices ``matrix`` (..., D_out, D_in + 1): views.
+
+    W comes back in the weight's own shape, (..., *layer.weight.shape); b is
+    (..., D_out), or None for a layer without bias (then ``matrix`` is
+    (..., D_out, D_in)). The inverse of :func:`augmented_matrix`.
+    """
+    lead = tuple(matrix.shape[:-2])
+    weight = matrix[..., :-1] if has_bias(layer) else matrix
+    return weight.reshape(lead + tuple(layer.weight.shape)), matrix[..., -1] if has_bias(layer) else None
 
 
 def augmented_matrix(layer, which="data"):
@@ -140,8 +171,8 @@ def assign(net, vector, which="data"):
     matrices = unflatten(net, vector)
     backend.check_same_backend(vector=vector, parameters=net.parameters()[0].data)
     for layer, matrix in zip(parametrised_layers(net), matrices):
-        weight_matrix = matrix[:, :-1] if has_bias(layer) else matrix
+        weight, bias = split_augmented(layer, matrix)
         dtype = layer.weight.data.dtype
-        setattr(layer.weight, which, weight_matrix.reshape(layer.weight.shape).astype(dtype))
-        if has_bias(layer):
-            setattr(layer.bias, which, matrix[:, -1].astype(dtype))
+        setattr(layer.weight, which, weight.astype(dtype))
+        if bias is not None:
+            setattr(layer.bias, which, bias.astype(dtype))

@@ -12,9 +12,9 @@ import copy
 import numpy as np
 
 from minikfac import curvature, nn
-from minikfac.curvature import backprop, params
+from minikfac.curvature import statistics, params
 from minikfac.exercises.checks_layers import two_sizes
-from minikfac.exercises.compare import arrays, sequence
+from minikfac.exercises.feedback import arrays, sequence
 from minikfac.exercises.spec import Case, Exercise, Part
 
 
@@ -66,8 +66,8 @@ def per_example_gradient_cases(rng):
 
 def output_jacobians(net, X):
     """J (N, D_out, P): row (n, k) is the gradient of the output f_k(x_n) w.r.t. θ, canonical order."""
-    for chunk in backprop.chunks(net, nn.CrossEntropyLoss(), X, kind="ggn", chunk_size=X.shape[0]):
-        rows = np.concatenate([backprop.layer_gradients(stats) for stats in chunk.layers], axis=-1)  # (K, N, P)
+    for chunk in statistics.chunks(net, nn.CrossEntropyLoss(), X, kind="ggn", chunk_size=X.shape[0]):
+        rows = np.concatenate([statistics.layer_gradients(stats) for stats in chunk.layers], axis=-1)  # (K, N, P)
     return np.ascontiguousarray(rows.transpose(1, 0, 2))
 
 
@@ -226,7 +226,7 @@ def natural_gradients_cases(rng):
         factors = curvature.kfac_factors(net, loss_fn, X, kind="true")
         gradients = curvature.unflatten(net, curvature.flatten(net, "grad"))
         damping = float(10 ** rng.uniform(-3, -1))
-        expected = curvature.KFAC(factors).precondition(gradients, damping, factored=True)
+        expected = curvature.KFACBlockDiagonal(factors).precondition(gradients, damping, factored=True)
         names = [f"layer {i + 1}" for i in range(len(biases))]
         cases.append(Case(label + f", λ = {damping:.3g}", (factors, gradients, damping), tuple(expected),
                           sequence(names, ["(D_out, D_in + 1)"] * len(names))))
@@ -239,7 +239,7 @@ def reference_step(net, loss_fn, X, y, lr, damping):
     loss = float(loss_fn(net(X), y))
     net.backward(loss_fn.backward())
     factors = curvature.kfac_factors(net, loss_fn, X, kind="true")
-    direction = curvature.KFAC(factors).solve(curvature.flatten(net, "grad"), damping, factored=True)
+    direction = curvature.KFACBlockDiagonal(factors).solve(curvature.flatten(net, "grad"), damping, factored=True)
     curvature.assign(net, curvature.flatten(net) - lr * direction)
     return loss
 

@@ -9,8 +9,9 @@ that A and Aᵀ, or G X Aᵀ and Aᵀ X G, give different answers (or shapes).
 import numpy as np
 
 from minikfac.curvature import kron
+from minikfac.curvature.damping import factored_pi
 from minikfac.exercises.checks_layers import two_sizes
-from minikfac.exercises.compare import arrays, sequence
+from minikfac.exercises.feedback import arrays, sequence
 from minikfac.exercises.spec import Case, Exercise, Part
 
 
@@ -98,7 +99,7 @@ def _damping_settings(rng):
 
 
 def _pi(A, G):
-    return float(kron.factored_pi(A, G))
+    return float(factored_pi(A, G))
 
 
 def pi_cases(rng):

@@ -9,7 +9,7 @@ the expected result with the library's own layers and losses.
 import numpy as np
 
 from minikfac import nn
-from minikfac.exercises.compare import arrays, as_host_array, compare_arrays, sequence
+from minikfac.exercises.feedback import arrays, as_host_array, compare_arrays, sequence
 from minikfac.exercises.spec import Case, Exercise, Part
 from minikfac.nn import conv
 

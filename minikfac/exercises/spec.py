@@ -10,7 +10,7 @@ answers, so a student cannot hard-code them and a teacher need not maintain them
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from minikfac.exercises.compare import compare_arrays
+from minikfac.exercises.feedback import compare_arrays
 
 
 @dataclass

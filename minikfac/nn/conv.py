@@ -60,10 +60,16 @@ from minikfac.nn.module import (
 )
 
 
-def _pair(value, name):
+def int_pair(value, name, minimum=None):
+    """``value`` as a pair of ints (rows, cols): an int k means (k, k); each at least ``minimum`` if given.
+
+    ValueError naming ``name`` otherwise. Kernel sizes, strides and paddings
+    use it, and so do the factor shapes of :mod:`minikfac.curvature.nearest_kronecker`.
+    """
     pair = (value, value) if isinstance(value, int) else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, int) for v in pair):
-        raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
+    if len(pair) != 2 or not all(isinstance(v, int) and (minimum is None or v >= minimum) for v in pair):
+        kind = "an int" if minimum is None else "a positive int" if minimum == 1 else f"an int >= {minimum}"
+        raise ValueError(f"{name} must be {kind} or a pair of them (rows, cols), got {value!r}")
     return pair
 
 
@@ -186,9 +192,9 @@ class Conv2d(Module):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"Conv2d: {name} must be a positive int, got {value!r}")
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size = _pair(kernel_size, "Conv2d: kernel_size")
-        self.stride = _pair(stride, "Conv2d: stride")
-        self.padding = _pair(padding, "Conv2d: padding")
+        self.kernel_size = int_pair(kernel_size, "Conv2d: kernel_size")
+        self.stride = int_pair(stride, "Conv2d: stride")
+        self.padding = int_pair(padding, "Conv2d: padding")
         if min(self.kernel_size) < 1 or min(self.stride) < 1 or min(self.padding) < 0:
             raise ValueError(f"Conv2d: kernel_size and stride must be >= 1 and padding >= 0, got "
                              f"{self.kernel_size}, {self.stride}, {self.padding}")

@@ -57,7 +57,7 @@ def no_parameter_grads():
     """Within the block, ``backward`` skips the parameter gradients: no ``.grad`` is touched and their
     products are not computed, while input gradients and the ``cache_grad_output`` of every layer are.
 
-    The curvature passes (:mod:`minikfac.curvature.backprop`) need only g, the gradient at each
+    The curvature passes (:mod:`minikfac.curvature.statistics`) need only g, the gradient at each
     layer's output, for K-FAC's factor G; the products g aᵀ would be a third of their backward.
     Restored on leaving, also after an error (DeZero's ``using_config`` is the model).
     """

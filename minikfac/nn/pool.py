@@ -35,7 +35,7 @@ takes, per window, dx at the cached argmax; AvgPool2d averages dx's windows.
 import numpy as np
 
 from minikfac import backend
-from minikfac.nn.conv import _pair, output_size
+from minikfac.nn.conv import int_pair, output_size
 from minikfac.nn.module import Module, check_grad_output, jvp_inputs
 
 
@@ -56,8 +56,8 @@ def _in_layout_of(array, like):
 class _Pool2d(Module):
     def __init__(self, kernel_size, stride=None):
         name = type(self).__name__
-        self.kernel_size = _pair(kernel_size, f"{name}: kernel_size")
-        self.stride = _pair(stride if stride is not None else kernel_size, f"{name}: stride")
+        self.kernel_size = int_pair(kernel_size, f"{name}: kernel_size")
+        self.stride = int_pair(stride if stride is not None else kernel_size, f"{name}: stride")
         if min(self.kernel_size) < 1 or min(self.stride) < 1:
             raise ValueError(f"{name}: kernel_size and stride must be >= 1, got {self.kernel_size}, {self.stride}")
         self.cache_input_shape = None

@@ -11,13 +11,13 @@ Martens 2017 (KL-clipping); George et al. 2018 (EKFAC). One step, for a batch
    Fisher; the default), every output weighted by its probability ("true"),
    the data labels ("empirical" — the empirical Fisher, a different matrix;
    Kunstner et al. 2019) or the GGN ("ggn"). Each layer's A = E[ā āᵀ] and
-   G = E[g gᵀ] come from its caches (:func:`minikfac.curvature.kfac.chunk_factor_sums`)
+   G = E[g gᵀ] come from its caches (:func:`minikfac.curvature.factors.chunk_factor_sums`)
    and enter exponential moving averages A ← εA + (1−ε)A_new, ε = min(1 − 1/k, ``factor_decay``).
 2. **Inverses** (M&G §8), every ``inverse_interval`` = T steps, and also as
    soon as λ has moved by more than a factor :data:`REFORM_FACTOR` since the
    last ones (after a refused step, say). Factored damping (the default) needs
    only the damped factors' inverses, (A + πγI)⁻¹ and (G + γ/π I)⁻¹, from a
-   Cholesky factorisation (:func:`minikfac.curvature.kron.factored_inverses`,
+   Cholesky factorisation (:func:`minikfac.curvature.damping.factored_inverses`,
    π = sqrt((tr A / n)/(tr G / m)), M&G §6.3). Exact damping and EKFAC need
    the eigendecompositions A = U_A diag(a) U_Aᵀ, G = U_G diag(g) U_Gᵀ.
 3. **Proposal** Δ_l = −(damped F̂_l)⁻¹ ∇h_l per layer, γ² = λ + η:
@@ -33,7 +33,7 @@ Martens 2017 (KL-clipping); George et al. 2018 (EKFAC). One step, for a batch
 4. **Update** (``update="quadratic"``, M&G §7): δ = αΔ + μδ₀ (δ₀ the previous
    update) minimising the quadratic model M(δ) = ½δᵀ(F + γ²I)δ + ∇hᵀδ with
    the exact Fisher of the n statistics rows, through Jacobian-vector products
-   of the layers (``net.jvp``; :mod:`minikfac.optim.quadratic`), with the
+   of the layers (``net.jvp``; :mod:`minikfac.curvature.quadratic_model`), with the
    momentum kept in [0, ``max_momentum``], and shrunk if needed so that its
    predicted KL divergence ½δᵀFδ is at most ``kl_per_example`` × B × V (V
    output variables per example), a trust region whose radius grows with the
@@ -44,7 +44,7 @@ Martens 2017 (KL-clipping); George et al. 2018 (EKFAC). One step, for a batch
    were, λ multiplied by :data:`REFUSED_DAMPING_FACTOR`, ``refused`` counted —
    when the statistics, the inverses, the model's numbers, θ + δ or the new h
    are not finite, or when h rose by more than the model promised it would
-   fall (ρ < −1 below, beyond rounding: :func:`quadratic.far_above_promise`).
+   fall (ρ < −1 below, beyond rounding: :func:`quadratic_model.far_above_promise`).
 6. **Damping** (``adapt_damping``, M&G §6.5): each step's reduction ratio
    ρ = (h(θ+δ) − h(θ)) / M_h(δ) (M_h: the model without λ) comes free from the
    guard; every ``damping_interval`` = T₁ steps the ratio of the summed actual
@@ -64,12 +64,12 @@ from typing import ClassVar
 import numpy as np
 
 from minikfac import backend, threads
-from minikfac.curvature import backprop
+from minikfac.curvature import damping as damping_rules
+from minikfac.curvature import quadratic_model, running_average, statistics
 from minikfac.curvature.ekfac import chunk_scaling_sums
-from minikfac.curvature.kfac import factor_counts, hessian_weighted, input_factor_sum
-from minikfac.curvature.kron import eigh_factor, factored_inverses
-from minikfac.curvature.params import augmented_matrix, block_shape, has_bias, parametrised_layers
-from minikfac.optim import averages, quadratic
+from minikfac.curvature.factors import factor_counts, hessian_weighted, layer_input_factor_sum
+from minikfac.curvature.linalg import psd_eigh
+from minikfac.curvature.params import augmented_matrix, block_shape, has_bias, parametrised_layers, split_augmented
 from minikfac.optim.optimizer import (
     Optimizer,
     choice,
@@ -94,12 +94,12 @@ REFORM_FACTOR = 2.0
 UPDATES = ("quadratic", "kl_clip")
 PRECONDITIONERS = ("kfac", "ekfac")
 #: The per-layer state of each way of preconditioning (see :func:`layer_state_names`).
-FACTORS = averages.names("A") + averages.names("G")
+FACTORS = running_average.names("A") + running_average.names("G")
 FACTORED_STATE = FACTORS + ("A_inverse", "G_inverse", "update")
 EIGEN_STATE = FACTORS + ("a_eigs", "U_A", "g_eigs", "U_G", "update")
 EKFAC_STATE = EIGEN_STATE[:-1] + ("scalings", "update")
 #: The shape of every per-layer state array, in terms of W̄'s (m, n) = (D_out, D_in + 1).
-#: ("*": any number of rows; "" a Python float, Q of :mod:`.averages`.)
+#: ("*": any number of rows; "" a Python float, Q of :mod:`.running_average`.)
 LAYER_STATE_SHAPES = {"A": "nn", "A_rows": "*n", "A_decay": "", "G": "mm", "G_rows": "*m", "G_decay": "",
                       "A_inverse": "nn", "G_inverse": "mm", "a_eigs": "n", "U_A": "nn", "g_eigs": "m", "U_G": "mm",
                       "scalings": "mn", "update": "mn"}
@@ -177,13 +177,13 @@ class KFAC(Optimizer):
     refused : number of refused steps.
     last : dict of the last step's numbers: ``alpha``, ``mu``, ``model_change``
         (M(δ)), ``loss_change`` (h(θ+δ) − h(θ) on the statistics rows),
-        ``rho`` (their ratio without λ, :func:`quadratic.reduction_ratio`),
+        ``rho`` (their ratio without λ, :func:`quadratic_model.reduction_ratio`),
         ``rho_interval`` (the ratio over the last T₁ steps that set λ; None
         between), ``kl`` (½δᵀFδ, the step's predicted KL divergence), ``damping``, ``refused`` (False, or why: "not finite",
         "above the promise") and ``refreshed`` (the inverses were formed).
     state : {layer index: {name: array}} with the names of
         :func:`layer_state_names` (A, G: the averaged factors, with the rows
-        not yet folded in and their decay, see :mod:`.averages` and
+        not yet folded in and their decay, see :mod:`.running_average` and
         :meth:`factors`; A_inverse,
         G_inverse: factored damping's inverses, or a_eigs, U_A, g_eigs, U_G:
         the eigendecompositions; scalings: EKFAC's s; update: δ₀ as a W̄
@@ -202,7 +202,7 @@ class KFAC(Optimizer):
         "kl_clip": positive,
         "max_momentum": unit_interval,
         "kl_per_example": positive,
-        "kind": choice(backprop.KINDS),
+        "kind": choice(statistics.KINDS),
         "samples": positive_int,
         "stats_fraction": fraction,
         "min_stats_examples": positive_int,
@@ -295,7 +295,7 @@ class KFAC(Optimizer):
         batch_size = X.shape[0]
         n = self.statistics_examples(batch_size)
         X, y = X[:n], y[:n]
-        for chunk in backprop.chunks(self.net, self.loss_fn, X, y, self.hyper["kind"], self.hyper["samples"],
+        for chunk in statistics.chunks(self.net, self.loss_fn, X, y, self.hyper["kind"], self.hyper["samples"],
                                      self._step_seed(k), chunk_size=n):
             tentative, finite = self._updated_statistics(chunk, k)
             refresh = self._needs_refresh(k, damping)
@@ -308,26 +308,26 @@ class KFAC(Optimizer):
                           for index, (entry, grad) in enumerate(zip(tentative, gradients))]
             terms = self._model_terms(chunk if self._with_model() else None, directions, gradients)
             h_before = self._objective(X, y, chunk.output)
-        numbers = quadratic.model_numbers(*terms, h_before, finite)
+        numbers = quadratic_model.model_numbers(*terms, h_before, finite)
         coefficients = self._coefficients(numbers, damping, self.kl_bound(batch_size, chunk.output.shape[1]))
         if coefficients is None:
             return self._refuse("not finite")
         update = self._combine(coefficients, directions)
         candidates = [self._moved(layer, delta) for layer, delta in zip(self.layers, update)]
         h_after = self._objective_at(candidates, X, y)
-        predicted = quadratic.predicted_change(numbers, coefficients, eta)
+        predicted = quadratic_model.predicted_change(numbers, coefficients, eta)
         actual = h_after - numbers.objective
         if not math.isfinite(h_after):  # also catches non-finite parameters: NaN·0 is NaN, so they reach h
             return self._refuse("not finite")
-        if quadratic.far_above_promise(actual, predicted, numbers.objective):
+        if quadratic_model.far_above_promise(actual, predicted, numbers.objective):
             return self._refuse("above the promise")
         self._commit(candidates, tentative, update, formed)
         self.steps = k
         rho_interval = self._adapt_damping(k, actual, predicted)
         self.last = {"alpha": float(coefficients[0]), "mu": float(coefficients[1]) if len(coefficients) > 1 else 0.0,
-                     "model_change": quadratic.model_change(numbers, coefficients, damping), "loss_change": actual,
-                     "rho": quadratic.reduction_ratio(numbers.objective, h_after, predicted) if predicted is not None
-                     else None, "rho_interval": rho_interval, "kl": quadratic.predicted_kl(numbers, coefficients),
+                     "model_change": quadratic_model.model_change(numbers, coefficients, damping), "loss_change": actual,
+                     "rho": quadratic_model.reduction_ratio(numbers.objective, h_after, predicted) if predicted is not None
+                     else None, "rho_interval": rho_interval, "kl": quadratic_model.predicted_kl(numbers, coefficients),
                      "damping": self.damping, "refused": False,
                      "refreshed": refresh}
         return self.last
@@ -353,7 +353,7 @@ class KFAC(Optimizer):
         """The per-layer state after this step's statistics (new dicts; ``self.state`` is untouched),
         and a 0-d device bool: were the new statistics finite?
 
-        The running averages of A and G take this step's rows through :mod:`.averages`, which
+        The running averages of A and G take this step's rows through :mod:`.running_average`, which
         folds them in when the averages are read (:meth:`_refresh`) or the rows would outnumber them.
         """
         decay = self._decay(k)
@@ -363,18 +363,18 @@ class KFAC(Optimizer):
             entry = dict(self.state.get(index, {}))
             # A from ā: its rows kept while they are fewer than D_in + 1, else summed at once without ā.
             rows, width = stats.raw.size // stats.raw.shape[-1], stats.raw.shape[-1] + has_bias(stats.layer)
-            if "A" in entry and averages.keeps_rows(rows, width):
-                checks.append(averages.add_rows(entry, "A", stats.inputs.reshape(rows, width), counts[0], decay))
+            if "A" in entry and running_average.keeps_rows(rows, width):
+                checks.append(running_average.add_rows(entry, "A", stats.inputs.reshape(rows, width), counts[0], decay))
             else:
-                checks.append(averages.add_sum(entry, "A", input_factor_sum(stats), counts[0], decay))
+                checks.append(running_average.add_sum(entry, "A", layer_input_factor_sum(stats), counts[0], decay))
             grads = stats.grads.reshape(-1, stats.grads.shape[-1])  # g rows, (K·n·L, D_out)
             if chunk.output_hessian is None:
-                checks.append(averages.add_rows(entry, "G", grads, counts[1], decay))
+                checks.append(running_average.add_rows(entry, "G", grads, counts[1], decay))
             else:  # the GGN's G = Σ g (H g)ᵀ, not a Gram matrix: summed at once
                 right = hessian_weighted(stats.grads, chunk.output_hessian).reshape(grads.shape)
-                checks.append(averages.add_sum(entry, "G", grads.T @ right, counts[1], decay))
+                checks.append(running_average.add_sum(entry, "G", grads.T @ right, counts[1], decay))
             entries.append(entry)
-        # Each add returns a number that is finite only if what it stored is (averages.py).
+        # Each add returns a number that is finite only if what it stored is (running_average.py).
         return entries, xp.all(xp.isfinite(xp.stack(checks)))
 
     def _decay(self, k):
@@ -383,9 +383,9 @@ class KFAC(Optimizer):
 
     def factors(self, index):
         """The running averages (A, G) of layer ``index`` up to the last step, (D_in + 1, D_in + 1) and
-        (D_out, D_out), brought up to date without changing the state (see :mod:`.averages`); copies."""
+        (D_out, D_out), brought up to date without changing the state (see :mod:`.running_average`); copies."""
         entry = self.state[index]
-        return tuple(backend.get_array_module(entry["A"]).array(averages.current(entry, name), copy=True)
+        return tuple(backend.get_array_module(entry["A"]).array(running_average.current(entry, name), copy=True)
                      for name in ("A", "G"))
 
     def _update_scalings(self, entries, chunk, k):
@@ -416,16 +416,16 @@ class KFAC(Optimizer):
         EKFAC's scalings restart from K-FAC's eigenvalues in the new basis (George et al. 2018).
         """
         for entry in entries:
-            averages.fold(entry, "A")
-            averages.fold(entry, "G")
+            running_average.fold(entry, "A")
+            running_average.fold(entry, "G")
             if self._factored():
-                inverses = factored_inverses(entry["A"], entry["G"], damping)
+                inverses = damping_rules.factored_inverses(entry["A"], entry["G"], damping)
                 if inverses is None:
                     return False
                 entry["A_inverse"], entry["G_inverse"] = inverses
                 continue
-            entry["a_eigs"], entry["U_A"] = eigh_factor(entry["A"])
-            entry["g_eigs"], entry["U_G"] = eigh_factor(entry["G"])
+            entry["a_eigs"], entry["U_A"] = psd_eigh(entry["A"])
+            entry["g_eigs"], entry["U_G"] = psd_eigh(entry["G"])
             if self.hyper["preconditioner"] == "ekfac":
                 entry["scalings"] = entry["g_eigs"][:, None] * entry["a_eigs"][None, :]
         return True
@@ -445,16 +445,15 @@ class KFAC(Optimizer):
 
     def _precondition(self, entry, grad, damping, out):
         """Δ = −(damped F̂)⁻¹ ∇h for one layer (module docstring, step 3), written into ``out`` (D_out, D_in + 1)."""
-        xp = backend.get_array_module(grad)
         if "A_inverse" in entry:
-            xp.matmul(entry["G_inverse"] @ grad, entry["A_inverse"], out=out)
+            damping_rules.inverse_solve(entry["A_inverse"], entry["G_inverse"], grad, out=out)
         else:
             if self.hyper["preconditioner"] == "ekfac":
                 denominator = entry["scalings"] + damping
             else:
-                denominator = entry["g_eigs"][:, None] * entry["a_eigs"][None, :] + damping
-            rotated = entry["U_G"].T @ grad @ entry["U_A"]
-            xp.matmul(entry["U_G"] @ (rotated / denominator), entry["U_A"].T, out=out)
+                denominator = damping_rules.exact_denominator(entry["a_eigs"], entry["g_eigs"], damping)
+            damping_rules.eigenbasis_solve(entry["U_A"], entry["U_G"], grad, denominator, out=out)
+        xp = backend.get_array_module(grad)
         xp.negative(out, out=out)
 
     # -- the quadratic model ------------------------------------------------ #
@@ -466,10 +465,9 @@ class KFAC(Optimizer):
         """The stacked directions as parameter tangents for ``net.jvp``: {Parameter: (K, *shape)} (views)."""
         tangents = {}
         for layer, stacked in zip(self.layers, directions):  # (K, D_out, D_in + 1)
-            weight = stacked[:, :, :-1] if has_bias(layer) else stacked
-            tangents[layer.weight] = weight.reshape((stacked.shape[0],) + layer.weight.shape)
-            if has_bias(layer):
-                tangents[layer.bias] = stacked[:, :, -1]
+            tangents[layer.weight], bias = split_augmented(layer, stacked)
+            if bias is not None:
+                tangents[layer.bias] = bias
         return tangents
 
     def _model_terms(self, chunk, directions, gradients):
@@ -494,7 +492,7 @@ class KFAC(Optimizer):
         """(α, μ) (or (α,)) as a float64 array from the host numbers; None if they are not finite.
 
         The quadratic update's (α, μ) are then scaled down, if needed, so that the step's predicted
-        KL divergence is at most ``kl_bound`` (:meth:`kl_bound`, :func:`quadratic.within_kl`).
+        KL divergence is at most ``kl_bound`` (:meth:`kl_bound`, :func:`quadratic_model.within_kl`).
         """
         if not numbers.finite:
             return None
@@ -505,10 +503,10 @@ class KFAC(Optimizer):
             curvature = numbers.fisher + damping * numbers.dots
             if not curvature[0, 0] > 0:
                 return None
-            coefficients = quadratic.solve_step(curvature, numbers.b, self.hyper["max_momentum"])[0]
-            return quadratic.within_kl(coefficients, numbers.fisher, kl_bound)
+            coefficients = quadratic_model.solve_step(curvature, numbers.b, self.hyper["max_momentum"])[0]
+            return quadratic_model.within_kl(coefficients, numbers.fisher, kl_bound)
         lr, momentum = self.hyper["lr"], self.hyper["momentum"]
-        nu = min(1.0, math.sqrt(self.hyper["kl_clip"] / (lr * lr * abs(numbers.b[0]))))
+        nu = quadratic_model.kl_clip_scale(self.hyper["kl_clip"], lr, numbers.b[0])
         return np.array([lr * nu, momentum][:count])
 
     def kl_bound(self, batch_size, outputs):
@@ -553,9 +551,8 @@ class KFAC(Optimizer):
     @staticmethod
     def _moved(layer, delta):
         """The layer's (weight, bias) moved by ``delta`` (a W̄ matrix), as new arrays (bias None without one)."""
-        if not has_bias(layer):
-            return layer.weight.data + delta.reshape(layer.weight.shape), None
-        return layer.weight.data + delta[:, :-1].reshape(layer.weight.shape), layer.bias.data + delta[:, -1]
+        weight, bias = split_augmented(layer, delta)
+        return layer.weight.data + weight, None if bias is None else layer.bias.data + bias
 
     def _objective_at(self, candidates, X, y):
         """h on (X, y) with every layer's (weight, bias) set to ``candidates``, as a host float (one
@@ -603,9 +600,9 @@ class KFAC(Optimizer):
         glob["predicted_change"] += predicted
         if k % self.hyper["damping_interval"]:
             return None
-        rho = quadratic.reduction_ratio(0.0, glob["actual_change"], glob["predicted_change"])
+        rho = quadratic_model.reduction_ratio(0.0, glob["actual_change"], glob["predicted_change"])
         decay = (19 / 20) ** self.hyper["damping_interval"]
-        new = quadratic.levenberg_marquardt(glob["damping"], rho, decay)
+        new = quadratic_model.levenberg_marquardt(glob["damping"], rho, decay)
         glob["damping"] = min(max(new, self.hyper["min_damping"]), MAX_DAMPING)
         glob["actual_change"] = glob["predicted_change"] = 0.0
         return rho

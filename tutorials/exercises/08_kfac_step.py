@@ -23,7 +23,7 @@ The parameters: ``layer.weight.data`` (D_out, D_in) and ``layer.bias.data``
 
 Use NumPy; in 8.3 you may also use minikfac to run the net and the loss and
 ``mk.curvature.kfac_factors`` for the factors (exercise 6 did that by hand), but
-not ``mk.curvature.KFAC`` or ``mk.optim.KFAC``. Check with ``minikfac check 8``.
+not ``mk.curvature.KFACBlockDiagonal`` or ``mk.optim.KFAC``. Check with ``minikfac check 8``.
 """
 
 import numpy as np  # noqa: F401  (you will need it)

@@ -24,40 +24,20 @@ subclasses replace what their structure makes cheap. Solves with
 "singular" means an eigenvalue below largest × P × eps, the tolerance of
 ``numpy.linalg.matrix_rank``.
 
-The exact references: :class:`Exact` (the dense F of :func:`.fisher.fisher`),
+The exact references: :class:`Exact` (the dense F of :func:`.exact.fisher`),
 :class:`ExactBlockDiagonal` (its per-layer blocks, Martens & Grosse 2015,
 section 4.2's target) and :class:`ExactDiagonal` (diag F, the approximation
 of Adam-like methods). Arrays stay on the backend they were given on.
 """
 
 from minikfac import backend
-from minikfac.curvature.fisher import fisher, fisher_blocks, fisher_diagonal
-from minikfac.curvature.kron import check_damping
-from minikfac.curvature.params import layer_slices
-
+from minikfac.curvature.exact import fisher, fisher_blocks, fisher_diagonal
+from minikfac.curvature.linalg import SymmetricEigen, check_damping, check_invertible, is_zero
+from minikfac.curvature.params import layer_slices, slices_of
 
 # --------------------------------------------------------------------------- #
 # Checks shared by the approximations
 # --------------------------------------------------------------------------- #
-def is_zero(damping):
-    """True for a Python/NumPy zero (0-d arrays are taken as nonzero: checking would sync the device)."""
-    return not backend.is_array(damping) and damping == 0
-
-
-def check_invertible(eigenvalues, caller):
-    """ValueError if the smallest of ``eigenvalues`` (any shape) is <= largest × size × eps.
-
-    Reads two numbers back from the device; runs only for undamped solves.
-    """
-    xp = backend.get_array_module(eigenvalues)
-    largest = xp.max(xp.abs(eigenvalues))
-    tolerance = largest * eigenvalues.size * xp.finfo(eigenvalues.dtype).eps
-    smallest = xp.min(eigenvalues)
-    if bool(smallest <= tolerance):
-        raise ValueError(f"{caller}: the matrix is singular (smallest eigenvalue {float(smallest):.3g}, largest "
-                         f"{float(largest):.3g}); pass damping > 0")
-
-
 def check_slices(slices, sizes=None, caller="Approximation"):
     """``slices`` as a list of contiguous ``slice(start, stop)`` from 0; with ``sizes``, their lengths must match."""
     slices = list(slices)
@@ -76,15 +56,6 @@ def check_slices(slices, sizes=None, caller="Approximation"):
     return slices
 
 
-def slices_of(sizes):
-    """Contiguous slices of the given block sizes, in order."""
-    slices, start = [], 0
-    for size in sizes:
-        slices.append(slice(start, start + int(size)))
-        start += int(size)
-    return slices
-
-
 def descending(values):
     """``values`` (k,) sorted from largest to smallest."""
     xp = backend.get_array_module(values)
@@ -99,38 +70,6 @@ def block_diagonal(blocks, slices):
     for s, block in zip(slices, blocks):
         dense[s, s] = block
     return dense
-
-
-class SymmetricEigen:
-    """Cached eigendecomposition M = U diag(w) Uᵀ of a symmetric PSD matrix M (k, k).
-
-    ``eigh`` reads one triangle, so M is symmetrised first; eigenvalues below 0
-    (rounding: M is PSD in exact arithmetic) are clipped to 0, as in
-    :func:`.kron.eigh_factor`. ``xp.linalg.eigh`` exists on every backend.
-    """
-
-    def __init__(self, matrix):
-        xp = backend.get_array_module(matrix)
-        values, self.vectors = xp.linalg.eigh((matrix + matrix.T) / 2)
-        self.values = xp.maximum(values, 0)
-
-    def damped_values(self, damping, caller):
-        values = self.values + damping
-        if is_zero(damping):
-            check_invertible(values, caller)
-        return values
-
-    def solve(self, v, damping, caller="solve"):
-        """(M + λI)⁻¹ v = U diag(1/(w + λ)) Uᵀ v for v (k,) or (k, m)."""
-        values = self.damped_values(damping, caller)
-        rotated = self.vectors.T @ v
-        scaled = rotated / (values if v.ndim == 1 else values[:, None])
-        return self.vectors @ scaled
-
-    def inverse(self, damping, caller="inverse"):
-        """(M + λI)⁻¹, (k, k)."""
-        values = self.damped_values(damping, caller)
-        return (self.vectors / values[None, :]) @ self.vectors.T
 
 
 # --------------------------------------------------------------------------- #
@@ -256,7 +195,7 @@ class Exact(Approximation):
 
     @classmethod
     def from_net(cls, net, loss_fn, X, y=None, kind="true", samples=1, seed=0, chunk_size=None):
-        """F of ``net`` on X (:func:`.fisher.fisher`, same parameters)."""
+        """F of ``net`` on X (:func:`.exact.fisher`, same parameters)."""
         return cls(fisher(net, loss_fn, X, y, kind, samples, seed, chunk_size), layer_slices(net))
 
     def to_dense(self):
@@ -270,7 +209,7 @@ class ExactDiagonal(Approximation):
 
     Parameters
     ----------
-    diagonal : (P,) array (:func:`.fisher.fisher_diagonal`), entries >= 0.
+    diagonal : (P,) array (:func:`.exact.fisher_diagonal`), entries >= 0.
     slices : layer slices (default: one block).
     """
 
@@ -289,7 +228,7 @@ class ExactDiagonal(Approximation):
 
     @classmethod
     def from_net(cls, net, loss_fn, X, y=None, kind="true", samples=1, seed=0, chunk_size=None):
-        """diag(F) of ``net`` (:func:`.fisher.fisher_diagonal`, same parameters)."""
+        """diag(F) of ``net`` (:func:`.exact.fisher_diagonal`, same parameters)."""
         return cls(fisher_diagonal(net, loss_fn, X, y, kind, samples, seed, chunk_size), layer_slices(net))
 
     def _scaled(self, v, values):
@@ -336,7 +275,7 @@ class ExactBlockDiagonal(Approximation):
 
     Parameters
     ----------
-    blocks : list of (P_l, P_l) symmetric PSD arrays (:func:`.fisher.fisher_blocks`).
+    blocks : list of (P_l, P_l) symmetric PSD arrays (:func:`.exact.fisher_blocks`).
     slices : layer slices (default: from the block sizes).
     """
 
@@ -358,7 +297,7 @@ class ExactBlockDiagonal(Approximation):
 
     @classmethod
     def from_net(cls, net, loss_fn, X, y=None, kind="true", samples=1, seed=0, chunk_size=None):
-        """The exact blocks of ``net`` (:func:`.fisher.fisher_blocks`, same parameters)."""
+        """The exact blocks of ``net`` (:func:`.exact.fisher_blocks`, same parameters)."""
         return cls(fisher_blocks(net, loss_fn, X, y, kind, samples, seed, chunk_size), layer_slices(net))
 
     def eigen(self, i):

@@ -6,7 +6,7 @@ The optimizer averages each factor over steps (Martens & Grosse 2015, §5):
 
 with X_k the step's rows (the layer's inputs ā, or its output gradients g,
 one row per example — per position for a convolution) and N_k what the sum is
-divided by (:func:`minikfac.curvature.kfac.factor_counts`). The averages are
+divided by (:func:`minikfac.curvature.factors.factor_counts`). The averages are
 read only when the inverses are formed, every T steps. Updating a d×d
 average at every step means writing a Gram matrix and passing over its d²
 numbers three times, for a change of rank n (n rows, often n ≪ d: 128 rows

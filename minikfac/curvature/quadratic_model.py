@@ -29,6 +29,10 @@ F describes h. Every T₁ steps, with ρ the ratio of the interval's summed
 changes, λ ← ω₁λ if ρ > 3/4 (the model is good: trust it more), λ ← λ/ω₁ if
 ρ < 1/4, with ω₁ = (19/20)^T₁.
 
+KL-clipping (Ba et al. 2017, §5), the alternative to the model's α: a fixed
+learning rate η_lr scaled by ν = min(1, sqrt(κ / (η_lr² |∇hᵀΔ|))) so that the
+step's predicted change of the outputs stays below κ (:func:`kl_clip_scale`).
+
 The guard (:func:`far_above_promise`). A step whose h rose by more than the
 model promised it would fall (ρ < −1) is refused: the model is wrong there.
 
@@ -163,6 +167,17 @@ def within_kl(coefficients, fisher, bound):
     x = np.asarray(coefficients, dtype=np.float64)
     kl = 0.5 * float(x @ np.asarray(fisher, dtype=np.float64) @ x)
     return x * math.sqrt(bound / kl) if kl > bound else x.copy()
+
+
+def kl_clip_scale(kl_clip, lr, gradient_dot):
+    """ν = min(1, sqrt(κ / (lr² |∇hᵀΔ|))), KL-clipping's factor on the step lr·Δ (Ba et al. 2017, §5).
+
+    kl_clip : κ > 0; lr : the learning rate; gradient_dot : ∇hᵀΔ (a float,
+    < 0 for a descent direction). lr²|∇hᵀΔ| estimates the step's ΔᵀF̂Δ·lr², the
+    KL divergence it would cause under the approximate Fisher; ν shrinks the
+    step when that is above κ.
+    """
+    return min(1.0, math.sqrt(kl_clip / (lr * lr * abs(gradient_dot))))
 
 
 def far_above_promise(actual, predicted, objective):

@@ -12,7 +12,7 @@ the Kronecker product of expectations. It is exact for one example (N = 1)
 and for deep *linear* networks with MSE, where g does not depend on the
 input (the expand setting of Eschenhagen et al. 2023; Dangel et al. 2025).
 
-The cotangents k = 1..K are those of :mod:`.backprop`: the columns of the
+The cotangents k = 1..K are those of :mod:`.statistics`: the columns of the
 output-Fisher square root (``kind="true"``, exact expectation over the
 model's targets), sampled targets (``"mc"``), the data labels
 (``"empirical"``), or the output Jacobian with the loss Hessian H_n
@@ -35,7 +35,7 @@ every block of Martens & Grosse's F̃ (section 3, Fig. 2): F̃_ij = A_ij ⊗ G_i
 """
 
 from minikfac import backend
-from minikfac.curvature import backprop
+from minikfac.curvature import statistics
 from minikfac.curvature.params import has_bias, layer_slices, parametrised_layers
 from minikfac.nn.conv import Conv2d, columns_of
 
@@ -45,7 +45,10 @@ PAIRS = ("all", "tridiagonal")
 def hessian_weighted(grads, hessian):
     """Σ_j H_n[k, j] g_{j, n, ...}, the right-hand factor of Jᵀ H J; ``grads`` itself if H is None.
 
-    grads: (K, n, D) or (K, n, L, D) with K = D_out of the network; hessian: (n, K, K).
+    grads: (K, n, D) or (K, n, L, D) with K = D_out of the network (any
+    trailing shape: each example's block is weighted as one); hessian: (n, K, K).
+    This is how ``kind="ggn"`` puts the loss's output Hessian H_n between the
+    two Jacobians of F = (1/N) Σ_n J_nᵀ H_n J_n.
     """
     if hessian is None:
         return grads
@@ -55,10 +58,11 @@ def hessian_weighted(grads, hessian):
     return weighted.reshape(grads.shape)
 
 
-def _gram(left, right):
+def outer_product_sum(left, right):
     """Σ of left rightᵀ over every leading axis (cotangents, examples, positions): (D_left, D_right).
 
     left: (..., D_left) and right: (..., D_right) with the same leading shape.
+    One matrix product of the rows stacked: BLAS does the sum.
     """
     return left.reshape(-1, left.shape[-1]).T @ right.reshape(-1, right.shape[-1])
 
@@ -69,10 +73,41 @@ def _positions(stats):
     return inputs.shape[1] if inputs.ndim == 3 else 1
 
 
-def input_factor_sum(stats):
-    """Σ ā āᵀ over a chunk's rows (examples, and positions for a Conv2d), (D_in + 1, D_in + 1).
+def input_factor(a, bias):
+    """K-FAC's input factor A = (1/N) Σ_n ā_n ā_nᵀ (Martens & Grosse 2015, eq. (1)).
 
-    Formed without ā: with X the rows of the layer's input a (no 1 appended),
+    a : (N, D_in), a Linear layer's input (its ``cache_input``), or (N, L,
+        D_in), a Conv2d layer's patches; then A sums over the L positions,
+        KFC's Ω (Grosse & Martens 2016, §3.1).
+    bias : whether the layer has a bias (ā = [a; 1], :func:`.params.homogeneous_inputs`).
+
+    Returns (D_in + 1, D_in + 1), or (D_in, D_in) without bias.
+    """
+    return input_factor_sum(a, bias) / a.shape[0]
+
+
+def grad_factor(grads, hessian=None):
+    """K-FAC's gradient factor G = (1/N) Σ_n Σ_k g_nk g_nkᵀ (Martens & Grosse 2015, eq. (1)).
+
+    grads : g = ∂(s_nkᵀ f)/∂s, the gradient w.r.t. the layer's output for each
+        cotangent s_nk of :mod:`.statistics`: (K, N, D_out) for Linear, or
+        (K, N, L, D_out) for Conv2d; then G is the mean over the L positions
+        too, KFC's Γ = (1/(N·L)) Σ_n Σ_k Σ_l g gᵀ (Grosse & Martens 2016, §3.1).
+    hessian : (N, K, K) for the GGN (G = (1/N) Σ_n J_sᵀ H_n J_s), else None.
+
+    Returns (D_out, D_out). With the one cotangent of the empirical Fisher, g_n
+    is ∂ℓ_n/∂s — N times what the backward of the *mean* loss leaves in
+    ``cache_grad_output``.
+    """
+    positions = grads.shape[2] if grads.ndim == 4 else 1
+    return outer_product_sum(grads, hessian_weighted(grads, hessian)) / (grads.shape[1] * positions)
+
+
+def input_factor_sum(a, bias):
+    """Σ ā āᵀ over the rows of ``a`` (examples, and positions for a Conv2d), (D_in + 1, D_in + 1).
+
+    a : (n, D_in) or (n, L, D_in), without the 1 of the bias; bias : bool.
+    Formed without ā: with X the rows of a,
 
         Σ ā āᵀ = [[XᵀX, Xᵀ1], [1ᵀX, R]]      (R rows; without a bias just XᵀX),
 
@@ -80,22 +115,24 @@ def input_factor_sum(stats):
     are stored as (:func:`minikfac.nn.conv.columns_of`), so a product of one
     matrix with its own transpose, which BLAS does in half the work (syrk).
     """
-    if stats.raw is None:  # statistics made by hand, with ā given
-        return _gram(stats.inputs, stats.inputs)
-    raw = stats.raw
-    xp = backend.get_array_module(raw)
-    columns = columns_of(raw) if raw.ndim == 3 else raw.T  # (D_in, R), a view
+    xp = backend.get_array_module(a)
+    columns = columns_of(a) if a.ndim == 3 else a.T  # (D_in, R), a view
     gram = columns @ columns.T
-    if not has_bias(stats.layer):
+    if not bias:
         return gram
     rows = columns.shape[1]
-    sums = columns @ xp.ones(rows, dtype=raw.dtype)  # Xᵀ1 as a product: faster than a sum over long rows
+    sums = columns @ xp.ones(rows, dtype=a.dtype)  # Xᵀ1 as a product: faster than a sum over long rows
     out = xp.empty((gram.shape[0] + 1,) * 2, dtype=gram.dtype)
     out[:-1, :-1] = gram
     out[:-1, -1] = sums
     out[-1, :-1] = sums
     out[-1, -1] = rows
     return out
+
+
+def layer_input_factor_sum(stats):
+    """:func:`input_factor_sum` of a :class:`.statistics.LayerStatistics` (its raw input, its layer's bias)."""
+    return input_factor_sum(stats.raw, has_bias(stats.layer))
 
 
 def kfac_factors(net, loss_fn, X, y=None, kind="true", samples=1, seed=0, chunk_size=None):
@@ -109,7 +146,7 @@ def kfac_factors(net, loss_fn, X, y=None, kind="true", samples=1, seed=0, chunk_
     kind : "true" (exact expectation over the model's targets), "mc"
         (``samples`` sampled targets per example, random ``seed``),
         "empirical" (the data labels) or "ggn" (G = (1/N) Σ_n J_sᵀ H_n J_s).
-    chunk_size : examples per pass (default: see :func:`backprop.default_chunk_size`).
+    chunk_size : examples per pass (default: see :func:`statistics.default_chunk_size`).
 
     Returns
     -------
@@ -120,9 +157,9 @@ def kfac_factors(net, loss_fn, X, y=None, kind="true", samples=1, seed=0, chunk_
     G = (1/N) Σ_{n,k} g gᵀ. Conv2d (KFC, Grosse & Martens 2016, Ω and Γ):
     A sums over the L positions, G averages over them (module docstring).
     """
-    backprop.check_kind(kind)
+    statistics.check_kind(kind)
     sums, last = None, None
-    for chunk in backprop.chunks(net, loss_fn, X, y, kind, samples, seed, chunk_size):
+    for chunk in statistics.chunks(net, loss_fn, X, y, kind, samples, seed, chunk_size):
         updates = chunk_factor_sums(chunk)
         sums = updates if sums is None else [(A + dA, G + dG) for (A, G), (dA, dG) in zip(sums, updates)]
         last = chunk
@@ -130,14 +167,14 @@ def kfac_factors(net, loss_fn, X, y=None, kind="true", samples=1, seed=0, chunk_
 
 
 def chunk_factor_sums(chunk):
-    """The unnormalised sums (Σ ā āᵀ, Σ g gᵀ) of one :class:`.backprop.Chunk`, one pair per layer.
+    """The unnormalised sums (Σ ā āᵀ, Σ g gᵀ) of one :class:`.statistics.Chunk`, one pair per layer.
 
     Σ runs over the chunk's examples, cotangents and (Conv2d) positions; for
     ``kind="ggn"`` the G sum is H-weighted. Shapes as in :func:`kfac_factors`.
     The K-FAC optimizer calls this on its statistics chunk; :func:`kfac_factors`
     adds it up over all chunks.
     """
-    return [(input_factor_sum(s), _gram(s.grads, hessian_weighted(s.grads, chunk.output_hessian)))
+    return [(layer_input_factor_sum(s), outer_product_sum(s.grads, hessian_weighted(s.grads, chunk.output_hessian)))
             for s in chunk.layers]
 
 
@@ -181,7 +218,7 @@ def kfac_cross_factors(net, loss_fn, X, y=None, kind="true", samples=1, seed=0, 
     :func:`kfac_factors`' (A, G). Linear layers only: a Conv2d layer raises
     ValueError (KFC defines no cross-layer factors).
     """
-    backprop.check_kind(kind)
+    statistics.check_kind(kind)
     layers = parametrised_layers(net)
     for index, layer in enumerate(layers):
         if isinstance(layer, Conv2d):
@@ -189,12 +226,13 @@ def kfac_cross_factors(net, loss_fn, X, y=None, kind="true", samples=1, seed=0, 
                              "for Linear layers only (Martens & Grosse 2015, section 3)")
     wanted = _check_pairs(pairs, len(layers))
     sums, total = None, None
-    for chunk in backprop.chunks(net, loss_fn, X, y, kind, samples, seed, chunk_size):
+    for chunk in statistics.chunks(net, loss_fn, X, y, kind, samples, seed, chunk_size):
         stats = chunk.layers
         grads = [s.grads for s in stats]
         weighted = [hessian_weighted(g, chunk.output_hessian) for g in grads]
-        updates = {(i, j): (input_factor_sum(stats[i]) if i == j else _gram(stats[i].inputs, stats[j].inputs),
-                            _gram(grads[i], weighted[j]))
+        updates = {(i, j): (layer_input_factor_sum(stats[i]) if i == j
+                            else outer_product_sum(stats[i].inputs, stats[j].inputs),
+                            outer_product_sum(grads[i], weighted[j]))
                    for i, j in wanted}
         if sums is None:
             sums = updates

@@ -16,18 +16,19 @@ import pytest
 
 import minikfac as mk
 from minikfac import backend
-from minikfac.curvature.approx import Exact, ExactBlockDiagonal, ExactDiagonal
+from minikfac.curvature.approximation import Exact, ExactBlockDiagonal, ExactDiagonal
 from minikfac.curvature.ekfac import EKFAC
-from minikfac.curvature.fisher import fisher_blocks
-from minikfac.curvature.kfac import kfac_cross_factors, kfac_dense
-from minikfac.curvature.kfac_approx import KFAC
-from minikfac.curvature.kron import factored_pi, vec
+from minikfac.curvature.exact import fisher_blocks
+from minikfac.curvature.factors import kfac_cross_factors, kfac_dense
+from minikfac.curvature.kfac_block_diagonal import KFACBlockDiagonal
+from minikfac.curvature.damping import factored_pi
+from minikfac.curvature.kron import vec
 from minikfac.curvature.params import flatten, layer_slices, unflatten
-from minikfac.curvature.tridiagonal import KFACTridiagonal
+from minikfac.curvature.kfac_tridiagonal import KFACTridiagonal
 from tests.conftest import on
 
 nn = mk.nn
-CLASSES = {"exact": Exact, "diagonal": ExactDiagonal, "block-diagonal": ExactBlockDiagonal, "K-FAC": KFAC,
+CLASSES = {"exact": Exact, "diagonal": ExactDiagonal, "block-diagonal": ExactBlockDiagonal, "K-FAC": KFACBlockDiagonal,
            "K-FAC tridiagonal": KFACTridiagonal, "EKFAC": EKFAC}
 
 
@@ -146,7 +147,7 @@ def test_undamped_solve_of_a_singular_matrix_raises():
     """One example: the exact Fisher has rank <= D_out; CE's G has the null vector 1 (softmax)."""
     rng = np.random.default_rng(4)
     net, X = mlp(), rng.standard_normal((1, 3))
-    for cls in (Exact, ExactBlockDiagonal, KFAC, EKFAC):
+    for cls in (Exact, ExactBlockDiagonal, KFACBlockDiagonal, EKFAC):
         approx = cls.from_net(net, nn.CrossEntropyLoss(), X)
         with pytest.raises(ValueError, match="singular"):
             approx.solve(np.ones(39))
@@ -158,9 +159,9 @@ def test_undamped_solve_of_a_singular_matrix_raises():
 def test_constructors_check_shapes():
     A, G = np.eye(3), np.eye(2)
     with pytest.raises(ValueError, match="slices have lengths"):
-        KFAC([(A, G)], [slice(0, 5)])
+        KFACBlockDiagonal([(A, G)], [slice(0, 5)])
     with pytest.raises(ValueError, match="pair"):
-        KFAC([A])
+        KFACBlockDiagonal([A])
     with pytest.raises(ValueError, match="square"):
         Exact(np.zeros((3, 4)))
     with pytest.raises(ValueError, match="contiguous"):
@@ -183,7 +184,7 @@ def test_factored_natural_gradient_equals_dense_solve(damping):
     mk.nn.init.manual_seed(0)
     net, (X, y) = mlp(), data()
     loss_fn = nn.MSELoss()
-    kfac = KFAC.from_net(net, loss_fn, X, y)
+    kfac = KFACBlockDiagonal.from_net(net, loss_fn, X, y)
     loss_fn(net(X), y)
     net.backward(loss_fn.backward())
     gradient = flatten(net, "grad")
@@ -277,7 +278,7 @@ def test_tridiagonal_inverse_is_closer_to_ftilde_inverse_than_block_diagonal(see
     cross, slices = tanh_chain(seed)
     target = np.linalg.inv(kfac_dense(cross, slices))
     tridiagonal = KFACTridiagonal(cross, slices).inverse()
-    block_diagonal = KFAC([cross[(i, i)] for i in range(3)], slices).inverse()
+    block_diagonal = KFACBlockDiagonal([cross[(i, i)] for i in range(3)], slices).inverse()
     assert np.linalg.norm(tridiagonal - target) <= np.linalg.norm(block_diagonal - target)
 
 
@@ -293,7 +294,7 @@ def test_tridiagonal_exact_tikhonov_solve_is_refused_and_inverse_is_dense():
 def test_tridiagonal_of_one_layer_is_kfac():
     mk.nn.init.manual_seed(0)
     net, (X, y) = nn.Sequential(nn.Linear(3, 2)), data()
-    tridiagonal, kfac = KFACTridiagonal.from_net(net, nn.MSELoss(), X, y), KFAC.from_net(net, nn.MSELoss(), X, y)
+    tridiagonal, kfac = KFACTridiagonal.from_net(net, nn.MSELoss(), X, y), KFACBlockDiagonal.from_net(net, nn.MSELoss(), X, y)
     assert relative(tridiagonal.inverse(), kfac.inverse()) < 1e-10
 
 
@@ -320,7 +321,7 @@ def test_ekfac_is_never_further_from_the_exact_blocks_than_kfac(case):
         y = rng.integers(0, d_out, 12) if loss == "ce" else rng.uniform(0, 1, (12, d_out))
         loss_fn = nn.CrossEntropyLoss() if loss == "ce" else nn.BCEWithLogitsLoss()
         args = dict(kind=kind, samples=2, seed=seed)
-        ekfac, kfac = EKFAC.from_net(net, loss_fn, X, y, **args), KFAC.from_net(net, loss_fn, X, y, **args)
+        ekfac, kfac = EKFAC.from_net(net, loss_fn, X, y, **args), KFACBlockDiagonal.from_net(net, loss_fn, X, y, **args)
         for i, exact in enumerate(fisher_blocks(net, loss_fn, X, y, **args)):
             assert np.linalg.norm(ekfac.block(i) - exact) <= np.linalg.norm(kfac.block(i) - exact) * (1 + 1e-12)
             assert relative(np.trace(ekfac.block(i)), np.trace(exact)) < 1e-12

@@ -9,9 +9,9 @@ ready for :func:`minikfac.plot.fisher_vs_kfac` and
 from typing import NamedTuple
 
 from minikfac import backend
-from minikfac.curvature.approx import slices_of
-from minikfac.curvature.compare import check_fisher
-from minikfac.curvature.kfac import kfac_cross_factors, kfac_dense, kfac_factors
+from minikfac.curvature.params import slices_of
+from minikfac.studies.approximation_errors import check_fisher
+from minikfac.curvature.factors import kfac_cross_factors, kfac_dense, kfac_factors
 from minikfac.curvature.params import layer_slices, parametrised_layers
 from minikfac.nn.linear import Linear
 
@@ -47,10 +47,10 @@ def _submatrix(M, slices):
 def figure_matrices(net, loss_fn, X, F, layers=None, y=None, kind="true", chunk_size=None):
     """The exact F and K-FAC's F̃ = [A_ij ⊗ G_ij] on ``layers`` (Martens & Grosse 2015, Figs. 2–3).
 
-    F : (P, P) exact Fisher of ``net`` on X (:func:`.fisher.fisher`); layers :
+    F : (P, P) exact Fisher of ``net`` on X (:func:`.exact.fisher`); layers :
     increasing layer indices (default :func:`default_figure_layers`, the
     paper's "middle 4 layers"). For Linear nets F̃ has every cross-layer block
-    A_ij ⊗ G_ij (:func:`.kfac.kfac_cross_factors`); with a Conv2d layer it is
+    A_ij ⊗ G_ij (:func:`.factors.kfac_cross_factors`); with a Conv2d layer it is
     block-diagonal (KFC defines no cross-layer factors). Returns :class:`FigureMatrices`.
     """
     all_layers, slices = parametrised_layers(net), layer_slices(net)

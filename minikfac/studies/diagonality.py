@@ -26,13 +26,7 @@ sync except the undamped solve's check).
 """
 
 from minikfac import backend
-from minikfac.curvature.kron import check_damping
-
-
-def _check_square(name, M, caller):
-    if not backend.is_array(M) or M.ndim != 2 or M.shape[0] != M.shape[1]:
-        shape = tuple(M.shape) if hasattr(M, "shape") else type(M).__name__
-        raise ValueError(f"{caller}: {name} must be a square matrix (n, n), got {shape}")
+from minikfac.curvature.linalg import check_damping, check_square
 
 
 def off_diagonal_mass(M):
@@ -43,7 +37,7 @@ def off_diagonal_mass(M):
     M = 0, where the ratio is undefined: checking would cost a host sync).
     Raises ``ValueError`` for a non-square M.
     """
-    _check_square("M", M, "off_diagonal_mass")
+    check_square("M", M, "off_diagonal_mass")
     xp = backend.get_array_module(M)
     # Square the off-diagonal entries themselves: total − Σ diag² would cancel
     # catastrophically for a nearly diagonal M (an error of √eps ≈ 1e-8 in the mass).
@@ -57,8 +51,8 @@ def diagonal_kron_error(A, G):
     A : (n, n), G : (m, m) on one backend. Returns a 0-d array in [0, 1]; the
     (n·m, n·m) products are never formed.
     """
-    _check_square("A", A, "diagonal_kron_error")
-    _check_square("G", G, "diagonal_kron_error")
+    check_square("A", A, "diagonal_kron_error")
+    check_square("G", G, "diagonal_kron_error")
     backend.check_same_backend(A=A, G=G)
     xp = backend.get_array_module(A, G)
     kept = (1.0 - off_diagonal_mass(A) ** 2) * (1.0 - off_diagonal_mass(G) ** 2)
@@ -76,8 +70,8 @@ def diagonal_kron_solve(A, G, X, damping=0.0):
     damping a non-positive product raises ``ValueError`` (that check reads one
     number from the device, so it runs only when λ = 0, as in :mod:`.kron`).
     """
-    _check_square("A", A, "diagonal_kron_solve")
-    _check_square("G", G, "diagonal_kron_solve")
+    check_square("A", A, "diagonal_kron_solve")
+    check_square("G", G, "diagonal_kron_solve")
     if X.ndim != 2 or X.shape != (G.shape[0], A.shape[0]):
         raise ValueError(f"diagonal_kron_solve: X must have shape (m, n) = {(G.shape[0], A.shape[0])}, "
                          f"got {tuple(X.shape)}")

@@ -40,19 +40,12 @@ Kronecker-factored blocks), so ``solve(v, damping > 0)`` without
 from typing import NamedTuple
 
 from minikfac import backend
-from minikfac.curvature.approx import (
-    Approximation,
-    SymmetricEigen,
-    check_damping,
-    check_invertible,
-    check_slices,
-    is_zero,
-    slices_of,
-)
-from minikfac.curvature.kfac import kfac_cross_factors
-from minikfac.curvature.kfac_approx import layer_pis
-from minikfac.curvature.kron import KroneckerFactors, factored_pi, unvec, vec
-from minikfac.curvature.params import layer_slices
+from minikfac.curvature.approximation import Approximation, check_slices
+from minikfac.curvature.damping import factored_pi, factored_shifts, layer_pis
+from minikfac.curvature.factors import kfac_cross_factors
+from minikfac.curvature.kron import KroneckerFactors, unvec, vec
+from minikfac.curvature.linalg import SymmetricEigen, check_damping, check_invertible, is_zero
+from minikfac.curvature.params import layer_slices, slices_of
 
 
 class Conditional(NamedTuple):
@@ -102,7 +95,7 @@ class KFACTridiagonal(Approximation):
     Parameters
     ----------
     cross_factors : dict {(i, j): (A_ij, G_ij)} containing every (i, i) and
-        (i, i + 1) (:func:`.kfac.kfac_cross_factors`, ``pairs="tridiagonal"``);
+        (i, i + 1) (:func:`.factors.kfac_cross_factors`, ``pairs="tridiagonal"``);
         A_ij (n_i, n_j), G_ij (m_i, m_j). Other pairs are ignored.
     slices : layer slices (default: from the diagonal factors).
 
@@ -136,7 +129,7 @@ class KFACTridiagonal(Approximation):
 
     @classmethod
     def from_net(cls, net, loss_fn, X, y=None, kind="true", samples=1, seed=0, chunk_size=None):
-        """The model of ``net`` (Linear layers only): :func:`.kfac.kfac_cross_factors` with pairs="tridiagonal"."""
+        """The model of ``net`` (Linear layers only): :func:`.factors.kfac_cross_factors` with pairs="tridiagonal"."""
         cross = kfac_cross_factors(net, loss_fn, X, y, kind, samples, seed, chunk_size, pairs="tridiagonal")
         return cls(cross, layer_slices(net))
 
@@ -146,12 +139,11 @@ class KFACTridiagonal(Approximation):
         if is_zero(damping):
             return [A for A, _ in self.diagonal], [G for _, G in self.diagonal]
         xp = backend.get_array_module(self.diagonal[0][0])
-        root = damping ** 0.5
         damped_A, damped_G = [], []
         for (A, G), p in zip(self.diagonal, layer_pis(pi, len(self.diagonal), "KFACTridiagonal")):
-            p = factored_pi(A, G) if p is None else p
-            damped_A.append(A + (p * root) * xp.eye(A.shape[0], dtype=A.dtype))
-            damped_G.append(G + (root / p) * xp.eye(G.shape[0], dtype=G.dtype))
+            shift_a, shift_g = factored_shifts(damping, factored_pi(A, G) if p is None else p)
+            damped_A.append(A + shift_a * xp.eye(A.shape[0], dtype=A.dtype))
+            damped_G.append(G + shift_g * xp.eye(G.shape[0], dtype=G.dtype))
         return damped_A, damped_G
 
     def model(self, damping=0.0, pi=None):

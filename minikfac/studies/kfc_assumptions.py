@@ -4,7 +4,7 @@ Grosse & Martens (2016), *A Kronecker-factored approximate Fisher matrix for
 convolution layers* (KFC). A Conv2d layer applies one weight matrix W̄
 (D_out, D_in + 1), D_in = C_in·KH·KW, at L = OH·OW output positions; with the
 im2col patches ā_nl (bias coordinate 1 appended) and the output derivatives
-g_nkl of cotangent k (see :mod:`.backprop`), the per-example gradient is a
+g_nkl of cotangent k (see :mod:`.statistics`), the per-example gradient is a
 *sum over positions*, Σ_l g_nkl ā_nlᵀ (their eq. (5)). Its exact Fisher block is
 
     F     = (1/N) Σ_n Σ_k Σ_l Σ_l' (ā_nl ā_nl'ᵀ) ⊗ (g_nkl g_nkl'ᵀ)                          "exact"
@@ -29,7 +29,7 @@ the error can be measured:
 
        F_kfc = [(1/N) Σ_n Ω_n] ⊗ [(1/N) Σ_n Γ̄_n] = A ⊗ G                                  "kfc"
 
-   which is :func:`.kfac.kfac_factors`' (A, G) (A sums over positions, G
+   which is :func:`.factors.kfac_factors`' (A, G) (A sums over positions, G
    averages over them: the paper's Ω and Γ).
 
 With one example (N = 1) step 3 changes nothing (F_sh = F_kfc exactly), so the
@@ -49,8 +49,8 @@ is ā_i g_o), so ``kron(A, G)`` lines up with it.
 """
 
 from minikfac import backend
-from minikfac.curvature import backprop
-from minikfac.curvature.kfac import chunk_factor_sums, normalise_factor_sums
+from minikfac.curvature import statistics
+from minikfac.curvature.factors import chunk_factor_sums, normalise_factor_sums
 from minikfac.curvature.params import parametrised_layers
 from minikfac.nn.conv import Conv2d
 
@@ -104,7 +104,7 @@ def _stage_sums(a, g):
 
     a : (n, L, D_in + 1); g : (K, n, L, D_out). Each is a (P_l, P_l) sum over
     the chunk's examples; the last stage, A ⊗ G, comes from
-    :func:`.kfac.chunk_factor_sums` (the same sums as :func:`.kfac.kfac_factors`).
+    :func:`.factors.chunk_factor_sums` (the same sums as :func:`.factors.kfac_factors`).
     """
     xp = backend.get_array_module(a)
     n, positions, d_in = a.shape
@@ -134,18 +134,18 @@ def kfc_stages(net, loss_fn, X, y=None, kind="true", samples=1, seed=0, chunk_si
     kind : "true" (exact expectation over the model's targets), "mc" (sampled
         targets) or "empirical" (the data labels); "ggn" is refused (its G is
         H-weighted; for our losses it equals "true" anyway).
-    chunk_size : examples per pass (default: :func:`.backprop.default_chunk_size`).
+    chunk_size : examples per pass (default: :func:`.statistics.default_chunk_size`).
 
     Returns
     -------
     list, one dict per layer in network order, {"exact", "sud", "sh", "kfc"}:
     dense (P_l, P_l) arrays, P_l = (D_in + 1)·D_out, in the canonical order,
-    on X's backend. "exact" equals :func:`.fisher.fisher_blocks`, "kfc" equals
-    kron(A, G) of :func:`.kfac.kfac_factors`. Memory: four P_l² blocks per layer.
+    on X's backend. "exact" equals :func:`.exact.fisher_blocks`, "kfc" equals
+    kron(A, G) of :func:`.factors.kfac_factors`. Memory: four P_l² blocks per layer.
     """
-    backprop.check_kind(kind, KINDS)
+    statistics.check_kind(kind, KINDS)
     totals = factor_totals = None
-    for chunk in backprop.chunks(net, loss_fn, X, y, kind, samples, seed, chunk_size):
+    for chunk in statistics.chunks(net, loss_fn, X, y, kind, samples, seed, chunk_size):
         sums = [_stage_sums(*_positions_view(stats)) for stats in chunk.layers]
         totals = sums if totals is None else [{key: t[key] + s[key] for key in t} for t, s in zip(totals, sums)]
         # the last stage is K-FAC's own (A, G), summed exactly as kfac_factors sums them
@@ -186,13 +186,13 @@ def output_gradient_maps(net, loss_fn, X, layer, y=None, kind="true", samples=1,
     """The derivatives g = ∂(s_nkᵀ f)/∂(conv output) of one Conv2d layer as maps: (K, N, C_out, OH, OW).
 
     layer : index of the layer among ``parametrised_layers(net)`` (it must be
-    a Conv2d). Cotangents s_nk as in :mod:`.backprop` ("true": K = D_out
+    a Conv2d). Cotangents s_nk as in :mod:`.statistics` ("true": K = D_out
     columns of the output-Fisher square root, so Σ_k g g is the exact
     E_y[g gᵀ]; "empirical": K = 1, the data labels; "mc": sampled targets).
     For "true" and "mc" the derivatives have mean zero under the model
     (E_y[∇_f ℓ] = 0), so their second moments are covariances.
     """
-    backprop.check_kind(kind, KINDS)
+    statistics.check_kind(kind, KINDS)
     layers = parametrised_layers(net)
     if not (isinstance(layer, int) and 0 <= layer < len(layers)) or not isinstance(layers[layer], Conv2d):
         convs = [i for i, module in enumerate(layers) if isinstance(module, Conv2d)]
@@ -200,7 +200,7 @@ def output_gradient_maps(net, loss_fn, X, layer, y=None, kind="true", samples=1,
                          f"layers, one of {convs}, got {layer!r}")
     module = layers[layer]
     maps = []
-    for chunk in backprop.chunks(net, loss_fn, X, y, kind, samples, seed, chunk_size):
+    for chunk in statistics.chunks(net, loss_fn, X, y, kind, samples, seed, chunk_size):
         g = chunk.layers[layer].grads  # (K, n, L, C_out)
         _, _, oh, ow = module.output_shape(module.cache_input_shape)
         k, n = g.shape[:2]
@@ -309,13 +309,13 @@ def blocks_within_radius(net, loss_fn, X, radii, y=None, kind="true", samples=1,
     Cost: every offset δ with ‖δ‖_∞ ≤ max(radii) is one product with
     D_in²·D_out² work per overlapping position: up to L² position pairs per example.
     """
-    backprop.check_kind(kind, KINDS)
+    statistics.check_kind(kind, KINDS)
     radii = sorted(set(radii))
     if not radii or any(isinstance(r, bool) or not isinstance(r, int) or r < 0 for r in radii):
         raise ValueError(f"blocks_within_radius: radii must be ints >= 0, got {radii!r}")
     layers = parametrised_layers(net)
     totals = None
-    for chunk in backprop.chunks(net, loss_fn, X, y, kind, samples, seed, chunk_size):
+    for chunk in statistics.chunks(net, loss_fn, X, y, kind, samples, seed, chunk_size):
         sums = []
         for module, stats in zip(layers, chunk.layers):
             a, g = _positions_view(stats)

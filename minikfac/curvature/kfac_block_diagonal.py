@@ -4,34 +4,20 @@
 
 Nothing of size P_l × P_l is ever formed outside ``to_dense``/``inverse``:
 products, solves, eigenvalues and the trace all go through the factors'
-eigendecompositions (cached in :class:`.kron.KroneckerFactors`):
-
-- exact Tikhonov damping (M&G section 6.3, "exact"):
-  (A ⊗ G + λI)⁻¹ vec(X) = vec(U_G [(U_Gᵀ X U_A) / (g aᵀ + λ)] U_Aᵀ);
-- factored Tikhonov damping with π (M&G section 6.3, eq. after "factored"):
-  ((A + π√λ I) ⊗ (G + (√λ/π) I))⁻¹ vec(X) = vec((G + (√λ/π) I)⁻¹ X (A + π√λ I)⁻¹),
-  π = sqrt((tr(A)/n) / (tr(G)/m)) by default (the trace norm);
-- eigenvalues of A ⊗ G: every product a_j g_i (Van Loan 2000, section 2.2).
+eigendecompositions (cached in :class:`.kron.KroneckerFactors`), and the
+damped solves, exact or factored with π, are those of :mod:`.damping`.
 
 For one layer's gradient ∇W̄ (D_out, D_in + 1) the natural gradient is
-G⁻¹ ∇W̄ A⁻¹ (:meth:`KFAC.precondition`), which K-FAC's optimizer applies.
+G⁻¹ ∇W̄ A⁻¹ (:meth:`KFACBlockDiagonal.precondition`), which K-FAC's optimizer applies.
 """
 
-import numbers
-
 from minikfac import backend
-from minikfac.curvature.approx import (
-    Approximation,
-    block_diagonal,
-    check_damping,
-    check_slices,
-    descending,
-    is_zero,
-    slices_of,
-)
-from minikfac.curvature.kfac import kfac_factors
+from minikfac.curvature.approximation import Approximation, block_diagonal, check_slices, descending
+from minikfac.curvature.damping import factored_inverse_dense, layer_pis
+from minikfac.curvature.factors import kfac_factors
 from minikfac.curvature.kron import KroneckerFactors
-from minikfac.curvature.params import layer_slices
+from minikfac.curvature.linalg import check_damping, is_zero
+from minikfac.curvature.params import layer_slices, slices_of
 
 
 def _check_factor_pairs(factors, caller):
@@ -44,28 +30,13 @@ def _check_factor_pairs(factors, caller):
     return pairs
 
 
-def layer_pis(pi, count, caller):
-    """π per layer: ``None`` (each layer's trace norm), one number for all, or a sequence of ``count``."""
-    single = pi is None or backend.is_array(pi) and pi.ndim == 0 or isinstance(pi, numbers.Real)
-    pis = [pi] * count if single else list(pi)
-    if len(pis) != count:
-        raise ValueError(f"{caller}: pi must be None, a number or one value per layer ({count}), got {len(pis)}")
-    for p in pis:
-        if backend.is_array(p):
-            if p.ndim != 0:
-                raise ValueError(f"{caller}: pi must be a scalar, got shape {tuple(p.shape)}")
-        elif p is not None and not (isinstance(p, numbers.Real) and 0 < p < float("inf")):
-            raise ValueError(f"{caller}: pi must be a finite number > 0, got {p!r}")
-    return pis
-
-
-class KFAC(Approximation):
+class KFACBlockDiagonal(Approximation):
     """Block-diagonal K-FAC, F̂ = diag(A_l ⊗ G_l) (Martens & Grosse 2015, section 4.2, eq. (1)).
 
     Parameters
     ----------
     factors : list of (A, G), one per layer: A (n_l, n_l) = (D_in + 1)² and
-        G (m_l, m_l) = D_out², symmetric PSD (:func:`.kfac.kfac_factors`).
+        G (m_l, m_l) = D_out², symmetric PSD (:func:`.factors.kfac_factors`).
     slices : layer slices (default: from the factor sizes, P_l = n_l·m_l).
 
     Attributes
@@ -77,15 +48,15 @@ class KFAC(Approximation):
     name = "K-FAC"
 
     def __init__(self, factors, slices=None):
-        pairs = _check_factor_pairs(factors, "KFAC")
+        pairs = _check_factor_pairs(factors, "KFACBlockDiagonal")
         self.factors = [KroneckerFactors(A, G) for A, G in pairs]
         sizes = [kf.shape[0] for kf in self.factors]
-        slices = slices_of(sizes) if slices is None else check_slices(slices, sizes, "KFAC")
+        slices = slices_of(sizes) if slices is None else check_slices(slices, sizes, "KFACBlockDiagonal")
         super().__init__(slices, pairs[0][0].dtype)
 
     @classmethod
     def from_net(cls, net, loss_fn, X, y=None, kind="true", samples=1, seed=0, chunk_size=None):
-        """K-FAC of ``net`` on X: :func:`.kfac.kfac_factors` (same parameters) wrapped."""
+        """K-FAC of ``net`` on X: :func:`.factors.kfac_factors` (same parameters) wrapped."""
         return cls(kfac_factors(net, loss_fn, X, y, kind, samples, seed, chunk_size), layer_slices(net))
 
     # -- products and spectra ---------------------------------------------- #
@@ -153,19 +124,5 @@ class KFAC(Approximation):
         if not factored or is_zero(damping):
             return block_diagonal([kf.inverse(damping) for kf in self.factors], self.slices)
         pis = layer_pis(pi, len(self.factors), "K-FAC inverse")
-        return block_diagonal([_factored_inverse(kf, damping, p) for kf, p in zip(self.factors, pis)], self.slices)
-
-
-def _damped_factor_inverse(values, vectors, shift):
-    """(S + shift·I)⁻¹ from S's eigendecomposition."""
-    return (vectors / (values + shift)[None, :]) @ vectors.T
-
-
-def _factored_inverse(kf, damping, pi=None):
-    """kron((A + π√λ I)⁻¹, (G + (√λ/π) I)⁻¹), dense (M&G 2015, section 6.3); π = trace norm if None."""
-    xp = backend.get_array_module(kf.A)
-    pi = kf.pi() if pi is None else pi
-    root = damping ** 0.5
-    eigen = kf.eigen()
-    return xp.kron(_damped_factor_inverse(eigen.a_eigs, eigen.U_A, pi * root),
-                   _damped_factor_inverse(eigen.g_eigs, eigen.U_G, root / pi))
+        return block_diagonal([factored_inverse_dense(*kf.eigen(), damping, kf.pi() if p is None else p)
+                               for kf, p in zip(self.factors, pis)], self.slices)

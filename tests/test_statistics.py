@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import minikfac as mk
-from minikfac.curvature import backprop, params
+from minikfac.curvature import statistics, params
 from tests.conftest import inputs_and_targets, on
 
 nn = mk.nn
@@ -157,7 +157,7 @@ def test_per_example_gradients_average_to_the_gradient_of_the_mean_loss(name, lo
     factory, shape = NETS[name]
     net, loss_fn = factory(), LOSSES[loss]()
     X, y = inputs_and_targets(shape, loss, n=5)
-    rows = backprop.per_example_gradients(net, loss_fn, X, y)
+    rows = statistics.per_example_gradients(net, loss_fn, X, y)
     assert rows.shape == (X.shape[0], sum(params.layer_sizes(net)))
     np.testing.assert_allclose(rows.mean(axis=0), _grad_of_mean_loss(net, loss_fn, X, y), rtol=1e-12, atol=1e-14)
     # Row n is the gradient of example n alone (a batch of one: its mean loss is ℓ_n).
@@ -171,9 +171,9 @@ def test_per_example_gradients_do_not_depend_on_the_chunk_size(name):
     factory, shape = NETS[name]
     net, loss_fn = factory(), nn.CrossEntropyLoss()
     X, y = inputs_and_targets(shape, "ce", n=7)
-    reference = backprop.per_example_gradients(net, loss_fn, X, y)
+    reference = statistics.per_example_gradients(net, loss_fn, X, y)
     for chunk_size in (1, 3, 7, 100):
-        np.testing.assert_allclose(backprop.per_example_gradients(net, loss_fn, X, y, chunk_size=chunk_size),
+        np.testing.assert_allclose(statistics.per_example_gradients(net, loss_fn, X, y, chunk_size=chunk_size),
                                    reference, rtol=1e-13, atol=1e-15)
 
 
@@ -181,9 +181,9 @@ def test_per_example_gradients_match_across_backends(backend_name):
     factory, shape = NETS["cnn-maxpool"]
     X, y = inputs_and_targets(shape, "ce", n=5)
     mk.nn.init.manual_seed(0)
-    reference = backprop.per_example_gradients(factory().to("numpy"), nn.CrossEntropyLoss(), X, y)
+    reference = statistics.per_example_gradients(factory().to("numpy"), nn.CrossEntropyLoss(), X, y)
     mk.nn.init.manual_seed(0)
-    rows = backprop.per_example_gradients(factory(), nn.CrossEntropyLoss(), on(backend_name, X), on(backend_name, y))
+    rows = statistics.per_example_gradients(factory(), nn.CrossEntropyLoss(), on(backend_name, X), on(backend_name, y))
     assert mk.backend.backend_of(rows) == backend_name
     np.testing.assert_allclose(mk.to_numpy(rows), reference, rtol=1e-12, atol=1e-14)
 
@@ -193,10 +193,10 @@ def test_layer_gradients_are_outer_products_summed_over_positions(name):
     factory, shape = NETS[name]
     net = factory()
     X, y = inputs_and_targets(shape, "mse", n=3)
-    chunk = next(backprop.chunks(net, nn.MSELoss(), X, y, kind="true"))
+    chunk = next(statistics.chunks(net, nn.MSELoss(), X, y, kind="true"))
     for stats in chunk.layers:
         a, g = stats.inputs, stats.grads
-        rows = backprop.layer_gradients(stats)
+        rows = statistics.layer_gradients(stats)
         k, n = g.shape[:2]
         a = a if a.ndim == 3 else a[:, None, :]  # Linear: one position
         g = g if g.ndim == 4 else g[:, :, None, :]
@@ -205,10 +205,10 @@ def test_layer_gradients_are_outer_products_summed_over_positions(name):
                 gradient_of_w_bar = g[kk, nn_].T @ a[nn_]  # (D_out, D_in + 1): Σ_l g_l ā_lᵀ
                 np.testing.assert_allclose(rows[kk, nn_], gradient_of_w_bar.T.reshape(-1), rtol=1e-13, atol=1e-15)
         out = np.full((k, n, 2 * rows.shape[2]), np.nan)[:, :, ::2]  # a strided view, like a buffer's columns
-        assert backprop.layer_gradients(stats, out=out) is out
+        assert statistics.layer_gradients(stats, out=out) is out
         np.testing.assert_array_equal(out, rows)
         with pytest.raises(ValueError, match="out has shape"):
-            backprop.layer_gradients(stats, out=np.zeros((k, n, rows.shape[2] + 1)))
+            statistics.layer_gradients(stats, out=np.zeros((k, n, rows.shape[2] + 1)))
 
 
 # --------------------------------------------------------------------------- #
@@ -220,7 +220,7 @@ def test_chunk_shapes(kind, samples, expected_k):
     factory, shape = NETS["cnn-maxpool"]
     net = factory()
     X, y = inputs_and_targets(shape, "ce", n=5)
-    chunks = list(backprop.chunks(net, nn.CrossEntropyLoss(), X, y, kind=kind, samples=samples, chunk_size=2))
+    chunks = list(statistics.chunks(net, nn.CrossEntropyLoss(), X, y, kind=kind, samples=samples, chunk_size=2))
     assert [(c.start, c.stop) for c in chunks] == [(0, 2), (2, 4), (4, 5)]
     conv, linear = chunks[0].layers
     assert conv.layer is net[0] and linear.layer is net[4]
@@ -253,21 +253,21 @@ def _assert_restored(net, held, values):
             assert not name.startswith("cache_") or cached is None, (module, name)
 
 
-@pytest.mark.parametrize("kind", backprop.KINDS)
+@pytest.mark.parametrize("kind", statistics.KINDS)
 def test_chunks_restore_grads_and_modes_and_clear_caches(kind):
     net, X, y, held, values = _prepared_net()
-    for chunk in backprop.chunks(net, nn.CrossEntropyLoss(), X, y, kind=kind, samples=2, chunk_size=2):
+    for chunk in statistics.chunks(net, nn.CrossEntropyLoss(), X, y, kind=kind, samples=2, chunk_size=2):
         assert all(m.training for m in net.modules())
     _assert_restored(net, held, values)
 
 
 def test_chunks_restore_everything_when_the_consumer_stops_early():
     net, X, y, held, values = _prepared_net()
-    generator = backprop.chunks(net, nn.CrossEntropyLoss(), X, y, chunk_size=1)
+    generator = statistics.chunks(net, nn.CrossEntropyLoss(), X, y, chunk_size=1)
     next(generator)
     generator.close()
     _assert_restored(net, held, values)
-    for _ in backprop.chunks(net, nn.CrossEntropyLoss(), X, y, chunk_size=1):
+    for _ in statistics.chunks(net, nn.CrossEntropyLoss(), X, y, chunk_size=1):
         break  # the loop drops the generator, which closes it
     _assert_restored(net, held, values)
 
@@ -277,22 +277,22 @@ def test_chunks_check_their_arguments_at_once():
     X, y = inputs_and_targets((4,), "ce", n=5)
     loss_fn = nn.CrossEntropyLoss()
     with pytest.raises(ValueError, match="needs the data labels"):
-        backprop.chunks(net, loss_fn, X, kind="empirical")
+        statistics.chunks(net, loss_fn, X, kind="empirical")
     with pytest.raises(ValueError, match="needs the data labels"):
-        backprop.per_example_gradients(net, loss_fn, X, None)
+        statistics.per_example_gradients(net, loss_fn, X, None)
     with pytest.raises(ValueError, match=r"N = 5 rows"):
-        backprop.chunks(net, loss_fn, X, y[:3], kind="empirical")
+        statistics.chunks(net, loss_fn, X, y[:3], kind="empirical")
     with pytest.raises(ValueError, match="kind must be one of"):
-        backprop.chunks(net, loss_fn, X, y, kind="fisher")
+        statistics.chunks(net, loss_fn, X, y, kind="fisher")
     for samples in (0, -1, 1.5, True, None):
         with pytest.raises(ValueError, match="samples must be a positive int"):
-            backprop.chunks(net, loss_fn, X, kind="mc", samples=samples)
+            statistics.chunks(net, loss_fn, X, kind="mc", samples=samples)
     for chunk_size in (0, -2, 2.5, True, "4"):
         with pytest.raises(ValueError, match="chunk_size must be a positive int"):
-            backprop.chunks(net, loss_fn, X, chunk_size=chunk_size)
+            statistics.chunks(net, loss_fn, X, chunk_size=chunk_size)
     for bad in (X[0], [[1.0] * 4], X[:0]):
         with pytest.raises(ValueError, match=r"X must be an array of shape \(N, ...\)"):
-            backprop.chunks(net, loss_fn, bad)
+            statistics.chunks(net, loss_fn, bad)
     assert all(p.grad is None for p in net.parameters())  # nothing ran
 
 
@@ -301,7 +301,7 @@ def test_monte_carlo_cotangents_are_sampled_gradients_scaled_by_root_k():
     X, _ = inputs_and_targets((4,), "ce", n=5)
     loss_fn = nn.CrossEntropyLoss()
     out = net(X)
-    stacked = backprop.cotangents(loss_fn, out, "mc", samples=3, rng=np.random.default_rng(5))
+    stacked = statistics.cotangents(loss_fn, out, "mc", samples=3, rng=np.random.default_rng(5))
     rng = np.random.default_rng(5)
     expected = [loss_fn.per_example_gradient(out, loss_fn.sample_targets(out, rng)) for _ in range(3)]
     np.testing.assert_allclose(stacked, np.stack(expected) / np.sqrt(3), rtol=1e-15)

@@ -1,6 +1,6 @@
 """The exact Fisher family of a small network: dense, diagonal, per-layer blocks, products.
 
-With the per-example rows J_nk of :mod:`.backprop` (one per cotangent s_nk),
+With the per-example rows J_nk of :mod:`.statistics` (one per cotangent s_nk),
 
     F = (1/N) Σ_n Σ_k J_nkᵀ J_nk          kinds "true", "mc", "empirical"
     F = (1/N) Σ_n J_nᵀ H_n J_n            kind "ggn" (J_n: the D_out rows of ∂f(x_n)/∂θ)
@@ -42,7 +42,7 @@ accumulated, then mirrored.
 import numpy as np
 
 from minikfac import backend
-from minikfac.curvature import backprop
+from minikfac.curvature import statistics
 from minikfac.curvature.params import layer_slices, parametrised_layers
 from minikfac.nn.linear import Linear
 
@@ -54,7 +54,7 @@ CHUNK_ROWS = 512  # rows J_nk per chunk for "rows": enough for syrk's full speed
 # Choosing the method and the chunk size
 # --------------------------------------------------------------------------- #
 def _cotangents_per_example(layers, kind, samples):
-    return backprop.number_of_cotangents(kind, layers[-1].weight.shape[0], samples)
+    return statistics.number_of_cotangents(kind, layers[-1].weight.shape[0], samples)
 
 
 def _choose_method(method, layers, kind, samples):
@@ -80,14 +80,14 @@ def _rows_chunk_size(net, layers, X, kind, samples, chunk_size):
     if chunk_size is not None:
         return chunk_size
     per_example = _cotangents_per_example(layers, kind, samples)
-    return max(1, min(CHUNK_ROWS // per_example, backprop.default_chunk_size(net, kind, X, samples)))
+    return max(1, min(CHUNK_ROWS // per_example, statistics.default_chunk_size(net, kind, X, samples)))
 
 
 def _kronecker_chunk_size(X, size, chunk_size):
     """Examples per chunk for "kronecker": its largest temporary is (n, P) numbers."""
     if chunk_size is not None:
         return chunk_size
-    return int(max(1, min(X.shape[0], backprop.CHUNK_BYTES // (size * X.dtype.itemsize))))
+    return int(max(1, min(X.shape[0], statistics.CHUNK_BYTES // (size * X.dtype.itemsize))))
 
 
 # --------------------------------------------------------------------------- #
@@ -96,7 +96,7 @@ def _kronecker_chunk_size(X, size, chunk_size):
 class _RowBuffer:
     """One (K·n, P) array for the rows of a chunk, allocated once and reused.
 
-    Each layer writes its columns directly (:func:`backprop.layer_gradients`
+    Each layer writes its columns directly (:func:`statistics.layer_gradients`
     with ``out=``): no per-layer temporaries, no concatenation, and no fresh
     large allocation per chunk.
     """
@@ -115,7 +115,7 @@ class _RowBuffer:
             self.flat = xp.empty(k * n * size, dtype=xp.result_type(first.inputs, first.grads))
         rows = self.flat[:k * n * size].reshape(k, n, size)
         for stats, columns in zip(chunk.layers, self.slices):
-            backprop.layer_gradients(stats, out=rows[:, :, columns])
+            statistics.layer_gradients(stats, out=rows[:, :, columns])
         return rows
 
 
@@ -195,7 +195,7 @@ def fill_lower_from_upper(matrix, block=512):
 def _fisher_rows(net, loss_fn, X, y, kind, samples, seed, chunk_size, slices):
     xp = backend.get_array_module(X)
     buffer, accumulator = _RowBuffer(slices), None
-    for chunk in backprop.chunks(net, loss_fn, X, y, kind, samples, seed, chunk_size):
+    for chunk in statistics.chunks(net, loss_fn, X, y, kind, samples, seed, chunk_size):
         rows = buffer.rows(chunk)
         if accumulator is None:
             accumulator = _SymmetricAccumulator(slices[-1].stop, rows.dtype, xp, 1.0 / X.shape[0])
@@ -220,7 +220,7 @@ def _gram_of_output_gradients(chunk, i, j, scale):
     return xp.matmul(xp.moveaxis(g_i, 0, 2), xp.moveaxis(g_j, 0, 1)) * scale
 
 
-def _add_kronecker_block(block, inputs_i, inputs_j, gamma, budget_bytes=backprop.CHUNK_BYTES):
+def _add_kronecker_block(block, inputs_i, inputs_j, gamma, budget_bytes=statistics.CHUNK_BYTES):
     """block (P_i, P_j) += Σ_n (ā_ni ā_njᵀ) ⊗ Γ_n, for ā_ni (n, d_i), ā_nj (n, d_j), Γ (n, o_i, o_j).
 
     In the canonical order row p·o_i + o, column q·o_j + o' of the block is
@@ -278,7 +278,7 @@ def fisher(net, loss_fn, X, y=None, kind="true", samples=1, seed=0, chunk_size=N
     (P, P) symmetric positive semi-definite array, X's backend and dtype,
     normalised by 1/N (DESIGN.md). The network's ``.grad`` are untouched.
     """
-    backprop.check_data(X, y, backprop.check_kind(kind))
+    statistics.check_data(X, y, statistics.check_kind(kind))
     layers = parametrised_layers(net)
     slices = layer_slices(net)
     method = _choose_method(method, layers, kind, samples)
@@ -286,7 +286,7 @@ def fisher(net, loss_fn, X, y=None, kind="true", samples=1, seed=0, chunk_size=N
         chunk_size = _rows_chunk_size(net, layers, X, kind, samples, chunk_size)
         return _fisher_rows(net, loss_fn, X, y, kind, samples, seed, chunk_size, slices)
     chunk_size = _kronecker_chunk_size(X, slices[-1].stop, chunk_size)
-    chunks = backprop.chunks(net, loss_fn, X, y, kind, samples, seed, chunk_size)
+    chunks = statistics.chunks(net, loss_fn, X, y, kind, samples, seed, chunk_size)
     size = slices[-1].stop
     matrix = backend.get_array_module(X).zeros((size, size), dtype=_result_dtype(net, X))
     # The blocks on and above the diagonal; the lower triangle is their mirror image.
@@ -300,13 +300,13 @@ def fisher_diagonal(net, loss_fn, X, y=None, kind="true", samples=1, seed=0, chu
 
     Same parameters as :func:`fisher`. Costs one pass of per-example rows.
     """
-    backprop.check_kind(kind)
+    statistics.check_kind(kind)
     xp = backend.get_array_module(X)
     diagonal = None
-    for chunk in backprop.chunks(net, loss_fn, X, y, kind, samples, seed, chunk_size):
+    for chunk in statistics.chunks(net, loss_fn, X, y, kind, samples, seed, chunk_size):
         parts = []
         for stats in chunk.layers:
-            rows = backprop.layer_gradients(stats)
+            rows = statistics.layer_gradients(stats)
             weighted = _hessian_times(chunk.output_hessian, rows) if kind == "ggn" else rows
             parts.append(xp.sum(rows * weighted, axis=(0, 1)))
         update = xp.concatenate(parts)
@@ -320,23 +320,23 @@ def fisher_blocks(net, loss_fn, X, y=None, kind="true", samples=1, seed=0, chunk
     Same parameters as :func:`fisher` (``method`` too); memory Σ_l P_l²
     instead of P². Each block is exactly symmetric.
     """
-    backprop.check_data(X, y, backprop.check_kind(kind))
+    statistics.check_data(X, y, statistics.check_kind(kind))
     layers = parametrised_layers(net)
     slices = layer_slices(net)
     method = _choose_method(method, layers, kind, samples)
     xp = backend.get_array_module(X)
     if method == "kronecker":
-        chunks = backprop.chunks(net, loss_fn, X, y, kind, samples, seed,
+        chunks = statistics.chunks(net, loss_fn, X, y, kind, samples, seed,
                                  _kronecker_chunk_size(X, slices[-1].stop, chunk_size))
         blocks = [xp.zeros((s.stop - s.start,) * 2, dtype=_result_dtype(net, X)) for s in slices]
         _kronecker_sums(chunks, [(i, i) for i in range(len(slices))], blocks, X.shape[0])
         return [fill_lower_from_upper(block) for block in blocks]
     blocks = None
     chunk_size = _rows_chunk_size(net, layers, X, kind, samples, chunk_size)
-    for chunk in backprop.chunks(net, loss_fn, X, y, kind, samples, seed, chunk_size):
+    for chunk in statistics.chunks(net, loss_fn, X, y, kind, samples, seed, chunk_size):
         updates = []
         for stats in chunk.layers:
-            rows = backprop.layer_gradients(stats)
+            rows = statistics.layer_gradients(stats)
             weighted = _hessian_times(chunk.output_hessian, rows) if kind == "ggn" else rows
             k, n, p = rows.shape
             updates.append(rows.reshape(k * n, p).T @ weighted.reshape(k * n, p))
@@ -356,7 +356,7 @@ def fisher_vector_product(net, loss_fn, X, v, y=None, kind="true", samples=1, se
     -------
     Array of ``v``'s shape. Memory is one chunk of rows, never P².
     """
-    backprop.check_kind(kind)
+    statistics.check_kind(kind)
     slices = layer_slices(net)
     size = slices[-1].stop
     if not backend.is_array(v):
@@ -368,7 +368,7 @@ def fisher_vector_product(net, loss_fn, X, v, y=None, kind="true", samples=1, se
     matrix = v if v.ndim == 2 else v[:, None]
     result = None
     buffer = _RowBuffer(slices)
-    for chunk in backprop.chunks(net, loss_fn, X, y, kind, samples, seed, chunk_size):
+    for chunk in statistics.chunks(net, loss_fn, X, y, kind, samples, seed, chunk_size):
         rows = buffer.rows(chunk)
         k, n, p = rows.shape
         products = rows @ matrix  # (K, n, m): J v

@@ -1,7 +1,7 @@
 """How good is each approximation of the Fisher, and why: errors, their sources, steps, spectra.
 
 For a net, a loss and data X, :func:`compare` measures every approximation F̂
-of the exact Fisher F (P, P) of :mod:`.approx` — K-FAC, K-FAC tridiagonal,
+of the exact Fisher F (P, P) of :mod:`.approximation` — K-FAC, K-FAC tridiagonal,
 EKFAC, the exact diagonal and the exact block-diagonal — by
 
 - the relative Frobenius error ‖F − F̂‖/‖F‖, and per layer ‖F_ll − F̂_ll‖/‖F_ll‖;
@@ -13,7 +13,7 @@ EKFAC, the exact diagonal and the exact block-diagonal — by
                   cross-layer blocks     independence: E[ā āᵀ ⊗ g gᵀ] vs E[ā āᵀ] ⊗ E[g gᵀ]
 
   and no Kronecker product beats the nearest one (Van Loan & Pitsianis 1993,
-  :func:`.kron.nearest_kronecker`): its error is the floor under K-FAC's;
+  :func:`.rearrangement.nearest_kronecker`): its error is the floor under K-FAC's;
 - Monte-Carlo noise: the MC Fisher with k sampled targets per example, and
   K-FAC built from those samples, against k;
 - the cosine between the exact damped natural gradient (F + λI)⁻¹∇ and each
@@ -29,15 +29,15 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from minikfac import backend
-from minikfac.curvature import backprop, kron
-from minikfac.curvature.approx import ExactBlockDiagonal, ExactDiagonal
-from minikfac.curvature.backprop import per_example_gradients
+from minikfac.curvature import rearrangement, statistics
+from minikfac.curvature.approximation import ExactBlockDiagonal, ExactDiagonal
+from minikfac.curvature.statistics import per_example_gradients
 from minikfac.curvature.ekfac import EKFAC
-from minikfac.curvature.fisher import fisher
-from minikfac.curvature.kfac import kfac_factors
-from minikfac.curvature.kfac_approx import KFAC
+from minikfac.curvature.exact import fisher
+from minikfac.curvature.factors import kfac_factors
+from minikfac.curvature.kfac_block_diagonal import KFACBlockDiagonal
 from minikfac.curvature.params import layer_slices, parametrised_layers
-from minikfac.curvature.tridiagonal import KFACTridiagonal
+from minikfac.curvature.kfac_tridiagonal import KFACTridiagonal
 from minikfac.nn.linear import Linear
 
 MAX_KRONECKER_VALUES = 8  # normalised singular values of R(F_ll) kept per layer
@@ -146,14 +146,14 @@ def compare(net, loss_fn, X, y=None, kind="true", damping=1e-3, mc_samples=(1, 4
         independent draws to average over (0 skips the section).
     seed : first seed of those draws. F : the exact (P, P) Fisher, if already
         computed (it is the slow part). spectra : compute eig(F) (O(P³)).
-    chunk_size : examples per pass (see :func:`.backprop.chunks`).
+    chunk_size : examples per pass (see :func:`.statistics.chunks`).
     log : callable receiving one progress line per step, or None.
 
     Returns
     -------
     :class:`Comparison`. The network's parameters and gradients are unchanged.
     """
-    backprop.check_kind(kind, ("true", "empirical", "ggn"))
+    statistics.check_kind(kind, ("true", "empirical", "ggn"))
     samples = _check_options(damping, mc_samples, mc_seeds)
     timings, notes = {}, []
     layers, slices = parametrised_layers(net), layer_slices(net)
@@ -195,10 +195,10 @@ def compare(net, loss_fn, X, y=None, kind="true", damping=1e-3, mc_samples=(1, 4
 
 
 def _approximations(net, loss_fn, X, y, kind, F, chunk_size, linear):
-    """name -> :class:`.approx.Approximation`; the exact diagonal and blocks are read off F."""
+    """name -> :class:`.approximation.Approximation`; the exact diagonal and blocks are read off F."""
     options = dict(y=y, kind=kind, chunk_size=chunk_size)
     slices = layer_slices(net)
-    built = {"K-FAC": KFAC.from_net(net, loss_fn, X, **options)}
+    built = {"K-FAC": KFACBlockDiagonal.from_net(net, loss_fn, X, **options)}
     if linear:
         built["K-FAC tridiagonal"] = KFACTridiagonal.from_net(net, loss_fn, X, **options)
     built["EKFAC"] = EKFAC.from_net(net, loss_fn, X, **options)
@@ -247,7 +247,7 @@ def _tridiagonal_dense(approx, F, notes):
 def _sources(kfac, F, slices, norms):
     """Cross-layer, independence and best-Kronecker errors (module docstring).
 
-    Per layer, R(F_ll) (:func:`.kron.rearrange`) has ‖R‖ = ‖F_ll‖ and its
+    Per layer, R(F_ll) (:func:`.rearrangement.rearrange`) has ‖R‖ = ‖F_ll‖ and its
     singular values σ_k: the nearest Kronecker product misses Σ_{k>1} σ_k².
     """
     fisher_sq, block_sq = norms
@@ -256,7 +256,7 @@ def _sources(kfac, F, slices, norms):
         factors = kfac.factors[i]
         block = F[s, s]
         independence.append(_squared_norm(block - factors.to_dense()))
-        sigma = kron.kronecker_spectrum(block, factors.A.shape[0], factors.G.shape[0])
+        sigma = rearrangement.kronecker_spectrum(block, factors.A.shape[0], factors.G.shape[0])
         best.append(_squared_norm(sigma[1:]) * block_sq[i])
         spectra.append(backend.to_numpy(sigma[:MAX_KRONECKER_VALUES]).tolist())
     return {
@@ -274,7 +274,7 @@ def _cosines(approximations, F, slices, gradient, damping):
 
     The exact steps use one LU solve per matrix (``xp.linalg.solve``): a
     single right-hand side does not repay the eigendecomposition that
-    :class:`.approx.Exact` caches for repeated solves.
+    :class:`.approximation.Exact` caches for repeated solves.
     """
     xp = backend.get_array_module(F)
 
@@ -289,7 +289,7 @@ def _cosines(approximations, F, slices, gradient, damping):
             steps[name] = xp.concatenate([damped_solve(F[s, s], gradient[s]) for s in slices])
         elif isinstance(approx, KFACTridiagonal):
             steps[name + " (factored damping)"] = approx.solve(gradient, damping, factored=True)
-        elif isinstance(approx, KFAC):
+        elif isinstance(approx, KFACBlockDiagonal):
             steps[name] = approx.solve(gradient, damping)
             steps[name + " (factored damping)"] = approx.solve(gradient, damping, factored=True)
         else:
@@ -332,7 +332,7 @@ def _kron(A, G):
 
 def _gathered_statistics(net, loss_fn, X, kind, samples, seed, chunk_size):
     """ā (N, n_l) and g (K, N, m_l) of every Linear layer, over all of X."""
-    chunks = [chunk.layers for chunk in backprop.chunks(net, loss_fn, X, kind=kind, samples=samples, seed=seed,
+    chunks = [chunk.layers for chunk in statistics.chunks(net, loss_fn, X, kind=kind, samples=samples, seed=seed,
                                                         chunk_size=chunk_size)]
     xp = backend.get_array_module(X)
     per_layer = list(zip(*chunks))  # per layer, its statistics of every chunk

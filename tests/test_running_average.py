@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from minikfac.backend import to_numpy
-from minikfac.optim import averages
+from minikfac.curvature import running_average
 from tests.conftest import on
 
 
@@ -27,11 +27,11 @@ def test_lazy_average_equals_the_step_by_step_average(backend_name, d, rows_per_
     decays = [min(1 - 1 / k, 0.8) for k in range(1, 10)]
     entry = {}
     for k, (rows, count, decay) in enumerate(zip(blocks, counts, decays), start=1):
-        averages.add_rows(entry, "A", on(backend_name, rows), count, decay)
+        running_average.add_rows(entry, "A", on(backend_name, rows), count, decay)
         want = step_by_step(blocks[:k], counts[:k], decays[:k])
-        np.testing.assert_allclose(to_numpy(averages.current(entry, "A")), want, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(to_numpy(running_average.current(entry, "A")), want, rtol=1e-12, atol=1e-14)
         assert to_numpy(entry["A_rows"]).shape[0] < d  # never more kept rows than the average's size
-    averages.fold(entry, "A")
+    running_average.fold(entry, "A")
     assert entry["A_decay"] == 1.0 and to_numpy(entry["A_rows"]).shape == (0, d)
     np.testing.assert_allclose(to_numpy(entry["A"]), step_by_step(blocks, counts, decays), rtol=1e-12)
 
@@ -43,7 +43,7 @@ def test_an_asymmetric_sum_is_folded_at_once():
     decays, counts = [0.0, 0.5, 0.75, 0.8], [2, 2, 2, 2]
     entry = {}
     for k in range(4):
-        averages.add_sum(entry, "G", blocks[k].T @ rights[k], counts[k], decays[k])
+        running_average.add_sum(entry, "G", blocks[k].T @ rights[k], counts[k], decays[k])
         assert entry["G_rows"].shape == (0, 5) and entry["G_decay"] == 1.0
     np.testing.assert_allclose(entry["G"], step_by_step(blocks, counts, decays, rights), rtol=1e-12)
 
@@ -52,12 +52,12 @@ def test_add_leaves_the_previous_state_untouched():
     """A refused step keeps the old entry: add writes new arrays, never into the ones it was given."""
     rng = np.random.default_rng(2)
     entry = {}
-    averages.add_rows(entry, "A", rng.standard_normal((2, 6)), 2, 0.0)
-    averages.add_rows(entry, "A", rng.standard_normal((2, 6)), 2, 0.5)
+    running_average.add_rows(entry, "A", rng.standard_normal((2, 6)), 2, 0.0)
+    running_average.add_rows(entry, "A", rng.standard_normal((2, 6)), 2, 0.5)
     old = {name: (v.copy() if hasattr(v, "copy") else v) for name, v in entry.items()}
     tentative = dict(entry)
     for _ in range(3):  # enough rows to fold
-        averages.add_rows(tentative, "A", rng.standard_normal((2, 6)), 2, 0.9)
+        running_average.add_rows(tentative, "A", rng.standard_normal((2, 6)), 2, 0.9)
     for name, value in old.items():
         np.testing.assert_array_equal(entry[name], value)
 
@@ -70,16 +70,16 @@ def test_rows_are_folded_before_their_weights_overflow():
     decays = [0.0] + [0.1] * 59
     entry = {}
     for rows, decay in zip(blocks, decays):
-        assert np.isfinite(averages.add_rows(entry, "A", rows, 2, decay))
-        assert entry["A_decay"] >= averages.MIN_DECAY
+        assert np.isfinite(running_average.add_rows(entry, "A", rows, 2, decay))
+        assert entry["A_decay"] >= running_average.MIN_DECAY
     want = step_by_step([b.astype(np.float64) for b in blocks], [2] * 60, decays)
-    np.testing.assert_allclose(averages.current(entry, "A"), want, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(running_average.current(entry, "A"), want, rtol=1e-4, atol=1e-6)
 
 
 def test_the_check_number_shows_a_non_finite_row():
     entry = {}
-    averages.add_rows(entry, "A", np.ones((2, 6)), 2, 0.0)
+    running_average.add_rows(entry, "A", np.ones((2, 6)), 2, 0.0)
     rows = np.ones((2, 6))
     rows[1, 3] = np.nan
-    assert not np.isfinite(averages.add_rows(dict(entry), "A", rows, 2, 0.5))  # kept rows
-    assert not np.isfinite(averages.add_sum(dict(entry), "A", rows.T @ rows, 2, 0.5))  # summed at once
+    assert not np.isfinite(running_average.add_rows(dict(entry), "A", rows, 2, 0.5))  # kept rows
+    assert not np.isfinite(running_average.add_sum(dict(entry), "A", rows.T @ rows, 2, 0.5))  # summed at once

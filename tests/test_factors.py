@@ -13,8 +13,8 @@ import pytest
 
 import minikfac as mk
 from minikfac import backend
-from minikfac.curvature.fisher import fisher, fisher_blocks
-from minikfac.curvature.kfac import kfac_cross_factors, kfac_dense, kfac_dense_from_net, kfac_factors
+from minikfac.curvature.exact import fisher, fisher_blocks
+from minikfac.curvature.factors import kfac_cross_factors, kfac_dense, kfac_dense_from_net, kfac_factors
 from minikfac.curvature.params import layer_slices
 from minikfac.nn.conv import im2col
 from tests.conftest import on

@@ -3,7 +3,7 @@
 Martens & Grosse (2015), Figs. 2 and 3, on their 256-20-20-20-20-20-10 tanh
 network and 16×16 MNIST by default: a few epochs of Adam, the exact Fisher of a
 seeded subset of the training split (float64), every approximation of
-:func:`minikfac.curvature.compare.compare` measured against it, and the
+:func:`minikfac.studies.approximation_errors.compare` measured against it, and the
 figures. ``minikfac compare`` and ``minikfac demo`` both run it through
 :func:`run`; the command line only parses and prints.
 
@@ -93,11 +93,11 @@ def figures(options, net, loss_fn, X, y, F, result):
     """Write Figs. 2 and 3, the spectra and the Monte-Carlo curves to ``options.out``; return (paths, layers).
 
     X : (N, ...) the examples of the Fisher; y : (N,) their labels; F : (P, P) the
-    exact Fisher; result : the :class:`~minikfac.curvature.compare.Comparison`.
+    exact Fisher; result : the :class:`~minikfac.studies.approximation_errors.Comparison`.
     layers : the indices (from 0) of the layers drawn.
     """
     from minikfac import plot  # matplotlib only when a figure is drawn
-    from minikfac.curvature.figure_data import figure_matrices
+    from minikfac.studies.figure_data import figure_matrices
 
     layers = None if options.layers is None else [i - 1 for i in options.layers]
     mats = figure_matrices(net, loss_fn, X, F, layers, y=y, kind=options.kind)
@@ -133,7 +133,7 @@ def figures(options, net, loss_fn, X, y, F, result):
 def run(options, log=print):
     """The whole job: train, exact Fisher, comparison, figures; returns ``(comparison, report)``.
 
-    comparison : the :class:`~minikfac.curvature.compare.Comparison` (its
+    comparison : the :class:`~minikfac.studies.approximation_errors.Comparison` (its
     ``table()`` is the printed error table); report : a JSON-ready dict with the
     settings, the parameter count, the training record, the figures written,
     the comparison's results and the time of each part. The backend and the
@@ -141,8 +141,8 @@ def run(options, log=print):
     """
     started = time.perf_counter()
     # From the module itself: the package may export the function compare under the same name.
-    from minikfac.curvature.compare import compare
-    from minikfac.curvature.fisher import fisher
+    from minikfac.studies.approximation_errors import compare
+    from minikfac.curvature.exact import fisher
 
     log = log or (lambda line: None)
     previous = backend.get_backend(), backend.get_default_dtype()

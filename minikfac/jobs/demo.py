@@ -2,14 +2,14 @@
 
 Three parts, each announced with its progress:
 
-1. **Exact Fisher vs K-FAC** (:mod:`minikfac.comparison`): Martens & Grosse's
+1. **Exact Fisher vs K-FAC** (:mod:`minikfac.jobs.compare`): Martens & Grosse's
    (2015) 256-20-20-20-20-20-10 tanh network on 16×16 MNIST, trained for a few
    epochs of Adam; its exact Fisher on 1,000 training examples (P = 7,030,
    float64) next to K-FAC, K-FAC tridiagonal, EKFAC, the diagonal and the exact
    block-diagonal: relative errors, the sources of K-FAC's error, Monte-Carlo
    noise, cosines with the exact natural gradient, spectra, and their Figs. 2
    and 3.
-2. **A short race** (:mod:`minikfac.race`): K-FAC (its defaults, untuned)
+2. **A short race** (:mod:`minikfac.jobs.race`): K-FAC (its defaults, untuned)
    against Adam (the best of three learning rates; on the autoencoder the
    best of them only) on the digits MLP, the MNIST CNN and the MNIST
    autoencoder: iterations and seconds to a target training loss, where each
@@ -33,7 +33,8 @@ import time
 
 import numpy as np
 
-from minikfac import __version__, comparison, race, threads
+from minikfac import __version__, threads
+from minikfac.jobs import compare, race
 
 #: The race's contenders and problems. Every run stops at the target: the time to it is what the
 #: demo shows. On the autoencoder Adam runs only its best learning rate of the race's three
@@ -49,9 +50,9 @@ RACE_PROBLEMS = (race.PROBLEMS["digits-mlp"], race.PROBLEMS["mnist-cnn"],
 
 def _comparison_settings(out, seed, quick):
     if quick:  # a 2-16-16-10 ReLU net on the 8×8 digits: seconds, not the paper's figures
-        return comparison.settings(dataset="digits", model="mlp", hidden=[16, 16], train_epochs=1, examples=100,
+        return compare.settings(dataset="digits", model="mlp", hidden=[16, 16], train_epochs=1, examples=100,
                                    mc_samples=[1, 4], mc_seeds=1, seed=seed, out=out)
-    return comparison.settings(seed=seed, out=out)
+    return compare.settings(seed=seed, out=out)
 
 
 def run(out="report", seed=0, quick=False, progress=True, log=print):
@@ -62,7 +63,7 @@ def run(out="report", seed=0, quick=False, progress=True, log=print):
     race's runs; log : receives each progress line (None: silent).
 
     The report: ``settings``, ``comparison`` (the report of
-    :func:`minikfac.comparison.run`), ``race`` (of :func:`minikfac.race.race`),
+    :func:`minikfac.jobs.compare.run`), ``race`` (of :func:`minikfac.jobs.race.race`),
     ``figures`` (paths, relative to ``out``), ``seconds`` (per part and total).
     ``out/summary.md`` and ``out/summary.json`` are written last.
     """
@@ -77,7 +78,7 @@ def run(out="report", seed=0, quick=False, progress=True, log=print):
     clock = time.perf_counter()
     # One BLAS thread here too: on 2 cores with one busy, this part took 66 s with one and 82 s with two.
     with threads.limit(1):
-        compared, compare_report = comparison.run(_comparison_settings(out, seed, quick), log=say)
+        compared, compare_report = compare.run(_comparison_settings(out, seed, quick), log=say)
     seconds["exact Fisher vs K-FAC"] = time.perf_counter() - clock
 
     problems = RACE_PROBLEMS[:1] if quick else RACE_PROBLEMS

@@ -33,7 +33,7 @@ Examples are processed in chunks, so memory stays bounded however large N is.
 from dataclasses import dataclass
 
 from minikfac import backend
-from minikfac.curvature.params import has_bias, layer_slices, parametrised_layers
+from minikfac.curvature.params import has_bias, homogeneous_inputs, layer_slices, parametrised_layers
 from minikfac.nn.module import no_parameter_grads
 
 KINDS = ("true", "mc", "empirical", "ggn")
@@ -51,7 +51,7 @@ class LayerStatistics:
         D_in = C_in·KH·KW); a view of the cache, nothing copied.
     inputs : ā, (n, D_in + 1) or (n, L, D_in + 1), the trailing 1 only when the
         layer has a bias; formed from ``raw`` on first use (a copy: K-FAC's
-        factor A is computed without it, :func:`minikfac.curvature.kfac.input_factor_sum`).
+        factor A is computed without it, :func:`minikfac.curvature.factors.input_factor_sum`).
     grads : g, (K, n, D_out) for Linear, (K, n, L, D_out) for Conv2d: the
         gradient w.r.t. the layer's output (pre-activation) of each cotangent.
     """
@@ -62,9 +62,7 @@ class LayerStatistics:
     @property
     def inputs(self):
         if self._inputs is None:
-            xp = backend.get_array_module(self.raw)
-            ones = xp.ones(self.raw.shape[:-1] + (1,), dtype=self.raw.dtype)
-            self._inputs = xp.concatenate([self.raw, ones], axis=-1) if has_bias(self.layer) else self.raw
+            self._inputs = homogeneous_inputs(self.raw, has_bias(self.layer))
         return self._inputs
 
 

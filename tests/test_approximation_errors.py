@@ -15,10 +15,10 @@ import pytest
 
 import minikfac as mk
 from minikfac import backend, models, nn, plot
-from minikfac.curvature.compare import compare, mc_fisher_errors
-from minikfac.curvature.figure_data import default_figure_layers, figure_matrices
-from minikfac.curvature.fisher import fisher
-from minikfac.curvature.kfac import kfac_factors
+from minikfac.studies.approximation_errors import compare, mc_fisher_errors
+from minikfac.studies.figure_data import default_figure_layers, figure_matrices
+from minikfac.curvature.exact import fisher
+from minikfac.curvature.factors import kfac_factors
 
 from .conftest import on
 

@@ -1,0 +1,22 @@
+"""Studies: measurements over the curvature of :mod:`minikfac.curvature`.
+
+How far each approximation is from the exact Fisher, the data of Martens &
+Grosse 2015's Figs. 2 and 3, how diagonal the factors are, and how well KFC's
+assumptions hold on real conv layers. These may time and log what they do;
+the mathematics they measure lives in ``curvature/``.
+
+=============================  =================================================
+:mod:`.approximation_errors`   :func:`compare`: errors, cosines, spectra, Monte-Carlo noise
+:mod:`.figure_data`            the matrices behind Figs. 2 and 3
+:mod:`.diagonality`            off-diagonal mass of A and G, the diagonal K-FAC
+:mod:`.kfc_assumptions`        KFC's three assumptions, measured stage by stage
+=============================  =================================================
+"""
+
+from minikfac.studies import kfc_assumptions
+from minikfac.studies.approximation_errors import Comparison, compare, format_table, mc_fisher_errors
+from minikfac.studies.diagonality import diagonal_kron_error, diagonal_kron_solve, off_diagonal_mass
+from minikfac.studies.figure_data import FigureMatrices, figure_matrices
+
+__all__ = ["Comparison", "compare", "format_table", "mc_fisher_errors", "diagonal_kron_error",
+           "diagonal_kron_solve", "off_diagonal_mass", "FigureMatrices", "figure_matrices", "kfc_assumptions"]
