@@ -1,7 +1,7 @@
 """K-FAC at its defaults against Adam at its default learning rate, at every batch size, on every bundled problem.
 
 Each run is ``minikfac train`` with nothing but the dataset, the model, the
-optimizer, the batch size and the epochs given (:func:`minikfac.training.fit`),
+optimizer, the batch size and the epochs given (:func:`minikfac.jobs.train.fit`),
 so K-FAC and Adam run exactly as a newcomer's command line runs them. For each
 run we report the test accuracy (classifiers) or the test loss (the
 autoencoder), the training loss measured afterwards on the whole training
@@ -46,9 +46,10 @@ def run(problem, optimizer, batch_size):
     import numpy as np
 
     from minikfac import backend, data, models, training
+    from minikfac.jobs import train as train_job
 
     dataset, model, epochs = PROBLEMS[problem]
-    result = training.fit(dataset=dataset, model=model, optimizer=optimizer, batch_size=batch_size, epochs=epochs,
+    result = train_job.fit(dataset=dataset, model=model, optimizer=optimizer, batch_size=batch_size, epochs=epochs,
                           progress=False, log=None, eval_every_epoch=False)
     report, net = result.report, result.net
     loaded = data.load(dataset, flat=models.input_is_flat(model))

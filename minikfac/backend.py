@@ -20,6 +20,8 @@ Three backends are known:
               machine without a GPU that the framework keeps backends apart.
 """
 
+import contextlib
+
 import numpy as np
 
 _BACKENDS = ("numpy", "cupy", "fakegpu")
@@ -188,6 +190,30 @@ def set_default_dtype(dtype):
 def get_default_dtype():
     """The current default floating dtype (a ``numpy.dtype``)."""
     return _state["dtype"]
+
+
+@contextlib.contextmanager
+def using(name=None, dtype=None):
+    """Within the block, ``name`` is the current backend and ``dtype`` the default dtype (None: unchanged).
+
+    Both are restored on leaving, also after an error, whatever the block set
+    (DeZero's ``using_config`` is the model)::
+
+        with minikfac.backend.using("cupy", "float32"):
+            net = models.mlp(64, 10)         # parameters on the GPU, in float32
+
+    Raises like :func:`set_backend` and :func:`set_default_dtype`, before
+    anything changes, for a name or dtype that cannot be used.
+    """
+    previous = dict(_state)
+    try:
+        if name is not None:
+            set_backend(name)
+        if dtype is not None:
+            set_default_dtype(dtype)
+        yield
+    finally:
+        _state.update(previous)
 
 
 # --------------------------------------------------------------------------- #

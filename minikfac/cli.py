@@ -19,7 +19,7 @@ Commands
            (``tutorials/exercises/``) against the library, on random inputs.
 
 This module only parses arguments and prints; the work is done by
-:func:`minikfac.training.fit`, :mod:`minikfac.jobs.compare`, :mod:`minikfac.jobs.demo`,
+:func:`minikfac.jobs.train.fit`, :mod:`minikfac.jobs.compare`, :mod:`minikfac.jobs.demo`,
 :func:`minikfac.jobs.race.race` and :mod:`minikfac.exercises`. matplotlib is imported (through
 :mod:`minikfac.plot`) only when a figure is written.
 """
@@ -31,6 +31,7 @@ import sys
 
 
 from minikfac import backend, models, training
+from minikfac.jobs import train as train_job
 from minikfac.curvature.statistics import KINDS
 from minikfac.optim.kfac import PRECONDITIONERS, UPDATES
 
@@ -87,9 +88,9 @@ def _default(key):
                 + "; kfac: K-FAC's own, with --kfac-update kl_clip only")
     if key == "momentum":
         return "0 for sgd; kfac: K-FAC's own, with --kfac-update kl_clip only"
-    if key in training.KFAC_ARGS:
-        return training.kfac_defaults()[key]
-    return training.DEFAULTS[key]
+    if key in train_job.KFAC_ARGS:
+        return train_job.kfac_defaults()[key]
+    return train_job.DEFAULTS[key]
 
 
 #: Run argument -> the flag that sets it, for the K-FAC options whose flag is not simply --the-name.
@@ -97,10 +98,10 @@ KFAC_FLAGS = {"adapt_damping": ("--adapt-damping", "--no-adapt-damping"),
               "factored_damping": ("--factored-damping", "--exact-damping")}
 
 
-def _kfac_flag(args, key):
-    """The command-line flag the user gave for K-FAC's run argument ``key``."""
+def _flag(key, value=None):
+    """The command-line flag that sets run argument ``key`` to ``value``."""
     if key in KFAC_FLAGS:
-        return KFAC_FLAGS[key][0 if getattr(args, key) else 1]
+        return KFAC_FLAGS[key][0 if value else 1]
     return "--" + key.replace("_", "-")
 
 
@@ -276,10 +277,18 @@ def _add_compare(commands):
 # Commands
 # --------------------------------------------------------------------------- #
 def _fit(parser, run_args, **options):
-    """Run :func:`training.fit`, turning the errors a user can fix into argparse errors."""
+    """Run :func:`minikfac.jobs.train.fit`, turning the errors a user can fix into argparse errors.
+
+    The run arguments are checked there, once; a :class:`~minikfac.jobs.train.RunArgumentError`
+    is reworded here with the flags that set them.
+    """
     try:
-        return training.fit(**run_args, **options)
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        return train_job.fit(**run_args, **options)
+    except train_job.RunArgumentError as err:
+        parser.error(err.describe(lambda key, value: _flag(key, value), lambda key, value: f"{_flag(key, value)} {value}"))
+    except FileNotFoundError as err:  # the only file fit reads that the user names
+        parser.error(f"--resume: {err}")
+    except (ValueError, RuntimeError) as err:
         parser.error(str(err))
 
 
@@ -311,11 +320,9 @@ def _kfac_settings(report):
         update = f"kl_clip κ {report['kl_clip']:g}, lr {report['lr']:g}, μ {report['momentum']:g}"
     else:
         update = "quadratic"
-    # None = K-FAC's own choice: adapted with the quadratic update, factored for kfac (optim/kfac.py).
-    adapted = report["adapt_damping"] if report["adapt_damping"] is not None else update == "quadratic"
-    damping = f"λ {report['damping']:g} {'adapted' if adapted else 'fixed'}"
-    factored = report["factored_damping"] if report["factored_damping"] is not None else True
-    style = "EKFAC" if report["preconditioner"] == "ekfac" else "factored" if factored else "exact"
+    # The report holds K-FAC's options as it used them (its own choices filled in).
+    damping = f"λ {report['damping']:g} {'adapted' if report['adapt_damping'] else 'fixed'}"
+    style = "EKFAC" if report["preconditioner"] == "ekfac" else "factored" if report["factored_damping"] else "exact"
     statistics = f"{report['kfac_kind']} on {100 * report['stats_fraction']:g}% (≥ {report['min_stats_examples']} examples)"
     return f"{update}, {damping}, {style}, {statistics}, T {report['inverse_interval']}"
 
@@ -348,12 +355,7 @@ def summary(report, written=()):
 
 
 def _train(parser, args):
-    if args.resume is not None and not os.path.isfile(args.resume):
-        parser.error(f"--resume: checkpoint {args.resume!r} does not exist")
-    if args.optimizer == "adam" and args.momentum:
-        parser.error("--momentum applies to --optimizer sgd only (Adam's momentum is its beta1)")
-    _check_kfac_flags(parser, args)
-    run_args = {key: getattr(args, key) for key in training.DEFAULTS}
+    run_args = {key: getattr(args, key) for key in train_job.DEFAULTS}
     quiet = args.no_progress
     result = _fit(parser, run_args, resume=args.resume, save=args.save, progress=not quiet,
                   log=None if quiet else print)
@@ -363,23 +365,6 @@ def _train(parser, args):
         written.append(args.save)
     print(summary(report, written))
     return 0
-
-
-def _check_kfac_flags(parser, args):
-    """K-FAC's options need --optimizer kfac; --lr and --momentum with K-FAC need its kl_clip update.
-
-    (With --resume and these left out, :func:`training.fit` checks the same against the checkpoint.)
-    """
-    given = [_kfac_flag(args, key) for key in training.KFAC_ARGS if getattr(args, key) is not None]
-    if args.optimizer in ("sgd", "adam") and given:
-        parser.error(f"{', '.join(given)}: K-FAC options, for --optimizer kfac only")
-    if args.optimizer == "kfac":
-        update = args.kfac_update or (None if args.resume else training.kfac_defaults()["kfac_update"])
-        for flag in ("--lr", "--momentum"):
-            if update == "quadratic" and getattr(args, flag[2:]) is not None:
-                parser.error(f"{flag} applies to --optimizer kfac with --kfac-update kl_clip only: the quadratic "
-                             "update chooses its step size and momentum itself, from its quadratic model "
-                             "(Martens & Grosse 2015, §7)")
 
 
 def _demo(parser, args):

@@ -44,7 +44,7 @@ def loss_curve(history, path, title=None, evaluations=None):
         One record per optimisation step, each with ``step`` (int), ``epoch``
         (int, the epoch the step belongs to, counted from 0) and ``train_loss``
         (float, the mini-batch loss) — the ``history`` of
-        :func:`minikfac.training.fit`.
+        :func:`minikfac.jobs.train.fit`.
     path : str or os.PathLike
         Where to write the figure; the format follows the suffix (``.png``,
         ``.pdf``, ``.svg``). The folder must exist.
@@ -52,7 +52,7 @@ def loss_curve(history, path, title=None, evaluations=None):
         The figure's title.
     evaluations : list of dict, optional
         Test-set evaluations, each with ``step`` and ``test_loss`` (the
-        ``evaluations`` of :func:`minikfac.training.fit`'s report), drawn as a
+        ``evaluations`` of :func:`minikfac.jobs.train.fit`'s report), drawn as a
         second curve so that over-fitting shows.
 
     Returns

@@ -110,3 +110,22 @@ def test_cupy_layers_match_numpy():
     np.testing.assert_allclose(mk.to_numpy(out), expected, rtol=1e-12, atol=1e-12)
     for g, p in zip(grads, net.parameters()):
         np.testing.assert_allclose(mk.to_numpy(p.grad), g, rtol=1e-12, atol=1e-12)
+
+
+def test_using_sets_and_restores_the_backend_and_dtype_also_after_an_error():
+    before = backend.get_backend(), backend.get_default_dtype()
+    with backend.using("fakegpu", "float32"):
+        assert backend.get_backend() == "fakegpu" and backend.get_default_dtype() == np.float32
+        with backend.using(dtype="float64"):  # only the dtype changes
+            assert backend.get_backend() == "fakegpu" and backend.get_default_dtype() == np.float64
+        assert backend.get_default_dtype() == np.float32
+    assert (backend.get_backend(), backend.get_default_dtype()) == before
+    with pytest.raises(RuntimeError, match="inside"):
+        with backend.using("fakegpu", "float32"):
+            backend.set_backend("numpy")  # whatever the block sets is undone too
+            raise RuntimeError("inside")
+    assert (backend.get_backend(), backend.get_default_dtype()) == before
+    with pytest.raises(ValueError, match="dtype must be 'float32' or 'float64'"):
+        with backend.using("fakegpu", "float16"):
+            pass
+    assert (backend.get_backend(), backend.get_default_dtype()) == before

@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 
 import minikfac as mk
-from minikfac import backend, training
+from minikfac import backend
+from minikfac.jobs import train as train_job
 from minikfac.curvature import EKFAC, fisher, flatten, kfac_factors, layer_slices, vec
 from minikfac.curvature import KFACBlockDiagonal as KFACApprox
 from minikfac.optim import KFAC, SGD
@@ -712,7 +713,7 @@ def test_trains_in_both_dtypes(dtype, preconditioner):
 def test_small_batches_train_at_the_defaults(model, batch_size, minimum):
     """One epoch of the digits at a small batch with K-FAC's defaults: finite, no refused steps,
     and far above chance (10%): the KL trust region and the bounded momentum keep the steps small."""
-    result = training.fit(dataset="digits", model=model, optimizer="kfac", batch_size=batch_size, epochs=1,
+    result = train_job.fit(dataset="digits", model=model, optimizer="kfac", batch_size=batch_size, epochs=1,
                              progress=False, log=None, eval_every_epoch=False)
     report = result.report
     assert report["steps"] == math.ceil(1438 / batch_size)

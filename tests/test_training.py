@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 
 import minikfac as mk
-from minikfac import backend, data, models, training
+from minikfac import backend, checkpoint, data, models, training
+from minikfac.jobs import train as train_job
 
 
 def _quiet_fit(**kwargs):
     kwargs.setdefault("progress", False)
     kwargs.setdefault("log", None)
-    return training.fit(**kwargs)
+    return train_job.fit(**kwargs)
 
 
 def _losses(history):
@@ -41,7 +42,7 @@ def test_resume_continues_exactly_as_an_uninterrupted_run(tmp_path, optimizer, e
     path = tmp_path / "run.npz"
     straight = _quiet_fit(optimizer=optimizer, epochs=4, dtype="float64", **extra)
     _quiet_fit(optimizer=optimizer, epochs=2, dtype="float64", save=path, **extra)
-    saved = training.load_checkpoint(path)
+    saved = checkpoint.load(path)
     assert saved["epoch"] == 2 and saved["step"] == saved["history"][-1]["step"]
     resumed = _quiet_fit(resume=path, epochs=4)  # the rest comes from the checkpoint
 
@@ -172,8 +173,8 @@ def test_checkpoint_round_trip_keeps_types_keys_and_bits(tmp_path):
     state = {"type": "Adam", "hyper": {"betas": (0.9, 0.999)}, "steps": 7,
              "state": {0: {"m": np.arange(6, dtype=np.float32).reshape(2, 3), "count": 2}}}
     opt.state_dict = lambda: state  # an optimizer state with int keys, a tuple and float32
-    path = training.save_checkpoint(tmp_path / "c.npz", net, opt, epoch=3, step=1, history=history, args=args)
-    back = training.load_checkpoint(path)
+    path = checkpoint.save(tmp_path / "c.npz", net, opt, epoch=3, step=1, history=history, args=args)
+    back = checkpoint.load(path)
     assert back["epoch"] == 3 and back["step"] == 1 and back["history"] == history and back["args"] == args
     assert list(back["model"]) == [name for name, _ in net.named_parameters()]
     assert _same_state(back["model"], net.state_dict())
@@ -186,10 +187,10 @@ def test_checkpoint_round_trip_keeps_types_keys_and_bits(tmp_path):
 
 def test_loading_bad_checkpoints_fails_clearly(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        training.load_checkpoint(tmp_path / "missing.npz")
+        checkpoint.load(tmp_path / "missing.npz")
     np.savez(tmp_path / "other.npz", x=np.zeros(3))
     with pytest.raises(ValueError, match="not a minikfac checkpoint"):
-        training.load_checkpoint(tmp_path / "other.npz")
+        checkpoint.load(tmp_path / "other.npz")
 
 
 def test_resume_refuses_another_model_dataset_or_optimizer(tmp_path):
@@ -243,13 +244,13 @@ def test_a_subset_of_training_examples_is_seeded():
 # K-FAC in training
 # --------------------------------------------------------------------------- #
 def test_kfac_run_arguments_take_kfacs_defaults_and_refuse_other_optimizers():
-    defaults = training.kfac_defaults()
-    run = training.resolve_args({"optimizer": "kfac", "damping": 0.5})
+    defaults = train_job.kfac_defaults()
+    run = train_job.resolve_args({"optimizer": "kfac", "damping": 0.5})
     assert run["damping"] == 0.5 and run["lr"] is None and run["momentum"] is None
-    assert all(run[key] == defaults[key] for key in training.KFAC_ARGS if key != "damping")
-    assert training.resolve_args({"optimizer": "kfac", "kfac_update": "kl_clip", "lr": 0.3})["lr"] == 0.3
+    assert all(run[key] == defaults[key] for key in train_job.KFAC_ARGS if key != "damping")
+    assert train_job.resolve_args({"optimizer": "kfac", "kfac_update": "kl_clip", "lr": 0.3})["lr"] == 0.3
     with pytest.raises(ValueError, match="damping=0.5, kfac_kind='true': K-FAC options, for optimizer 'kfac' only"):
-        training.resolve_args({"optimizer": "adam", "damping": 0.5, "kfac_kind": "true"})
+        train_job.resolve_args({"optimizer": "adam", "damping": 0.5, "kfac_kind": "true"})
     net = models.mlp(4, 3)
     with pytest.raises(ValueError, match="lr and momentum apply to update='kl_clip' only"):
         training.make_optimizer("kfac", net, lr=0.1, loss_fn=mk.nn.CrossEntropyLoss())
@@ -266,7 +267,7 @@ def test_kfac_trains_the_digits_mlp_and_the_report_records_its_options():
     assert isinstance(result.optimizer, mk.optim.KFAC) and result.optimizer.steps == report["steps"] == 4
     assert result.optimizer.hyper["damping"] == report["damping"] == 0.05
     assert result.optimizer.hyper["inverse_interval"] == report["inverse_interval"] == 3
-    defaults = training.kfac_defaults()
+    defaults = train_job.kfac_defaults()
     assert report["kfac_update"] == defaults["kfac_update"] and report["kfac_kind"] == defaults["kfac_kind"]
     assert report["factored_damping"] is True and report["lr"] is None  # K-FAC's choices, as it used them
     assert report["kfac"] == {"damping": result.optimizer.damping, "refused": 0}
@@ -288,7 +289,7 @@ def test_kfac_resume_continues_exactly_as_an_uninterrupted_run(tmp_path, options
     path = tmp_path / "run.npz"
     straight = _quiet_fit(epochs=4, **args)
     _quiet_fit(epochs=2, save=path, **args)
-    saved = training.load_checkpoint(path)
+    saved = checkpoint.load(path)
     assert {key: saved["args"][key] for key in args} == args
     resumed = _quiet_fit(resume=path, epochs=4)  # everything else from the checkpoint
 
@@ -304,3 +305,23 @@ def test_kfac_resume_continues_exactly_as_an_uninterrupted_run(tmp_path, options
     other = "kfac" if options.get("preconditioner") == "ekfac" else "ekfac"
     with pytest.raises(ValueError, match=f"preconditioner='{other}' but the checkpoint has preconditioner="):
         _quiet_fit(resume=path, epochs=5, preconditioner=other)
+
+
+def test_run_argument_errors_name_the_arguments_for_any_front_end():
+    with pytest.raises(train_job.RunArgumentError) as caught:
+        train_job.resolve_args({"optimizer": "kfac", "lr": 0.1})
+    err = caught.value
+    assert str(err).startswith("lr=0.1 applies to optimizer 'kfac' with kfac_update 'kl_clip' only: ")
+    flags = err.describe(lambda key, value: "--" + key.replace("_", "-"),
+                         lambda key, value: f"--{key.replace('_', '-')} {value}")
+    assert flags.startswith("--lr applies to --optimizer kfac with --kfac-update kl_clip only: ")
+    assert train_job.resolve_args({"optimizer": "kfac", "kfac_update": "kl_clip", "momentum": 0.5})["momentum"] == 0.5
+    with pytest.raises(train_job.RunArgumentError, match=r"momentum=0.9 applies to optimizer 'sgd' only"):
+        train_job.resolve_args({"optimizer": "adam", "momentum": 0.9})
+
+
+def test_a_run_result_prints_what_it_holds():
+    result = _quiet_fit(epochs=1, train_examples=64)
+    text = repr(result)
+    assert text.startswith("RunResult(digits · mlp · adam: 4 steps, test loss ")
+    assert "test accuracy" in text and "object at 0x" not in text

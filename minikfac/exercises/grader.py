@@ -165,19 +165,14 @@ def grade(exercise, path, seed=None):
     """
     seed = secrets.randbelow(10**6) if seed is None else int(seed)
     report = Report(exercise, path, seed)
-    previous = backend.get_backend(), backend.get_default_dtype()  # before the student's code can change them
-    try:
+    with backend.using():  # whatever the student's code sets is undone on leaving
         module, report.import_error = load_student(path)
         if module is None:
             return report
         for index, part in enumerate(exercise.parts):
-            backend.set_backend("numpy")  # again for every part, whatever the student's code set
-            backend.set_default_dtype("float64")
-            rng = np.random.default_rng([seed, exercise.number, index])
-            report.parts.append(grade_part(module, part, rng, path))
-    finally:
-        backend.set_backend(previous[0])
-        backend.set_default_dtype(previous[1])
+            with backend.using("numpy", "float64"):  # again for every part, whatever the student's code set
+                rng = np.random.default_rng([seed, exercise.number, index])
+                report.parts.append(grade_part(module, part, rng, path))
     return report
 
 

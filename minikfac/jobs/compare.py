@@ -145,13 +145,11 @@ def run(options, log=print):
     from minikfac.curvature.exact import fisher
 
     log = log or (lambda line: None)
-    previous = backend.get_backend(), backend.get_default_dtype()
     try:
-        try:
-            backend.set_backend(options.backend)
-        except RuntimeError as err:  # e.g. cupy without a GPU: the message says how to fix it
-            raise ValueError(f"--backend: {err}") from None
-        backend.set_default_dtype("float64")  # exact-Fisher work is float64 (DESIGN.md)
+        backend.module_of(options.backend)
+    except RuntimeError as err:  # e.g. cupy without a GPU: the message says how to fix it
+        raise ValueError(f"--backend: {err}") from None
+    with backend.using(options.backend, "float64"):  # exact-Fisher work is float64 (docs/design.md)
         dataset, net = setup(options)
         size = training.num_parameters(net)
         log(f"{options.model} ({size:,} parameters) on {options.dataset}, exact {options.kind} Fisher of "
@@ -174,9 +172,6 @@ def run(options, log=print):
         written, layers = figures(options, net, loss_fn, X, y, F, result)
         timings["figures"] = time.perf_counter() - clock
         log(f"  figures: {timings['figures']:.1f} s")
-    finally:
-        backend.set_backend(previous[0])
-        backend.set_default_dtype(previous[1])
     timings["total"] = time.perf_counter() - started
     report = {"arguments": dict(vars(options)), "parameters": size, "training": record,
               "figure_layers": [i + 1 for i in layers], "figures": written, **result.to_dict(),

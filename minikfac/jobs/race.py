@@ -325,24 +325,7 @@ def test_metrics(problem, net, loss_fn, setup):
     result = training.evaluate(net, loss_fn, setup.X_test, setup.Y_test)
     if models.task(problem.model).name == "classification":
         return {"loss": result["loss"], "accuracy": result["accuracy"]}
-    return {"loss": result["loss"], "squared_error": _squared_error(net, loss_fn, setup.X_test, setup.Y_test)}
-
-
-def _squared_error(net, loss_fn, X, Y, batch_size=500):
-    xp = backend.get_array_module(X)
-    was_training = net.training
-    net.clear_cache()
-    net.eval()
-    try:
-        total = []
-        for start in range(0, len(X), batch_size):
-            out = net(X[start:start + batch_size])
-            if isinstance(loss_fn, nn.BCEWithLogitsLoss):
-                out = 0.5 * (1 + xp.tanh(0.5 * out))  # σ(out), without exp's overflow
-            total.append(xp.sum((out - Y[start:start + batch_size]) ** 2))
-        return float(backend.to_numpy(xp.sum(xp.stack(total)))) / len(X)
-    finally:
-        net.train(was_training)
+    return {"loss": result["loss"], "squared_error": result["squared_error"]}
 
 
 # --------------------------------------------------------------------------- #
@@ -512,10 +495,7 @@ def race(problems=None, quick=False, seed=0, progress=True, log=print, step_batc
                            "train_subset": TRAIN_SUBSET, "step_batch_sizes": list(step_batch_sizes),
                            "step_repeats": step_repeats, "step_cost_goal": list(STEP_COST_GOAL)},
               "problems": {}, "step_cost": {}, "seconds": {}}
-    previous = backend.get_backend(), backend.get_default_dtype()
-    try:
-        backend.set_backend(backend_name)
-        backend.set_default_dtype(dtype)
+    with backend.using(backend_name, dtype):
         for problem in chosen:
             clock = time.perf_counter()
             report["problems"][problem.name] = race_problem(problem, quick, seed, progress, log, max_train,
@@ -527,9 +507,6 @@ def race(problems=None, quick=False, seed=0, progress=True, log=print, step_batc
             report["step_cost"][problem.name] = step_cost(problem, step_batch_sizes, step_repeats, seed=seed,
                                                           max_train=max_train, methods=methods, log=log)
             report["seconds"][f"{problem.name} step cost"] = time.perf_counter() - clock
-    finally:
-        backend.set_backend(previous[0])
-        backend.set_default_dtype(previous[1])
     report["goals"] = check_goals(report)
     report["seconds"]["total"] = time.perf_counter() - started
     return report
