@@ -28,7 +28,7 @@ PARTS = {
     "re-forming damped inverses when λ moves": [("kfac.py", "_factored_inverses")],
     "statistics pass (forward + sampled backward)": [("statistics.py", "_chunk_generator")],
     "Gram matrices A, G": [("factors.py", "input_factor_sum")],
-    "quadratic model (JVPs, dots)": [("kfac.py", "_model_terms")],
+    "quadratic model (JVPs, dots)": [("quadratic_model.py", "model_terms")],
     "new objective (guard, ρ)": [("kfac.py", "_objective_at"), ("kfac.py", "_objective")],
 }
 

@@ -46,6 +46,7 @@ from typing import NamedTuple
 import numpy as np
 
 from minikfac import backend
+from minikfac.curvature.params import split_augmented
 
 #: ρ above this: the model predicted the change well, so λ shrinks (Martens & Grosse 2015, §6.5).
 RHO_HIGH = 0.75
@@ -53,6 +54,32 @@ RHO_HIGH = 0.75
 RHO_LOW = 0.25
 #: A rise of h smaller than this fraction of h is never "far above the promise" (rounding).
 REFUSE_TOLERANCE = 1e-3
+
+
+def model_terms(net, loss_fn, layers, directions, gradients, output=None):
+    """Device arrays (F (K, K) or None, dots (K, K), b (K,)) of the model on K directions.
+
+    directions : per layer of ``layers``, the directions stacked as W̄
+    matrices (K, D_out, D_in + 1) (Δ, and δ₀ if there is one); gradients :
+    per layer, ∇h as a W̄ matrix. F_ij = (1/n) Σ_n (J_n d_i)ᵀ H_n (J_n d_j) is
+    the exact Fisher of the n rows of the last forward, whose network
+    ``output`` (n, D_out) is given (None: no F), through Jacobian-vector
+    products of the layers' caches (``net.jvp``); dots_ij = d_iᵀ d_j; b_i = ∇hᵀ d_i.
+    """
+    xp = backend.get_array_module(gradients[0])
+    rows = [stacked.reshape(stacked.shape[0], -1) for stacked in directions]  # (K, P_l) each
+    dots = sum(d @ d.T for d in rows)
+    b = sum(d @ g.reshape(-1) for d, g in zip(rows, gradients))
+    if output is None:
+        return None, dots, b
+    tangents = {}  # the stacked directions as parameter tangents: {Parameter: (K, *shape)} (views)
+    for layer, stacked in zip(layers, directions):
+        tangents[layer.weight], bias = split_augmented(layer, stacked)
+        if bias is not None:
+            tangents[layer.bias] = bias
+    jvp = net.jvp(None, tangents)  # (K, n, D_out)
+    weighted = loss_fn.output_hessian_product(output, jvp)
+    return xp.einsum("knd,jnd->kj", jvp, weighted) / jvp.shape[1], dots, b
 
 
 def solve_step(curvature, gradient_dots, max_momentum=None):

@@ -30,6 +30,7 @@ twice: this module only forms outer products of what the layers cached.
 Examples are processed in chunks, so memory stays bounded however large N is.
 """
 
+import contextlib
 from dataclasses import dataclass
 
 from minikfac import backend
@@ -211,6 +212,27 @@ def chunks(net, loss_fn, X, y=None, kind="true", samples=1, seed=0, chunk_size=N
         raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
     layers = parametrised_layers(net)
     return _chunk_generator(net, loss_fn, X, y, kind, samples, seed, chunk_size, layers)
+
+
+@contextlib.contextmanager
+def one_pass(net, loss_fn, X, y=None, kind="true", samples=1, seed=0):
+    """The statistics of all of X as one :class:`Chunk`, alive for the ``with`` block.
+
+    Arguments as in :func:`chunks`, with a single chunk of every row. Inside
+    the block the layers keep the caches of this forward and backward (the
+    chunk's arrays are views of them, and ``net.jvp`` reads them); on leaving,
+    also after an error or a ``return``, the caches are cleared and the
+    parameters' ``.grad`` are what they were. The K-FAC optimizer's step is
+    one such block::
+
+        with statistics.one_pass(net, loss_fn, X, y, kind="mc", seed=k) as chunk:
+            ...  # chunk.layers[i].inputs, .grads; chunk.output; net.jvp(None, tangents)
+    """
+    passes = chunks(net, loss_fn, X, y, kind, samples, seed, chunk_size=X.shape[0])
+    try:
+        yield next(passes)
+    finally:
+        passes.close()
 
 
 def _chunk_generator(net, loss_fn, X, y, kind, samples, seed, chunk_size, layers):

@@ -51,25 +51,20 @@ Martens 2017 (KL-clipping); George et al. 2018 (EKFAC). One step, for a batch
    and predicted changes of those steps drives λ by the Levenberg–Marquardt
    rule with ω₁ = (19/20)^T₁, never below ``min_damping``.
 
-Host syncs. The step reads a few scalars back from the device twice (the
-model's numbers with the statistics' finiteness; the new objective with the
-candidate's finiteness), plus once at an inverse step: K-FAC makes decisions
-on the host that a first-order step does not need.
+Host syncs: the model's numbers, the new objective, and one more at an
+inverse step — decisions on the host that a first-order step does not need.
 """
 
 import math
-import numbers
 from typing import ClassVar
 
 import numpy as np
 
 from minikfac import backend, threads
-from minikfac.curvature import damping as damping_rules
 from minikfac.curvature import quadratic_model, running_average, statistics
-from minikfac.curvature.ekfac import chunk_scaling_sums
-from minikfac.curvature.factors import factor_counts, hessian_weighted, layer_input_factor_sum
-from minikfac.curvature.linalg import psd_eigh
-from minikfac.curvature.params import augmented_matrix, block_shape, has_bias, parametrised_layers, split_augmented
+from minikfac.curvature.params import augmented_matrix, parametrised_layers, split_augmented
+from minikfac.optim import kfac_state
+from minikfac.optim.kfac_state import MAX_DAMPING, layer_state_names
 from minikfac.optim.optimizer import (
     Optimizer,
     choice,
@@ -85,26 +80,12 @@ from minikfac.optim.optimizer import (
 
 #: λ is multiplied by this when a step is refused.
 REFUSED_DAMPING_FACTOR = 10.0
-#: λ never exceeds this (a run of refused steps cannot overflow it); the floor is ``min_damping``.
-MAX_DAMPING = 1e8
 #: Factored damping's inverses are formed again when λ + η has moved by more than this factor since
 #: (α absorbs smaller moves). The preconditioner must follow λ: with 4 instead of 2 the autoencoder
 #: needed 560 steps to its race target instead of 290.
 REFORM_FACTOR = 2.0
 UPDATES = ("quadratic", "kl_clip")
 PRECONDITIONERS = ("kfac", "ekfac")
-#: The per-layer state of each way of preconditioning (see :func:`layer_state_names`).
-FACTORS = running_average.names("A") + running_average.names("G")
-FACTORED_STATE = FACTORS + ("A_inverse", "G_inverse", "update")
-EIGEN_STATE = FACTORS + ("a_eigs", "U_A", "g_eigs", "U_G", "update")
-EKFAC_STATE = EIGEN_STATE[:-1] + ("scalings", "update")
-#: The shape of every per-layer state array, in terms of W̄'s (m, n) = (D_out, D_in + 1).
-#: ("*": any number of rows; "" a Python float, Q of :mod:`.running_average`.)
-LAYER_STATE_SHAPES = {"A": "nn", "A_rows": "*n", "A_decay": "", "G": "mm", "G_rows": "*m", "G_decay": "",
-                      "A_inverse": "nn", "G_inverse": "mm", "a_eigs": "n", "U_A": "nn", "g_eigs": "m", "U_G": "mm",
-                      "scalings": "mn", "update": "mn"}
-#: The optimizer-wide state: λ, refusals, the damping the inverses were formed with, and the sums behind ρ.
-GLOBAL_STATE = ("damping", "refused", "inverse_damping", "actual_change", "predicted_change")
 
 
 class KFAC(Optimizer):
@@ -116,10 +97,8 @@ class KFAC(Optimizer):
     loss_fn : the net's loss (CrossEntropyLoss, MSELoss, BCEWithLogitsLoss): it
         samples targets, and its output Hessian gives the quadratic model.
     damping : initial λ > 0 (adapted by the LM rule when ``adapt_damping``).
-    min_damping : the LM rule never takes λ below this. The rule judges a step
-        on the rows it was computed on; as the loss nears its minimum it keeps
-        shrinking λ, and steps that fit one batch blow up on the next (digits
-        MLP at batch 64 diverged once λ < 1e-4). The floor keeps a trust region.
+    min_damping : the LM rule never takes λ below this (a trust region that
+        stays; docs/design.md, "K-FAC's defaults", says which run set it).
     weight_decay : η >= 0, an L2 term (η/2)‖θ‖² in the objective h: added to the
         gradient and to the damping (M&G §6.2).
     update : "quadratic" (α and μ from the quadratic model, M&G §7) or
@@ -128,23 +107,14 @@ class KFAC(Optimizer):
         0.9 there; must be None with "quadratic", which chooses both).
     kl_clip : κ > 0, the bound on lr²·|∇hᵀΔ| of "kl_clip".
     max_momentum : the quadratic update's μ is kept in [0, max_momentum] (its
-        α then minimises the model for that μ). On a few dozen examples the
-        model's 2×2 system is noisy and its unconstrained μ swings to −2 or
-        +1.8 from step to step; such steps amplify the previous update instead
-        of averaging it, and digits MLP at batch 16 diverged.
+        α then minimises the model for that μ): on a few dozen examples the
+        unconstrained μ swings from −2 to +1.8 (docs/design.md).
     kl_per_example : the quadratic update's trust region: its step is scaled
         down so that ½δᵀFδ (F the exact Fisher of the statistics rows: the
-        predicted KL divergence between the output distributions before and
-        after, nats per example) is at most ``kl_per_example`` × B × V for a
-        batch of B, V the output variables of one example
-        (:meth:`kl_bound`: 1 for a class label, D_out for the autoencoder's
-        Bernoulli pixels). The model fits its batch: on 16 examples of MNIST
-        a step predicted to change the outputs by 0.3–2.3 nats and to remove
-        more than the batch's loss, and the CNN drifted to 79% test accuracy;
-        at batch 1024 steps change them by 0.18 at first, then 0.003–0.01.
-        The radius grows with B as the gradient's noise shrinks (like
-        KL-clipping, Ba et al. 2017, whose bound is fixed, and kfac-jax's
-        norm constraint).
+        predicted KL divergence between the outputs before and after, nats per
+        example) is at most ``kl_per_example`` × B × V for a batch of B, V the
+        output variables of one example (:meth:`kl_bound`). The radius grows
+        with B as the gradient's noise shrinks (docs/design.md).
     kind : cotangents of the statistics: "mc" (``samples`` targets sampled
         from the model: the true Fisher, M&G §5), "true" (exact expectation
         over the outputs; D_out backward passes), "empirical" (the data labels:
@@ -152,11 +122,9 @@ class KFAC(Optimizer):
     samples : targets per example for "mc".
     stats_fraction : fraction of each batch (its first rows) used for the
         statistics, the quadratic model and the guard, in (0, 1].
-    min_stats_examples : but never fewer rows than this (or the whole batch);
-        see :meth:`statistics_examples`. The running averages of A and G
-        would do with fewer; the quadratic model's curvature would not: with
-        32 rows of a batch of 128, α and μ fitted those rows, and the MNIST
-        MLPs ended at 89–94% test accuracy instead of 95–96%.
+    min_stats_examples : but never fewer rows than this (or the whole batch;
+        :meth:`statistics_examples`): the quadratic model's curvature needs
+        them, even where the running averages would not (docs/design.md).
     factor_decay : the EMA's ε in [0, 1) (with the warm start min(1 − 1/k, ε)).
     inverse_interval : T, steps between two refreshes of the inverses (M&G's T₃).
     adapt_damping : adapt λ by the LM rule (default: with update="quadratic"
@@ -181,13 +149,9 @@ class KFAC(Optimizer):
         ``rho_interval`` (the ratio over the last T₁ steps that set λ; None
         between), ``kl`` (½δᵀFδ, the step's predicted KL divergence), ``damping``, ``refused`` (False, or why: "not finite",
         "above the promise") and ``refreshed`` (the inverses were formed).
-    state : {layer index: {name: array}} with the names of
-        :func:`layer_state_names` (A, G: the averaged factors, with the rows
-        not yet folded in and their decay, see :mod:`.running_average` and
-        :meth:`factors`; A_inverse,
-        G_inverse: factored damping's inverses, or a_eigs, U_A, g_eigs, U_G:
-        the eigendecompositions; scalings: EKFAC's s; update: δ₀ as a W̄
-        matrix), plus ``"global"``: the floats of :data:`GLOBAL_STATE`.
+    state : {layer index: {name: array}} and ``"global"``: the layout of
+        :mod:`.kfac_state` (the running averages of A and G, :meth:`factors`;
+        the inverses or eigendecompositions; EKFAC's s; δ₀ as a W̄ matrix).
     """
 
     #: K-FAC's step needs the batch (``step(X, y)``); first-order optimizers do not.
@@ -295,26 +259,28 @@ class KFAC(Optimizer):
         batch_size = X.shape[0]
         n = self.statistics_examples(batch_size)
         X, y = X[:n], y[:n]
-        for chunk in statistics.chunks(self.net, self.loss_fn, X, y, self.hyper["kind"], self.hyper["samples"],
-                                     self._step_seed(k), chunk_size=n):
-            tentative, finite = self._updated_statistics(chunk, k)
-            refresh = self._needs_refresh(k, damping)
-            if refresh and not (bool(finite) and self._refresh(tentative, damping)):
+        # Steps 1–3 and the model's numbers need the layers' caches of the statistics pass (net.jvp reads them).
+        with statistics.one_pass(self.net, self.loss_fn, X, y, self.hyper["kind"], self.hyper["samples"],
+                                 self._step_seed(k)) as chunk:
+            tentative, finite = kfac_state.with_statistics(self.state, chunk, self._decay(k))  # 1. statistics
+            refresh = self._needs_refresh(k, damping)  # 2. inverses
+            if refresh and not (bool(finite) and kfac_state.refresh(tentative, damping, self._preconditioning())):
                 return self._refuse("not finite")
             formed = damping if refresh else self.state["global"]["inverse_damping"]
             if self.hyper["preconditioner"] == "ekfac":
-                self._update_scalings(tentative, chunk, k)
-            directions = [self._directions(index, entry, grad, damping)
+                kfac_state.update_scalings(tentative, chunk, self._decay(k), first=k == 1)
+            directions = [self._directions(index, entry, grad, damping)  # 3. proposal Δ (and δ₀)
                           for index, (entry, grad) in enumerate(zip(tentative, gradients))]
-            terms = self._model_terms(chunk if self._with_model() else None, directions, gradients)
-            h_before = self._objective(X, y, chunk.output)
-        numbers = quadratic_model.model_numbers(*terms, h_before, finite)
-        coefficients = self._coefficients(numbers, damping, self.kl_bound(batch_size, chunk.output.shape[1]))
+            terms = quadratic_model.model_terms(self.net, self.loss_fn, self.layers, directions, gradients,
+                                                chunk.output if self._with_model() else None)
+            numbers = quadratic_model.model_numbers(*terms, self._objective(X, y, chunk.output), finite)
+            outputs = chunk.output.shape[1]
+        coefficients = self._coefficients(numbers, damping, self.kl_bound(batch_size, outputs))  # 4. α, μ
         if coefficients is None:
             return self._refuse("not finite")
         update = self._combine(coefficients, directions)
         candidates = [self._moved(layer, delta) for layer, delta in zip(self.layers, update)]
-        h_after = self._objective_at(candidates, X, y)
+        h_after = self._objective_at(candidates, X, y)  # 5. the guard
         predicted = quadratic_model.predicted_change(numbers, coefficients, eta)
         actual = h_after - numbers.objective
         if not math.isfinite(h_after):  # also catches non-finite parameters: NaN·0 is NaN, so they reach h
@@ -323,13 +289,14 @@ class KFAC(Optimizer):
             return self._refuse("above the promise")
         self._commit(candidates, tentative, update, formed)
         self.steps = k
-        rho_interval = self._adapt_damping(k, actual, predicted)
+        rho_interval = self._adapt_damping(k, actual, predicted)  # 6. damping
         self.last = {"alpha": float(coefficients[0]), "mu": float(coefficients[1]) if len(coefficients) > 1 else 0.0,
-                     "model_change": quadratic_model.model_change(numbers, coefficients, damping), "loss_change": actual,
-                     "rho": quadratic_model.reduction_ratio(numbers.objective, h_after, predicted) if predicted is not None
-                     else None, "rho_interval": rho_interval, "kl": quadratic_model.predicted_kl(numbers, coefficients),
-                     "damping": self.damping, "refused": False,
-                     "refreshed": refresh}
+                     "model_change": quadratic_model.model_change(numbers, coefficients, damping),
+                     "loss_change": actual,
+                     "rho": None if predicted is None
+                     else quadratic_model.reduction_ratio(numbers.objective, h_after, predicted),
+                     "rho_interval": rho_interval, "kl": quadratic_model.predicted_kl(numbers, coefficients),
+                     "damping": self.damping, "refused": False, "refreshed": refresh}
         return self.last
 
     # -- statistics and inverses ------------------------------------------ #
@@ -349,34 +316,6 @@ class KFAC(Optimizer):
             gradients.append(grad + eta * augmented_matrix(layer, "data") if eta else grad)
         return gradients
 
-    def _updated_statistics(self, chunk, k):
-        """The per-layer state after this step's statistics (new dicts; ``self.state`` is untouched),
-        and a 0-d device bool: were the new statistics finite?
-
-        The running averages of A and G take this step's rows through :mod:`.running_average`, which
-        folds them in when the averages are read (:meth:`_refresh`) or the rows would outnumber them.
-        """
-        decay = self._decay(k)
-        xp = backend.get_array_module(chunk.output)
-        checks, entries = [], []
-        for index, (stats, counts) in enumerate(zip(chunk.layers, factor_counts(chunk.stop - chunk.start, chunk))):
-            entry = dict(self.state.get(index, {}))
-            # A from ā: its rows kept while they are fewer than D_in + 1, else summed at once without ā.
-            rows, width = stats.raw.size // stats.raw.shape[-1], stats.raw.shape[-1] + has_bias(stats.layer)
-            if "A" in entry and running_average.keeps_rows(rows, width):
-                checks.append(running_average.add_rows(entry, "A", stats.inputs.reshape(rows, width), counts[0], decay))
-            else:
-                checks.append(running_average.add_sum(entry, "A", layer_input_factor_sum(stats), counts[0], decay))
-            grads = stats.grads.reshape(-1, stats.grads.shape[-1])  # g rows, (K·n·L, D_out)
-            if chunk.output_hessian is None:
-                checks.append(running_average.add_rows(entry, "G", grads, counts[1], decay))
-            else:  # the GGN's G = Σ g (H g)ᵀ, not a Gram matrix: summed at once
-                right = hessian_weighted(stats.grads, chunk.output_hessian).reshape(grads.shape)
-                checks.append(running_average.add_sum(entry, "G", grads.T @ right, counts[1], decay))
-            entries.append(entry)
-        # Each add returns a number that is finite only if what it stored is (running_average.py).
-        return entries, xp.all(xp.isfinite(xp.stack(checks)))
-
     def _decay(self, k):
         """ε_k = min(1 − 1/k, factor_decay): the running averages' weight on the past at step k (M&G §5)."""
         return min(1.0 - 1.0 / k, self.hyper["factor_decay"])
@@ -388,47 +327,20 @@ class KFAC(Optimizer):
         return tuple(backend.get_array_module(entry["A"]).array(running_average.current(entry, name), copy=True)
                      for name in ("A", "G"))
 
-    def _update_scalings(self, entries, chunk, k):
-        """EKFAC's s ← εs + (1−ε)s_new, s_new = diag(Qᵀ F_l Q) of the chunk in the current eigenbasis Q."""
-        decay = self._decay(k)
-        for entry, stats in zip(entries, chunk.layers):
-            s_new = chunk_scaling_sums(stats, chunk.output_hessian, entry["U_A"], entry["U_G"])
-            s_new = s_new / (chunk.stop - chunk.start)  # a mean over examples only
-            entry["scalings"] = decay * entry["scalings"] + (1 - decay) * s_new if k > 1 else s_new
-
     def _needs_refresh(self, k, damping):
         """Form the inverses (or eigendecompositions) at this step? Every T steps, at the first step, and
         for factored damping also when λ + η moved by more than :data:`REFORM_FACTOR` since the last ones."""
         if (k - 1) % self.hyper["inverse_interval"] == 0 or 0 not in self.state:
             return True
         formed = self.state["global"]["inverse_damping"]
-        return self._factored() and not (formed > 0 and 1 / REFORM_FACTOR <= damping / formed <= REFORM_FACTOR)
+        return self._preconditioning() == "factored" and not (formed > 0 and 1 / REFORM_FACTOR <= damping / formed <= REFORM_FACTOR)
 
-    def _factored(self):
-        """Whether the preconditioner uses factored damping's inverses (else the eigendecompositions)."""
-        return layer_state_names(self.hyper) is FACTORED_STATE
-
-    def _refresh(self, entries, damping):
-        """Form every layer's inverses or eigendecompositions into ``entries`` (after folding the kept rows
-        into the averages); False if an inverse could not be formed (factored damping; the statistics'
-        finiteness is checked before, for every way of preconditioning).
-
-        EKFAC's scalings restart from K-FAC's eigenvalues in the new basis (George et al. 2018).
-        """
-        for entry in entries:
-            running_average.fold(entry, "A")
-            running_average.fold(entry, "G")
-            if self._factored():
-                inverses = damping_rules.factored_inverses(entry["A"], entry["G"], damping)
-                if inverses is None:
-                    return False
-                entry["A_inverse"], entry["G_inverse"] = inverses
-                continue
-            entry["a_eigs"], entry["U_A"] = psd_eigh(entry["A"])
-            entry["g_eigs"], entry["U_G"] = psd_eigh(entry["G"])
-            if self.hyper["preconditioner"] == "ekfac":
-                entry["scalings"] = entry["g_eigs"][:, None] * entry["a_eigs"][None, :]
-        return True
+    def _preconditioning(self):
+        """How the preconditioner is formed: "factored" (factored damping's inverses), "eigen" (the factors'
+        eigendecompositions, exact damping) or "ekfac" (those and EKFAC's scalings)."""
+        if self.hyper["preconditioner"] == "ekfac":
+            return "ekfac"
+        return "factored" if self.hyper["factored"] else "eigen"
 
     def _directions(self, index, entry, grad, damping):
         """The layer's directions stacked, (K, D_out, D_in + 1): the proposal Δ, and δ₀ if there is one.
@@ -438,55 +350,15 @@ class KFAC(Optimizer):
         previous = self.state.get(index, {}).get("update")
         xp = backend.get_array_module(grad)
         stacked = xp.empty((1 if previous is None else 2,) + tuple(grad.shape), dtype=grad.dtype)
-        self._precondition(entry, grad, damping, out=stacked[0])
+        kfac_state.precondition(entry, grad, damping, out=stacked[0])
         if previous is not None:
             stacked[1] = previous
         return stacked
-
-    def _precondition(self, entry, grad, damping, out):
-        """Δ = −(damped F̂)⁻¹ ∇h for one layer (module docstring, step 3), written into ``out`` (D_out, D_in + 1)."""
-        if "A_inverse" in entry:
-            damping_rules.inverse_solve(entry["A_inverse"], entry["G_inverse"], grad, out=out)
-        else:
-            if self.hyper["preconditioner"] == "ekfac":
-                denominator = entry["scalings"] + damping
-            else:
-                denominator = damping_rules.exact_denominator(entry["a_eigs"], entry["g_eigs"], damping)
-            damping_rules.eigenbasis_solve(entry["U_A"], entry["U_G"], grad, denominator, out=out)
-        xp = backend.get_array_module(grad)
-        xp.negative(out, out=out)
 
     # -- the quadratic model ------------------------------------------------ #
     def _with_model(self):
         """The model's Fisher term is needed by the quadratic update and by ρ (the damping's rule)."""
         return self.hyper["update"] == "quadratic" or self.hyper["adapt_damping"]
-
-    def _tangents(self, directions):
-        """The stacked directions as parameter tangents for ``net.jvp``: {Parameter: (K, *shape)} (views)."""
-        tangents = {}
-        for layer, stacked in zip(self.layers, directions):  # (K, D_out, D_in + 1)
-            tangents[layer.weight], bias = split_augmented(layer, stacked)
-            if bias is not None:
-                tangents[layer.bias] = bias
-        return tangents
-
-    def _model_terms(self, chunk, directions, gradients):
-        """Device arrays (F (K, K) or None, dots (K, K), b (K,)) of the quadratic model.
-
-        F_ij = (1/n) Σ_n (J_n d_i)ᵀ H_n (J_n d_j) on the statistics rows (the
-        exact Fisher of those rows, through Jacobian-vector products; None
-        without a chunk), dots_ij = d_iᵀ d_j, b_i = ∇hᵀ d_i.
-        """
-        xp = backend.get_array_module(gradients[0])
-        rows = [stacked.reshape(stacked.shape[0], -1) for stacked in directions]  # (K, P_l) each
-        dots = sum(d @ d.T for d in rows)
-        b = sum(d @ g.reshape(-1) for d, g in zip(rows, gradients))
-        fisher = None
-        if chunk is not None:
-            jvp = self.net.jvp(None, self._tangents(directions))  # (K, n, D_out)
-            weighted = self.loss_fn.output_hessian_product(chunk.output, jvp)
-            fisher = xp.einsum("knd,jnd->kj", jvp, weighted) / jvp.shape[1]
-        return fisher, dots, b
 
     def _coefficients(self, numbers, damping, kl_bound):
         """(α, μ) (or (α,)) as a float64 array from the host numbers; None if they are not finite.
@@ -607,73 +479,23 @@ class KFAC(Optimizer):
         glob["actual_change"] = glob["predicted_change"] = 0.0
         return rho
 
-    # ------------------------------------------------------------------ #
-    # Checkpoints: per-layer state keyed by layer index, plus "global"
-    # ------------------------------------------------------------------ #
+    # -- checkpoints: the layout of :mod:`.kfac_state` ----------------------- #
     def _load_state_entry(self, key, name, value):
-        owner = type(self).__name__
         if key == "global":
-            if name == "refused":
-                valid = isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 0
-            else:
-                valid = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) and (
-                    0 < value <= MAX_DAMPING if name == "damping" else value >= 0 if name == "inverse_damping" else True)
-            if name not in GLOBAL_STATE or not valid:
-                raise ValueError(f"{owner}.load_state_dict: state['global'][{name!r}] = {value!r} is not valid "
-                                 f"(expected {list(GLOBAL_STATE)}: damping in (0, {MAX_DAMPING:g}], refused an integer >= 0, "
-                                 "inverse_damping >= 0, the sums finite)")
-            return int(value) if name == "refused" else float(value)
-        if isinstance(key, bool) or not isinstance(key, numbers.Integral) or not 0 <= key < len(self.layers):
-            raise ValueError(f"{owner}.load_state_dict: state key {key!r} is not 'global' or a layer index in "
-                             f"[0, {len(self.layers)})")
-        if name not in LAYER_STATE_SHAPES:
-            raise ValueError(f"{owner}.load_state_dict: state[{key}] has unknown entry {name!r}, expected one of "
-                             f"{list(LAYER_STATE_SHAPES)}")
-        layer = self.layers[key]
-        m, n = block_shape(layer)
-        if not LAYER_STATE_SHAPES[name]:  # Q of a running average: a number in (0, 1]
-            if isinstance(value, numbers.Real) and not isinstance(value, bool) and 0 < value <= 1:
-                return float(value)
-            raise ValueError(f"{owner}.load_state_dict: state[{key}][{name!r}] = {value!r}, expected a number in (0, 1]")
-        expected = tuple({"n": n, "m": m, "*": value.shape[0] if backend.is_array(value) and value.ndim else -1}[axis]
-                         for axis in LAYER_STATE_SHAPES[name])
-        if not backend.is_array(value) or tuple(value.shape) != expected:
-            got = tuple(value.shape) if backend.is_array(value) else type(value).__name__
-            raise ValueError(f"{owner}.load_state_dict: state[{key}][{name!r}] has shape {got}, expected "
-                             f"{expected} (layer {key}, {layer!r})")
-        weight = layer.weight.data
-        host = np.array(backend.to_numpy(value), dtype=weight.dtype, copy=True)
-        return backend.asarray(host, backend=backend.backend_of(weight))
+            return kfac_state.checked_global(type(self).__name__, name, value)
+        return kfac_state.checked_layer_entry(type(self).__name__, self.layers, key, name, value)
 
     def load_state_dict(self, state_dict):
         """Restore from :meth:`state_dict`'s output; everything is checked before anything changes.
 
         Besides the base class's checks: the ``"global"`` entry must hold every
-        name of :data:`GLOBAL_STATE`, and the layers' state must be all or
-        nothing (a checkpoint of step 0 has none), each layer with exactly the
-        entries of :func:`layer_state_names` for the checkpoint's settings.
+        name of :data:`.kfac_state.GLOBAL_STATE`, and the layers' state must be
+        all or nothing (a checkpoint of step 0 has none), each layer with
+        exactly the entries of :func:`.kfac_state.layer_state_names` for the
+        checkpoint's settings (:func:`.kfac_state.check_complete`).
         """
-        if not isinstance(state_dict, dict) or state_dict.get("type") != type(self).__name__ \
-                or set(state_dict.get("hyper", {})) != set(self.hyper):
-            return super().load_state_dict(state_dict)  # the base class says what is wrong
-        saved = state_dict.get("state", {})
-        if not isinstance(saved, dict) or not isinstance(saved.get("global"), dict) \
-                or set(saved["global"]) != set(GLOBAL_STATE):
-            raise ValueError(f"KFAC.load_state_dict: the checkpoint has no 'global' state with {list(GLOBAL_STATE)}")
-        wanted = set(layer_state_names(self._check_hyper(dict(state_dict["hyper"]))))
-        if any(key != "global" for key in saved):
-            for index in range(len(self.layers)):
-                entry = saved.get(index) or {}
-                if set(entry) != wanted:
-                    raise ValueError(f"KFAC.load_state_dict: state[{index}] is missing {sorted(wanted - set(entry))} "
-                                     f"or has unknown {sorted(set(entry) - wanted)} (a checkpoint holds every "
-                                     f"layer's {sorted(wanted)}, or no layer state at step 0)")
+        if isinstance(state_dict, dict) and state_dict.get("type") == type(self).__name__ \
+                and set(state_dict.get("hyper", {})) == set(self.hyper):  # else the base class says what is wrong
+            wanted = layer_state_names(self._check_hyper(dict(state_dict["hyper"])))
+            kfac_state.check_complete(type(self).__name__, self.layers, state_dict.get("state", {}), wanted)
         return super().load_state_dict(state_dict)
-
-
-def layer_state_names(hyper):
-    """The names of each layer's state arrays for K-FAC's settings ``hyper`` (a dict like ``KFAC.hyper``):
-    :data:`EKFAC_STATE`, :data:`FACTORED_STATE` (factored damping) or :data:`EIGEN_STATE` (exact damping)."""
-    if hyper["preconditioner"] == "ekfac":
-        return EKFAC_STATE
-    return FACTORED_STATE if hyper["factored"] else EIGEN_STATE
