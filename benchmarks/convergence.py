@@ -21,12 +21,12 @@ import os
 import time
 
 from minikfac import plot
-from minikfac.jobs import race
+from minikfac.jobs import race, race_tracks
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--problems", default=",".join(race.PROBLEMS),
+    parser.add_argument("--problems", default=",".join(race_tracks.PROBLEMS),
                         help="comma-separated problems (default: all)")
     parser.add_argument("--quick", action="store_true", help="a short smoke run, not a result")
     parser.add_argument("--seed", type=int, default=0)

@@ -55,7 +55,7 @@ from pathlib import Path
 import numpy as np
 
 from minikfac import backend, data, models, nn, optim
-from minikfac.jobs import race
+from minikfac.jobs import race_tracks
 from minikfac.curvature.params import parametrised_layers
 
 HERE = Path(__file__).resolve().parent
@@ -181,9 +181,9 @@ class Worker:
 def write_data(path, seed, epochs):
     """The problem's data, its epoch orders and the initial weights (minikfac's, seeded) in one .npz."""
     backend.set_default_dtype("float32")
-    setup = race.prepare(PROBLEM, seed)
+    setup = race_tracks.prepare(PROBLEM, seed)
     nn.init.manual_seed(seed)
-    net = models.build(race.PROBLEMS[PROBLEM].model, setup.dataset)
+    net = models.build(race_tracks.PROBLEMS[PROBLEM].model, setup.dataset)
     X = np.asarray(backend.to_numpy(setup.X_train), dtype=np.float32)
     loader = data.DataLoader(setup.X_train, setup.Y_train, 1, seed=seed, drop_last=True)
     arrays = {"X": X, "X_subset": np.asarray(backend.to_numpy(setup.X_subset), dtype=np.float32),
@@ -288,7 +288,7 @@ def step_cost(workers, settings, batch_size, repeats, periods):
 def race_to_target(workers, settings, batch_size, epochs, target, examples):
     """Each setting from the same start for ``epochs``; the subset loss at the race's evaluation steps."""
     total = epochs * (examples // batch_size)
-    checkpoints = race.evaluation_steps(total)
+    checkpoints = race_tracks.evaluation_steps(total)
     runs = {}
     for label, framework, options in settings:
         compile_seconds = workers[framework]("start", name=label, batch_size=batch_size,
@@ -312,7 +312,7 @@ def race_to_target(workers, settings, batch_size, epochs, target, examples):
     for label, framework, _ in settings:
         workers[framework]("stop", name=label)
         run = runs[label]
-        run["steps_to_target"], run["seconds_to_target"] = race.time_to_target(run["curve"], target)
+        run["steps_to_target"], run["seconds_to_target"] = race_tracks.time_to_target(run["curve"], target)
         run["initial_loss"], run["final_loss"] = run["curve"]["train_loss"][0], run["curve"]["train_loss"][-1]
     return runs, total
 
@@ -363,7 +363,7 @@ def main(argv=None):
         print(f"skipped: kfac-jax is not available ({problem})")
         return 0
     cpu = args.cpu if args.cpu is not None else max(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else -1
-    target = race.PROBLEMS[PROBLEM].target_loss
+    target = race_tracks.PROBLEMS[PROBLEM].target_loss
     settings = contenders(args)
     report = {"settings": {"problem": PROBLEM, "batch_sizes": args.batch_sizes, "epochs": epochs,
                            "seed": args.seed, "repeats": args.repeats, "periods": args.periods, "cpu": cpu,

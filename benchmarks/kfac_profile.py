@@ -19,7 +19,7 @@ import pstats
 import time
 
 from minikfac import backend, data, models, nn, training
-from minikfac.jobs import race
+from minikfac.jobs import race_tracks, step_cost
 
 #: part of the step -> the functions (file suffix, name) whose cumulative time it is; the first found counts.
 PARTS = {
@@ -41,18 +41,18 @@ def cumulative(stats, suffix, name):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--problem", default="mnist-autoencoder", choices=list(race.PROBLEMS))
+    parser.add_argument("--problem", default="mnist-autoencoder", choices=list(race_tracks.PROBLEMS))
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--periods", type=int, default=3, help="inverse periods profiled (default 3)")
     args = parser.parse_args(argv)
     backend.set_default_dtype("float32")
-    problem = race.PROBLEMS[args.problem]
-    setup = race.prepare(problem)
+    problem = race_tracks.PROBLEMS[args.problem]
+    setup = race_tracks.prepare(problem)
     nn.init.manual_seed(0)
     net = models.build(problem.model, setup.dataset)
     loss_fn = setup.loss()
     opt = training.make_optimizer("kfac", net, loss_fn=loss_fn)
-    batches = race._cycle(data.DataLoader(setup.X_train, setup.Y_train, args.batch_size, seed=0, drop_last=True))
+    batches = step_cost.cycle_batches(data.DataLoader(setup.X_train, setup.Y_train, args.batch_size, seed=0, drop_last=True))
     interval = opt.hyper["inverse_interval"]
     for _ in range(interval):  # warm-up: one inverse period
         training.train_step(net, loss_fn, opt, *next(batches))

@@ -1,6 +1,6 @@
 """Per-step cost of K-FAC against SGD and Adam, and how it grows with the batch size.
 
-On the net of each race problem (:data:`minikfac.jobs.race.PROBLEMS`: digits-MLP,
+On the net of each race problem (:data:`minikfac.jobs.race_tracks.PROBLEMS`: digits-MLP,
 MNIST-CNN, the MNIST autoencoder) and at each batch size, every method trains
 on successive mini-batches in blocks of 2T consecutive steps (T = K-FAC's
 inverse interval, 20 by default), so that a K-FAC block holds two
@@ -24,7 +24,7 @@ import time
 import numpy as np
 
 from minikfac import backend, plot
-from minikfac.jobs import race
+from minikfac.jobs import race_tracks, step_cost
 
 
 def slope(sizes, seconds):
@@ -38,7 +38,7 @@ def slope(sizes, seconds):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--problems", default=",".join(race.PROBLEMS), help="comma-separated (default: all)")
+    parser.add_argument("--problems", default=",".join(race_tracks.PROBLEMS), help="comma-separated (default: all)")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 128, 256, 512, 1024])
     parser.add_argument("--repeats", type=int, default=3, help="timed blocks per method (default 3)")
     parser.add_argument("--periods", type=int, default=2, help="inverse periods per block (default 2)")
@@ -51,7 +51,7 @@ def main(argv=None):
     started = time.perf_counter()
     results = []
     for name in args.problems.split(","):
-        cost = race.step_cost(name, args.batch_sizes, args.repeats, args.periods, log=print)
+        cost = step_cost.step_cost(name, args.batch_sizes, args.repeats, args.periods, log=print)
         cost["slopes"] = {m: slope(cost["batch_sizes"], s) for m, s in cost["seconds"].items()}
         results.append(cost)
     seconds = time.perf_counter() - started
@@ -61,16 +61,16 @@ def main(argv=None):
     print(f"{'net':<18}{'batch':>6}{'sgd':>9}{'adam':>9}{'kfac':>9}{'adam/sgd':>10}{'kfac/sgd':>10}")
     for cost in results:
         for i, size in enumerate(cost["batch_sizes"]):
-            ms = [cost["seconds"][m][i] for m in race.METHODS]
+            ms = [cost["seconds"][m][i] for m in race_tracks.METHODS]
             ratios = [cost["ratio_to_sgd"][m][i] for m in ("adam", "kfac")]
             print(f"{cost['problem']:<18}{size:>6}" + "".join("       —" if t is None else f"{1e3 * t:>9.1f}" for t in ms)
                   + "".join("         —" if r is None else f"{r:>10.2f}" for r in ratios))
         print(f"{'':<18}{'slope':>6}" + "".join("       —" if cost["slopes"][m] is None else
-                                                f"{cost['slopes'][m]:>9.2f}" for m in race.METHODS))
+                                                f"{cost['slopes'][m]:>9.2f}" for m in race_tracks.METHODS))
     print(f"time: {seconds:.0f} s")
     if args.out:
         os.makedirs(args.out, exist_ok=True)
-        print("wrote " + plot.step_cost(results, os.path.join(args.out, "kfac_step.png"), goal=race.STEP_COST_GOAL))
+        print("wrote " + plot.step_cost(results, os.path.join(args.out, "kfac_step.png"), goal=step_cost.STEP_COST_GOAL))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"backend": args.backend, "dtype": "float32", "seconds": seconds, "results": results}, f,

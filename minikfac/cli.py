@@ -410,12 +410,12 @@ def _compare(parser, args):
 # --------------------------------------------------------------------------- #
 def _problem_list(text):
     """``"digits-mlp,mnist-cnn"`` -> a list of race problem names."""
-    from minikfac.jobs import race
+    from minikfac.jobs import race_tracks
 
     names = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = [name for name in names if name not in race.PROBLEMS]
+    unknown = [name for name in names if name not in race_tracks.PROBLEMS]
     if not names or unknown:
-        raise argparse.ArgumentTypeError(f"expected comma-separated problems among {', '.join(race.PROBLEMS)}, "
+        raise argparse.ArgumentTypeError(f"expected comma-separated problems among {', '.join(race_tracks.PROBLEMS)}, "
                                          f"got {text!r}")
     return names
 
@@ -424,7 +424,7 @@ _problem_list.__name__ = "a list of problems"
 
 
 def _add_bench(commands):
-    from minikfac.jobs import race
+    from minikfac.jobs import race_tracks
 
     bench = commands.add_parser(
         "bench", help="race K-FAC against SGD and Adam to a target training loss",
@@ -434,8 +434,8 @@ def _add_bench(commands):
                     "of one step against the batch size. Prints a table; --json and --out write the "
                     "results and the figures. The full race takes about 10-15 minutes on 2 CPU cores.",
     )
-    bench.add_argument("--problems", type=_problem_list, metavar="P,P", default=list(race.PROBLEMS),
-                       help=f"comma-separated, among {', '.join(race.PROBLEMS)} (default: all)")
+    bench.add_argument("--problems", type=_problem_list, metavar="P,P", default=list(race_tracks.PROBLEMS),
+                       help=f"comma-separated, among {', '.join(race_tracks.PROBLEMS)} (default: all)")
     bench.add_argument("--quick", action="store_true",
                        help="one learning rate per method, a fifth of the epochs, a short step-cost "
                             "measurement: a smoke test, not a result")

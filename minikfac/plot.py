@@ -432,11 +432,11 @@ def race_curves(result, path, title=None):
 def step_cost(costs, path, title=None, goal=None):
     """Seconds per step against the batch size (left) and the ratio to SGD's (right), one row per net.
 
-    costs : list of :func:`minikfac.jobs.race.step_cost` dicts (``problem``,
+    costs : list of :func:`minikfac.jobs.step_cost.step_cost` dicts (``problem``,
         ``batch_sizes``, ``seconds`` and ``ratio_to_sgd``: {method: [value or
         None per batch size]}, ``inverse_interval``).
     goal : optional (batch size, ratio) drawn as a dashed line in the ratio
-        panels, e.g. :data:`minikfac.jobs.race.STEP_COST_GOAL`.
+        panels, e.g. :data:`minikfac.jobs.step_cost.STEP_COST_GOAL`.
     path, title as usual. Returns ``path``.
     """
     if not costs:

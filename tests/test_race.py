@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from minikfac import cli, plot
-from minikfac.jobs import race
+from minikfac.jobs import race, race_tracks, step_cost
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -33,27 +33,27 @@ def _run(method, lr, steps_to_target, final, steps=100):
 # --------------------------------------------------------------------------- #
 def test_time_to_target_is_the_first_point_at_or_below_the_target():
     curve = _curve([2.0, 1.0, 0.5, 0.7, 0.25, 0.1])
-    assert race.time_to_target(curve, 0.5) == (20, 10.0)  # equal counts as reached
-    assert race.time_to_target(curve, 0.3) == (40, 20.0)  # the later rise does not matter
-    assert race.time_to_target(curve, 3.0) == (0, 0.0)
-    assert race.time_to_target(curve, 0.01) == (None, None)
-    assert race.time_to_target(_curve([1.0, math.nan, math.nan]), 0.5) == (None, None)
+    assert race_tracks.time_to_target(curve, 0.5) == (20, 10.0)  # equal counts as reached
+    assert race_tracks.time_to_target(curve, 0.3) == (40, 20.0)  # the later rise does not matter
+    assert race_tracks.time_to_target(curve, 3.0) == (0, 0.0)
+    assert race_tracks.time_to_target(curve, 0.01) == (None, None)
+    assert race_tracks.time_to_target(_curve([1.0, math.nan, math.nan]), 0.5) == (None, None)
 
 
 def test_evaluation_steps_cover_the_run_and_resolve_its_start():
-    steps = race.evaluation_steps(1000, count=30)
+    steps = race_tracks.evaluation_steps(1000, count=30)
     assert steps[0] == 0 and steps[-1] == 1000 and steps == sorted(set(steps))
     assert {1, 2, 5, 10, 22, 46, 100} <= set(steps)  # 10 log-spaced points: round(10^(k/3))
     assert max(np.diff(steps)) <= 1000 / (30 - 10 - 1) + 1  # evenly spaced later ones
-    assert race.evaluation_steps(3) == [0, 1, 2, 3] and race.evaluation_steps(0) == [0]
+    assert race_tracks.evaluation_steps(3) == [0, 1, 2, 3] and race_tracks.evaluation_steps(0) == [0]
 
 
 def test_best_of_a_sweep_is_the_fewest_iterations_then_the_lowest_final_loss():
     runs = [_run("sgd", 0.01, None, 0.05), _run("sgd", 0.1, 80, 0.3), _run("sgd", 1.0, 80, 0.2),
             _run("adam", 1e-3, None, 0.4), _run("adam", 1e-2, None, math.nan), _run("adam", 3e-3, None, 0.3)]
-    assert race.best_run(runs, "sgd") == 2  # 80 steps twice: the lower final loss wins
-    assert race.best_run(runs, "adam") == 5  # none reached: lowest final loss, NaN last
-    assert race.best_run(runs, "kfac") is None
+    assert race_tracks.best_run(runs, "sgd") == 2  # 80 steps twice: the lower final loss wins
+    assert race_tracks.best_run(runs, "adam") == 5  # none reached: lowest final loss, NaN last
+    assert race_tracks.best_run(runs, "kfac") is None
 
 
 def test_kfac_ratios_and_their_bound_when_the_rival_never_arrives():
@@ -70,10 +70,10 @@ def test_suggested_target_is_the_best_first_order_runs_low_point_by_80_percent_r
     worse = dict(_run("sgd", 0.1, None, 0.5), curve=_curve([1.0, 0.5]))
     kfac = dict(_run("kfac", None, None, 0.001), curve=_curve([1.0, 0.001]))
     # Steps 0..50: 80% is step 40, so the low point is 0.05 (step 40), not the final 0.01.
-    assert race.suggest_target([worse, best, kfac]) == pytest.approx(0.05)
+    assert race_tracks.suggest_target([worse, best, kfac]) == pytest.approx(0.05)
     best["curve"]["train_loss"][4] = 0.123456
-    assert race.suggest_target([best]) == pytest.approx(0.124)  # 0.1234 rounded up to three digits
-    assert race.suggest_target([kfac]) is None
+    assert race_tracks.suggest_target([best]) == pytest.approx(0.124)  # 0.1234 rounded up to three digits
+    assert race_tracks.suggest_target([kfac]) is None
 
 
 def test_goals_judge_accuracy_ratios_bounds_and_step_cost():
@@ -81,7 +81,7 @@ def test_goals_judge_accuracy_ratios_bounds_and_step_cost():
     adam = _run("adam", 1e-3, None, 0.2, steps=100)  # never reached: K-FAC's ratio is < 20/100
     result = {"problem": {"goals": {"accuracy": 0.97, "iterations": 1 / 3, "seconds": 0.1}}, "epochs": 10,
               "runs": [adam, kfac], "best": {"adam": 0, "kfac": 1}, "kfac_vs": {"adam": race._versus(kfac, adam)}}
-    size, limit = race.STEP_COST_GOAL
+    size, limit = step_cost.STEP_COST_GOAL
     cost = {"batch_sizes": [256, size], "inverse_interval": 20, "ratio_to_sgd": {"kfac": [1.0, limit * 1.2]}}
     goals = race.check_goals({"problems": {"toy": result}, "step_cost": {"toy": cost}})
     assert [(g["value"], g["met"], g["upper_bound"]) for g in goals] == [
@@ -91,9 +91,9 @@ def test_goals_judge_accuracy_ratios_bounds_and_step_cost():
 
 
 def test_a_batch_larger_than_the_data_is_refused():
-    problem = race.PROBLEMS["digits-mlp"]
+    problem = race_tracks.PROBLEMS["digits-mlp"]
     with pytest.raises(ValueError, match="batch_size 128 is larger than the 100 training examples"):
-        race.run_one(problem, "sgd", 0.1, race.prepare(problem, max_train=100))
+        race.run_one(problem, "sgd", 0.1, race_tracks.prepare(problem, max_train=100))
 
 
 # --------------------------------------------------------------------------- #
@@ -127,8 +127,8 @@ def test_a_tiny_race_through_the_public_function():
 def test_a_run_can_stop_at_the_target():
     """stop_at_target: the run ends at the first measured point at or below the target, and says so;
     without the flag the same run goes on to the end of its budget."""
-    problem = race.Problem("easy", "digits", "mlp", 32, 3, target_loss=1.5, lrs={"adam": (1e-2,)})
-    setup = race.prepare(problem, max_train=256)
+    problem = race_tracks.Problem("easy", "digits", "mlp", 32, 3, target_loss=1.5, lrs={"adam": (1e-2,)})
+    setup = race_tracks.prepare(problem, max_train=256)
     stopped = race.run_one(problem, "adam", 1e-2, setup, stop_at_target=True)
     full = race.run_one(problem, "adam", 1e-2, setup)
     assert stopped["stopped_at_target"] and not full["stopped_at_target"]
@@ -140,8 +140,8 @@ def test_a_run_can_stop_at_the_target():
 
 
 def test_an_autoencoder_run_reports_its_reconstruction_error():
-    problem = race.PROBLEMS["mnist-autoencoder"]
-    setup = race.prepare(problem, max_train=300)
+    problem = race_tracks.PROBLEMS["mnist-autoencoder"]
+    setup = race_tracks.prepare(problem, max_train=300)
     run = race.run_one(problem, "adam", 1e-3, setup, epochs=1)
     test = run["test"]
     assert set(test) == {"loss", "squared_error"} and run["steps"] == 1  # 300 examples: one full batch of 256

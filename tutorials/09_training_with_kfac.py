@@ -42,11 +42,11 @@ import numpy as np
 
 import minikfac as mk
 from minikfac import models, plot, training
-from minikfac.jobs import race
+from minikfac.jobs import race_tracks
 
 mk.set_default_dtype("float64")
 digits = mk.data.load("digits")  # 1,438 training and 359 test images of 8×8 pixels, flattened to 64
-problem = race.PROBLEMS["digits-mlp"]  # the race's settings for this problem
+problem = race_tracks.PROBLEMS["digits-mlp"]  # the race's settings for this problem
 print(digits)
 print("parameters of the MLP:", training.num_parameters(models.build("mlp", digits)))
 print(f"batch {problem.batch_size}, {problem.epochs} epochs, target training loss {problem.target_loss}, "
@@ -118,7 +118,7 @@ def steps_to(record, target):
 # SGD with heavy-ball momentum 0.9 and Adam each run the race's three learning rates; K-FAC runs
 # once, at its defaults (initial damping λ = 0.01, statistics from ≥ 128 examples, inverses every 20
 # steps, α and μ from the quadratic model). The target $0.0075$ is the race's: the lowest loss
-# the best first-order run reaches by 80% of its budget (`race.suggest_target`).
+# the best first-order run reaches by 80% of its budget (`race_tracks.suggest_target`).
 
 # %%
 runs = {}

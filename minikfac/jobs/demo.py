@@ -34,7 +34,7 @@ import time
 import numpy as np
 
 from minikfac import __version__, threads
-from minikfac.jobs import compare, race
+from minikfac.jobs import compare, race, race_tracks
 
 #: The race's contenders and problems. Every run stops at the target: the time to it is what the
 #: demo shows. On the autoencoder Adam runs only its best learning rate of the race's three
@@ -43,8 +43,8 @@ from minikfac.jobs import compare, race
 RACE_METHODS = ("adam", "kfac")
 #: Measurements of the training loss per run: half the bench's (each costs a pass over 1,000 examples).
 RACE_EVALUATIONS = 30
-_AUTOENCODER = race.PROBLEMS["mnist-autoencoder"]
-RACE_PROBLEMS = (race.PROBLEMS["digits-mlp"], race.PROBLEMS["mnist-cnn"],
+_AUTOENCODER = race_tracks.PROBLEMS["mnist-autoencoder"]
+RACE_PROBLEMS = (race_tracks.PROBLEMS["digits-mlp"], race_tracks.PROBLEMS["mnist-cnn"],
                  dataclasses.replace(_AUTOENCODER, lrs=dict(_AUTOENCODER.lrs, adam=(1e-2,))))
 
 
