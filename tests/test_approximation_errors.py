@@ -260,9 +260,9 @@ def test_figures_are_written(tmp_path):
 def test_block_means_and_a_singular_inverse():
     M = np.diag([2.0, 2.0, 1.0, 0.0])  # singular: the figure damps it and says so
     assert np.allclose(plot.block_means(M, [0, 2, 4]), [[1.0, 0.0], [0.0, 0.25]])
-    inverse, damping = plot._inverse(M, None)
+    inverse, damping = plot.matrices.damped_inverse(M, None)
     assert damping == pytest.approx(2e-6) and np.all(np.isfinite(inverse))
-    assert plot._inverse(np.eye(2), None)[1] == 0.0
+    assert plot.matrices.damped_inverse(np.eye(2), None)[1] == 0.0
 
 
 @pytest.mark.parametrize("call, message", [

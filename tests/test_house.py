@@ -99,7 +99,7 @@ def test_the_readme_names_resolve():
 def test_module_names_are_not_hidden_by_functions():
     """A package exporting a function under the name of one of its modules makes that module unreachable
     as an attribute (``curvature.fisher`` once was both)."""
-    for package in (mk.curvature, mk.studies, mk.jobs, mk.optim, mk.nn):
+    for package in (mk.curvature, mk.studies, mk.jobs, mk.optim, mk.nn, mk.plot, mk.cli):
         folder = pathlib.Path(package.__file__).parent
         for path in folder.glob("*.py"):
             if path.stem == "__init__":

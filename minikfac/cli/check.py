@@ -1,0 +1,26 @@
+"""``minikfac check``: grade a classroom exercise (:mod:`minikfac.exercises`)."""
+
+from minikfac.cli.arguments import nonnegative_int
+
+
+def add(commands):
+    """The ``check`` sub-parser."""
+    check = commands.add_parser(
+        "check", help="grade a classroom exercise (tutorials/exercises/)",
+        description="Grade a student's solution of an exercise in tutorials/exercises/ against the library, on "
+                    "random inputs. Prints what passed and what failed, part by part, with hints. Exit status: "
+                    "0 all parts passed, 1 some failed (or the file does not import), 2 a usage error.",
+    )
+    check.add_argument("exercise", nargs="?", help='the exercise: a number ("3") or a name ("03_softmax_cross_entropy")')
+    check.add_argument("student_file", nargs="?",
+                       help="the file to grade (default: tutorials/exercises/NN_name.py under the working directory)")
+    check.add_argument("--list", action="store_true", help="list the exercises and their parts")
+    check.add_argument("--seed", type=nonnegative_int, metavar="S",
+                       help="seed of the random test inputs, to reproduce a run (default: a fresh one, printed)")
+    check.set_defaults(handler=handle, command_parser=check)
+
+
+def handle(parser, args):
+    from minikfac import exercises
+
+    return exercises.run(args.exercise, args.student_file, seed=args.seed, list_exercises=args.list)
