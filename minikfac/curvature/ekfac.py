@@ -24,7 +24,8 @@ formulas and H weighting the cotangents.
 from minikfac import backend
 from minikfac.curvature import statistics
 from minikfac.curvature.approximation import Approximation, block_diagonal, check_slices, descending
-from minikfac.curvature.factors import hessian_weighted, kfac_factors
+from minikfac.curvature.factors import kfac_factors
+from minikfac.curvature.statistics import hessian_weighted
 from minikfac.curvature.kron import kron_eigenvectors, unvec, vec
 from minikfac.curvature.linalg import check_damping, check_invertible, is_zero, psd_eigh
 from minikfac.curvature.params import layer_slices, slices_of

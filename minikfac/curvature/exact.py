@@ -10,7 +10,7 @@ over the model's predictive distribution, E_y[∇ℓ ∇ℓᵀ] (Amari 1998; Mar
 2020, eq. (9)), "mc" its estimate from sampled targets, "empirical" the
 second moment of the data gradients (Kunstner et al. 2019, eq. (3)), and
 "ggn" the generalised Gauss-Newton matrix Jᵀ H J (Schraudolph 2002;
-Martens 2020, section 8). For the three losses of :mod:`minikfac.nn.loss` the
+Martens 2020, section 8). For the three losses of :mod:`minikfac.nn.likelihoods` the
 true Fisher and the GGN coincide (Martens 2020, section 9.2); "ggn" computes
 it along a separate path (output Jacobian and loss Hessian) so that this can
 be checked.
@@ -119,12 +119,6 @@ class _RowBuffer:
         return rows
 
 
-def _hessian_times(hessian, rows):
-    """(H J) for rows (K = D_out, n, p) and H (n, D_out, D_out): Σ_j H_n[k, j] J[j, n]."""
-    xp = backend.get_array_module(rows)
-    return xp.einsum("nkj,jnp->knp", hessian, rows)
-
-
 class _SymmetricAccumulator:
     """scale · Σ Jᵀ J over chunks, in place: ``syrk`` into the upper triangle on the host.
 
@@ -201,7 +195,7 @@ def _fisher_rows(net, loss_fn, X, y, kind, samples, seed, chunk_size, slices):
             accumulator = _SymmetricAccumulator(slices[-1].stop, rows.dtype, xp, 1.0 / X.shape[0])
         k, n, p = rows.shape
         if kind == "ggn":
-            accumulator.add_product(rows.reshape(k * n, p), _hessian_times(chunk.output_hessian, rows).reshape(k * n, p))
+            accumulator.add_product(rows.reshape(k * n, p), statistics.hessian_weighted(rows, chunk.output_hessian).reshape(k * n, p))
         else:
             accumulator.add_gram(rows.reshape(k * n, p))
     return accumulator.result()
@@ -215,7 +209,7 @@ def _gram_of_output_gradients(chunk, i, j, scale):
     xp = backend.get_array_module(chunk.layers[i].grads)
     g_i, g_j = chunk.layers[i].grads, chunk.layers[j].grads  # (K, n, D_out)
     if chunk.output_hessian is not None:
-        g_j = _hessian_times(chunk.output_hessian, g_j)
+        g_j = statistics.hessian_weighted(g_j, chunk.output_hessian)
     # (n, D_out_i, K) @ (n, K, D_out_j): the sum over cotangents, per example.
     return xp.matmul(xp.moveaxis(g_i, 0, 2), xp.moveaxis(g_j, 0, 1)) * scale
 
@@ -307,7 +301,7 @@ def fisher_diagonal(net, loss_fn, X, y=None, kind="true", samples=1, seed=0, chu
         parts = []
         for stats in chunk.layers:
             rows = statistics.layer_gradients(stats)
-            weighted = _hessian_times(chunk.output_hessian, rows) if kind == "ggn" else rows
+            weighted = statistics.hessian_weighted(rows, chunk.output_hessian) if kind == "ggn" else rows
             parts.append(xp.sum(rows * weighted, axis=(0, 1)))
         update = xp.concatenate(parts)
         diagonal = update if diagonal is None else diagonal + update
@@ -337,7 +331,7 @@ def fisher_blocks(net, loss_fn, X, y=None, kind="true", samples=1, seed=0, chunk
         updates = []
         for stats in chunk.layers:
             rows = statistics.layer_gradients(stats)
-            weighted = _hessian_times(chunk.output_hessian, rows) if kind == "ggn" else rows
+            weighted = statistics.hessian_weighted(rows, chunk.output_hessian) if kind == "ggn" else rows
             k, n, p = rows.shape
             updates.append(rows.reshape(k * n, p).T @ weighted.reshape(k * n, p))
         blocks = updates if blocks is None else [b + u for b, u in zip(blocks, updates)]
@@ -373,7 +367,7 @@ def fisher_vector_product(net, loss_fn, X, v, y=None, kind="true", samples=1, se
         k, n, p = rows.shape
         products = rows @ matrix  # (K, n, m): J v
         if kind == "ggn":
-            products = _hessian_times(chunk.output_hessian, products)
+            products = statistics.hessian_weighted(products, chunk.output_hessian)
         update = rows.reshape(k * n, p).T @ products.reshape(k * n, -1)
         result = update if result is None else result + update
     result /= X.shape[0]

@@ -36,26 +36,11 @@ every block of Martens & Grosse's F̃ (section 3, Fig. 2): F̃_ij = A_ij ⊗ G_i
 
 from minikfac import backend
 from minikfac.curvature import statistics
-from minikfac.curvature.params import has_bias, layer_slices, parametrised_layers
+from minikfac.curvature.statistics import hessian_weighted
+from minikfac.curvature.params import has_bias, layer_slices, parametrised_layers, slices_of
 from minikfac.nn.conv import Conv2d, columns_of
 
 PAIRS = ("all", "tridiagonal")
-
-
-def hessian_weighted(grads, hessian):
-    """Σ_j H_n[k, j] g_{j, n, ...}, the right-hand factor of Jᵀ H J; ``grads`` itself if H is None.
-
-    grads: (K, n, D) or (K, n, L, D) with K = D_out of the network (any
-    trailing shape: each example's block is weighted as one); hessian: (n, K, K).
-    This is how ``kind="ggn"`` puts the loss's output Hessian H_n between the
-    two Jacobians of F = (1/N) Σ_n J_nᵀ H_n J_n.
-    """
-    if hessian is None:
-        return grads
-    xp = backend.get_array_module(grads)
-    k, n = grads.shape[:2]
-    weighted = xp.einsum("nkj,jnd->knd", hessian, grads.reshape(k, n, -1))
-    return weighted.reshape(grads.shape)
 
 
 def outer_product_sum(left, right):
@@ -245,15 +230,10 @@ def kfac_cross_factors(net, loss_fn, X, y=None, kind="true", samples=1, seed=0, 
 def _slices_of(cross_factors):
     """Layer slices from the diagonal pairs (i, i): sizes (D_in,i + 1)·D_out,i."""
     count = 1 + max(i for i, _ in cross_factors)
-    slices, start = [], 0
-    for i in range(count):
-        if (i, i) not in cross_factors:
-            raise ValueError(f"kfac_dense: cross_factors has no diagonal pair ({i}, {i}); pass slices=")
-        A, G = cross_factors[(i, i)]
-        size = A.shape[0] * G.shape[0]
-        slices.append(slice(start, start + size))
-        start += size
-    return slices
+    missing = [i for i in range(count) if (i, i) not in cross_factors]
+    if missing:
+        raise ValueError(f"kfac_dense: cross_factors has no diagonal pair ({missing[0]}, {missing[0]}); pass slices=")
+    return slices_of(cross_factors[(i, i)][0].shape[0] * cross_factors[(i, i)][1].shape[0] for i in range(count))
 
 
 def kfac_dense(cross_factors, slices=None):

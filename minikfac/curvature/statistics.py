@@ -115,6 +115,22 @@ def cotangents(loss_fn, out, kind, y=None, samples=1, rng=None):
     return xp.stack(draws) / (samples ** 0.5)
 
 
+def hessian_weighted(grads, hessian):
+    """Σ_j H_n[k, j] g_{j, n, ...}, the right-hand factor of Jᵀ H J; ``grads`` itself if H is None.
+
+    grads: (K, n, D) or (K, n, L, D) with K = D_out of the network (any
+    trailing shape: each example's block is weighted as one); hessian: (n, K, K).
+    This is how ``kind="ggn"`` puts the loss's output Hessian H_n between the
+    two Jacobians of F = (1/N) Σ_n J_nᵀ H_n J_n.
+    """
+    if hessian is None:
+        return grads
+    xp = backend.get_array_module(grads)
+    k, n = grads.shape[:2]
+    weighted = xp.einsum("nkj,jnd->knd", hessian, grads.reshape(k, n, -1))
+    return weighted.reshape(grads.shape)
+
+
 def _layer_statistics(layer):
     """a and g of ``layer`` from its caches after a backward (see LayerStatistics)."""
     xp = backend.get_array_module(layer.cache_input)

@@ -4,7 +4,8 @@ from minikfac.nn import init
 from minikfac.nn.activation import Flatten, Identity, ReLU, Sigmoid, Tanh
 from minikfac.nn.conv import Conv2d
 from minikfac.nn.linear import Linear
-from minikfac.nn.loss import BCEWithLogitsLoss, CrossEntropyLoss, Loss, MSELoss
+from minikfac.nn.likelihoods import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
+from minikfac.nn.loss import Loss
 from minikfac.nn.module import Module, Parameter, Sequential, no_parameter_grads
 from minikfac.nn.pool import AvgPool2d, MaxPool2d
 

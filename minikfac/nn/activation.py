@@ -102,7 +102,7 @@ def logistic(x):
     e·r for x < 0. Nothing overflows, σ has full relative accuracy in both
     tails (σ(−30) ≈ 9.4e-14, not 0), and there is no branch (``where`` over an
     array is several times slower than these element-wise functions). The
-    Bernoulli variance σ(1 − σ) is e·r² (:mod:`minikfac.nn.loss`).
+    Bernoulli variance σ(1 − σ) is e·r² (:mod:`minikfac.nn.likelihoods`).
     """
     xp = backend.get_array_module(x)
     x = xp.asarray(x)

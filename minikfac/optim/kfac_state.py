@@ -26,7 +26,8 @@ from minikfac import backend
 from minikfac.curvature import damping as damping_rules
 from minikfac.curvature import running_average
 from minikfac.curvature.ekfac import chunk_scaling_sums
-from minikfac.curvature.factors import factor_counts, hessian_weighted, layer_input_factor_sum
+from minikfac.curvature.factors import factor_counts, layer_input_factor_sum
+from minikfac.curvature.statistics import hessian_weighted
 from minikfac.curvature.linalg import psd_eigh
 from minikfac.curvature.params import block_shape, has_bias
 
