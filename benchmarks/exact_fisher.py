@@ -1,6 +1,6 @@
 """The exact Fisher of Martens & Grosse's network: time, memory, and the BLAS floor.
 
-The network of Martens & Grosse 2015 (Fig. 2): 256-20-20-20-20-20-10, tanh, on
+The network of Martens & Grosse 2015, Fig. 2: 256-20-20-20-20-20-10, tanh, on
 16×16 MNIST (``minikfac.data.load("mnist16")``), P = 7,030 parameters, float64,
 cross-entropy, true Fisher on N examples (default 1,000). The goal: at most
 6 s on a 2-core machine and a peak memory of at most twice the P×P matrix.

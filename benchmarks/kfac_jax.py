@@ -76,7 +76,7 @@ KFAC_DEFAULTS = {name: parameter.default for name, parameter in inspect.signatur
                  if parameter.default is not inspect.Parameter.empty}
 #: kfac_jax.Optimizer's settings (the initial damping comes from --kfac-jax-damping). From its
 #: autoencoder example (examples/autoencoder_mnist/pipeline.py): adaptive learning rate, momentum
-#: and damping (M&G's quadratic model and Levenberg–Marquardt rule, as minikfac's), damping adapted
+#: and damping (Martens & Grosse's quadratic model and Levenberg–Marquardt rule, as minikfac's), damping adapted
 #: every 5 steps by 0.95^5 (minikfac: (19/20)^5), inverses every 5 steps, factor EMA 0.95. Not
 #: from it: no L2 term (ours has none), no burn-in (it would use batches ours never sees), the
 #: Fisher from targets sampled from the model (minikfac's kind="mc"; the example uses the default

@@ -2,7 +2,7 @@
 
 A layer's block A ⊗ G has size (m·n, m·n) for A (n, n) and G (m, m). K-FAC
 never inverts it: (A ⊗ G + λI)⁻¹ is applied through the eigendecompositions
-of A and G (Martens & Grosse 2015, section 6.3; Van Loan 2000), which is what
+of A and G (Martens & Grosse 2015, §6.3; Van Loan 2000), which is what
 ``KroneckerFactors(A, G).eigen()`` computes and caches. The dense alternative
 inverts the (m·n)² matrix. For square layers m = n = w the costs grow like
 w³ and (w²)³ = w⁶: on log-log axes, slopes 3 and 6.

@@ -24,7 +24,28 @@ import numpy as np
 
 from minikfac.backend import asarray, get_backend, get_default_dtype, is_array, module_of
 
-DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+#: The folder of minikfac's __init__.py (this file sits in it).
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def bundled_dir(packaged, checkout):
+    """The folder of files that ship with minikfac but live outside its code: a Path, or None.
+
+    One copy of each file is kept, in the repository folder ``checkout`` (relative
+    to the repository root: "data", "tutorials/exercises"); setup.cfg's
+    package_dir maps it to the package ``minikfac.<packaged>``, so an installed
+    wheel holds the same files in ``minikfac/<packaged>/``. That folder is tried
+    first, then ``<repository>/<checkout>`` next to the package (a checkout: an
+    editable install, or the source tree on sys.path).
+    """
+    for folder in (_PACKAGE_DIR / packaged, _PACKAGE_DIR.parent / checkout):
+        if folder.is_dir():
+            return folder
+    return None
+
+
+#: The datasets' folder: the repository's data/, or minikfac/_data/ in an installed wheel.
+DATA_DIR = bundled_dir("_data", "data") or _PACKAGE_DIR.parent / "data"
 
 # name -> (file in data/, largest pixel value, image side, one-line description)
 _REAL = {
@@ -80,8 +101,8 @@ def _read_npz(filename):
     path = DATA_DIR / filename
     if not path.exists():
         raise FileNotFoundError(
-            f"{path} is missing; minikfac's datasets live in the repository's data/ "
-            "folder (make them with `python data/convert.py`, see data/README.md)")
+            f"{path} is missing; minikfac's datasets live in the repository's data/ folder "
+            "(minikfac/_data/ once installed; make them with `python data/convert.py`, see data/README.md)")
     with np.load(path, allow_pickle=False) as npz:
         arrays = {key: npz[key] for key in ("X", "y", "test_index")}
     for array in arrays.values():
@@ -112,7 +133,7 @@ def _resampled01(filename, max_value, side):
     """All images of ``data/<filename>`` resized to side x side: float64 (N, side²) in [0, 1]."""
     pixels = _read_npz(filename)["X"]
     source_side = math.isqrt(pixels.shape[1])
-    # Martens & Grosse (2015) trained on 16x16 MNIST; we make it from 28x28 by
+    # Martens & Grosse 2015 trained on 16x16 MNIST; we make it from 28x28 by
     # area averaging (see resample_matrix), which keeps each image's mean.
     R = resample_matrix(source_side, side)
     images = R @ (pixels.reshape(-1, source_side, source_side) / float(max_value)) @ R.T
@@ -216,7 +237,7 @@ def two_moons(n=200, noise=0.1, seed=0, dtype=None):
 
 
 def kunstner_linear_regression(n=1000, seed=0, dtype=None):
-    """The linear-regression problem of Kunstner, Balles & Hennig (2019), Fig. 1.
+    """The linear-regression problem of Kunstner et al. 2019, Fig. 1.
 
     Their vector-field figure compares gradient descent, natural gradient and
     empirical-Fisher steps on it. As in their code (limitations-empirical-fisher,
@@ -251,7 +272,7 @@ _KUNSTNER_LOGREG = {
 
 
 def kunstner_logistic_regression(n=1000, variant="correct", seed=0, dtype=None):
-    """The 2-D logistic-regression problems of Kunstner, Balles & Hennig (2019), Fig. 3.
+    """The 2-D logistic-regression problems of Kunstner et al. 2019, Fig. 3.
 
     Two Gaussian classes, n // 2 points each; class 0 centred at (m, m), class 1
     at (−m, −m); points are x = centre + z M with z ~ N(0, I₂) (so Cov = MᵀM),

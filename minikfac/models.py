@@ -4,13 +4,13 @@ Three classifier families, ending in logits for :class:`~minikfac.nn.CrossEntrop
 
 - :func:`mlp` — a multilayer perceptron on flat inputs ``(N, D_in)``;
 - :func:`martens_grosse` — the deep, narrow tanh MLP 256-20-20-20-20-20-10 of
-  Martens & Grosse (2015), small enough for its exact Fisher (P = 7,030);
+  Martens & Grosse 2015, small enough for its exact Fisher (P = 7,030);
 - :func:`cnn` — a small LeNet-style conv net on images ``(N, C, H, W)``;
 
 and one model trained to reconstruct its input:
 
 - :func:`autoencoder` — the deep sigmoid autoencoder of Martens & Grosse's
-  (2015) MNIST experiments (smaller by default), ending in logits for
+  MNIST experiments (smaller by default), ending in logits for
   :class:`~minikfac.nn.BCEWithLogitsLoss` with the pixels as targets.
 
 :func:`build` picks one by name for a :class:`minikfac.data.Dataset`,
@@ -33,7 +33,7 @@ MODELS = ("mlp", "martens-grosse", "cnn", "autoencoder")
 _ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
 
 # The initialiser that keeps activations at a steady scale for each nonlinearity:
-# He et al. (2015) for ReLU (half the units are zero), Glorot & Bengio (2010) otherwise.
+# He et al. 2015 for ReLU (half the units are zero), Glorot & Bengio 2010 otherwise.
 _DEFAULT_INIT = {"relu": "kaiming", "tanh": "xavier", "sigmoid": "xavier"}
 
 
@@ -85,7 +85,7 @@ def mlp(in_features, num_classes, hidden=(128,), activation="relu", init=None):
 
 
 def martens_grosse(in_features=256, num_classes=10, hidden=(20, 20, 20, 20, 20), activation="tanh", init=None):
-    """The network of Martens & Grosse (2015), Figs. 2 and 3: 256-20-20-20-20-20-10, tanh.
+    """The network of Martens & Grosse 2015, Figs. 2 and 3: 256-20-20-20-20-20-10, tanh.
 
     They drew the exact Fisher of this network, partially trained on 16×16
     MNIST (``minikfac.data.load("mnist16")``), next to K-FAC's approximation:
@@ -162,7 +162,7 @@ def cnn(image_shape, num_classes, channels=(16, 32), hidden=None, activation="re
 def autoencoder(in_features=784, widths=(200, 100), code=30, activation="sigmoid", init=None):
     """A deep autoencoder: encoder ``in-widths-code``, mirrored decoder ``code-reversed(widths)-in``.
 
-    In their experiments Martens & Grosse (2015) trained Hinton & Salakhutdinov's (2006) MNIST
+    In their experiments Martens & Grosse 2015 trained Hinton & Salakhutdinov's MNIST
     autoencoder 784-1000-500-250-30-250-500-1000-784: logistic units everywhere
     except the 30 linear units of the code layer, and a Bernoulli output, i.e.
     the loss is :class:`~minikfac.nn.BCEWithLogitsLoss` of the output logits

@@ -199,7 +199,7 @@ def evaluate(net, loss_fn, X, y, batch_size=500):
     with labels, ``accuracy`` in [0, 1], the fraction of rows whose largest
     output is the label; with float targets, ``squared_error`` =
     (1/N) Σₙ ‖E[y | xₙ] − yₙ‖² (:func:`predicted_mean`), for an autoencoder
-    the squared reconstruction error per image that Martens & Grosse (2015)
+    the squared reconstruction error per image that Martens & Grosse 2015
     plot.
     """
     params = net.parameters()

@@ -3,9 +3,9 @@
 - Every approximation: to_dense and inverse symmetric PSD, matvec/solve/trace/
   eigenvalues/block consistent with to_dense, solve(matvec(v)) = v, same
   results on every backend.
-- K-FAC (Martens & Grosse 2015, sections 4.2, 6.3): G⁻¹ ∇W̄ A⁻¹ equals the
+- K-FAC (Martens & Grosse 2015, §4.2, §6.3): G⁻¹ ∇W̄ A⁻¹ equals the
   dense solve with (A ⊗ G + λI), exact and factored damping.
-- Block-tridiagonal K-FAC (section 4.3, Appendix B): F̂⁻¹ is block-tridiagonal,
+- Block-tridiagonal K-FAC (Martens & Grosse 2015, §4.3, App. B): F̂⁻¹ is block-tridiagonal,
   F̂ keeps F̃'s tridiagonal blocks, and F̂⁻¹ is closer to F̃⁻¹ than K-FAC's.
 - EKFAC (George et al. 2018): never further from the exact blocks than K-FAC,
   with their trace.

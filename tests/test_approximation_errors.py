@@ -280,7 +280,7 @@ def test_plot_arguments_are_checked(tmp_path, call, message):
 
 
 # --------------------------------------------------------------------------- #
-# The network of Martens & Grosse (2015)
+# The network of Martens & Grosse 2015
 # --------------------------------------------------------------------------- #
 def test_martens_grosse_network():
     net = models.martens_grosse()

@@ -1,6 +1,6 @@
 """The exact Fisher family (curvature.fisher) against independent paths and exact identities.
 
-- true Fisher = GGN for the three losses (Martens 2020, section 9.2);
+- true Fisher = GGN for the three losses (Martens 2020, §9.2);
 - true Fisher = Hessian of the KL divergence, by finite differences of forward passes only;
 - N = 1: empirical = ∇ℓ∇ℓᵀ, true = Σ_y p(y) ∇ℓ(y)∇ℓ(y)ᵀ enumerating the labels with the ordinary backward;
 - MC → true at the rate 1/√k;

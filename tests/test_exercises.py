@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from minikfac import cli, exercises
+from minikfac.exercises import registry
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 EXERCISE_DIR = ROOT / "tutorials" / "exercises"
@@ -418,6 +419,7 @@ def test_cli_usage_errors_exit_2_with_a_clear_message(argv, words, capsys):
 
 def test_cli_missing_default_file_names_the_place_it_looked(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(registry, "installed_blank_path", lambda exercise: None)  # as in a checkout
     assert cli.main(["check", "3"]) == 2
     err = capsys.readouterr().err
     assert "03_softmax_cross_entropy.py" in err and str(tmp_path) in err and "PATH" in err
@@ -440,3 +442,13 @@ def test_the_command_and_a_student_file_run_as_programs(tmp_path):
     done = subprocess.run([sys.executable, str(EXERCISE_DIR / "04_kronecker_matvec.py")], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and "0 of 4 parts passed" in done.stdout, done.stdout + done.stderr
+
+
+def test_cli_copy_writes_the_blank_files_and_never_overwrites(tmp_path, capsys):
+    assert cli.main(["check", "--copy", str(tmp_path)]) == 0
+    copied = tmp_path / "tutorials" / "exercises"
+    assert sorted(p.name for p in copied.glob("0*.py")) == sorted(e.filename for e in exercises.EXERCISES)
+    assert cli.main(["check", "--copy", str(tmp_path)]) == 2  # the files exist now: nothing is overwritten
+    assert "already holds 01_linear_backward.py" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["check", "3", "--copy", str(tmp_path)])

@@ -1,6 +1,6 @@
 """K-FAC's factors against the exact Fisher where K-FAC is exact, and their properties elsewhere.
 
-Exact cases (Martens & Grosse 2015, section 3; Dangel et al. 2025): one example
+Exact cases (Martens & Grosse 2015, §3; Dangel et al. 2025): one example
 (N = 1) for Linear layers and for a convolution with a single output position;
 deep *linear* networks with MSE for any N. Elsewhere: the MC factors converge
 to the true ones, the GGN path agrees with the true Fisher path (exponential
@@ -125,7 +125,7 @@ def test_conv_factors_follow_kfc_sum_and_mean_over_positions():
 
 
 def test_ggn_factors_equal_true_fisher_factors():
-    """For CE, MSE and BCE the GGN's G = (1/N) Σ J_sᵀ H J_s equals the true Fisher's (Martens 2020, section 9.2)."""
+    """For CE, MSE and BCE the GGN's G = (1/N) Σ J_sᵀ H J_s equals the true Fisher's (Martens 2020, §9.2)."""
     rng = np.random.default_rng(5)
     for loss, loss_class in LOSSES.items():
         net = tanh_mlp()

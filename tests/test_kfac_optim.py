@@ -2,9 +2,9 @@
 
 - One step with ν = 1, no momentum and fresh statistics is −(F̂ + (λ+η)I)⁻¹(∇L + ηθ)
   with F̂ from the curvature module (K-FAC exact/factored damping, EKFAC), and
-  with one example it is the exact block natural gradient (M&G 2015, §3).
+  with one example it is the exact block natural gradient (Martens & Grosse 2015, §3).
 - α, μ solve the 2×2 system of the quadratic model with the *dense* Fisher
-  (M&G §7); ρ and the Levenberg–Marquardt rule (M&G §6.5) are recomputed from
+  (Martens & Grosse 2015, §7); ρ and the Levenberg–Marquardt rule (Martens & Grosse 2015, §6.5) are recomputed from
   the dense Fisher; a linear net with MSE has an exact quadratic model (ρ = 1).
 - The guard: non-finite numbers, statistics, parameters or losses, and a loss
   far above the model's promise, refuse the step and change nothing but λ,
@@ -190,7 +190,7 @@ def test_statistics_use_the_first_rows_of_the_batch(fraction, minimum, batch, wa
 
 
 # --------------------------------------------------------------------------- #
-# 2. The quadratic model: α, μ (M&G §7) and the KL-clipped step (Ba et al. 2017)
+# 2. The quadratic model: α, μ (Martens & Grosse 2015, §7) and the KL-clipped step (Ba et al. 2017)
 # --------------------------------------------------------------------------- #
 def test_solve_step_solves_the_two_by_two_system():
     rng = np.random.default_rng(4)
@@ -318,7 +318,7 @@ def test_kl_clip_scales_the_proposal_and_adds_momentum():
 
 
 # --------------------------------------------------------------------------- #
-# 3. Levenberg–Marquardt damping (M&G §6.5)
+# 3. Levenberg–Marquardt damping (Martens & Grosse 2015, §6.5)
 # --------------------------------------------------------------------------- #
 @pytest.mark.parametrize("rho,factor", [(0.9, 0.5), (1.0, 0.5), (0.76, 0.5), (0.75, 1.0), (0.5, 1.0), (0.25, 1.0),
                                         (0.2, 2.0), (-3.0, 2.0), (float("nan"), 2.0)])

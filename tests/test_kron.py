@@ -1,5 +1,5 @@
 """Kronecker algebra against the dense ``np.kron`` (Van Loan 2000; Van Loan & Pitsianis 1993;
-Martens & Grosse 2015, section 6.3): every identity is checked on random shapes."""
+Martens & Grosse 2015, §6.3): every identity is checked on random shapes."""
 
 import doctest
 

@@ -1,7 +1,7 @@
 """SGD and Adam: the paper equations, PyTorch, convergence, in-place updates, checkpoints.
 
 The references below are written from the equations (Sutskever et al. 2013 /
-PyTorch's SGD; Kingma & Ba 2015, Algorithm 1; Loshchilov & Hutter 2019) on the
+PyTorch's SGD; Kingma & Ba 2015, Alg. 1; Loshchilov & Hutter 2019) on the
 host in NumPy, independently of minikfac.optim.
 """
 

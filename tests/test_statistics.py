@@ -1,6 +1,6 @@
 """The canonical parameter order (curvature.params) and per-example quantities (curvature.backprop).
 
-The order is checked against indices built by hand from DESIGN.md's rule
+The order is checked against indices built by hand from docs/design.md's rule
 (vec stacks the columns of W̄ = [W | b]); per-example gradients against the
 ordinary backward, one example at a time and for the mean loss.
 """

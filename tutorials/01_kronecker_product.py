@@ -19,7 +19,8 @@
 #
 # **What you will see**
 #
-# - the 2×2 example of the article K-FAC's story starts from, computed and checked;
+# - the 2×2 example of the blog article this project started from, “Kronecker分解(K-FAC):让自然梯度在深度学习中飞起来”
+#   (February 2025), computed and checked;
 # - `vec` (stacking columns) and the identity (A ⊗ G) vec(X) = vec(G X Aᵀ);
 # - (A ⊗ G)⁻¹ = A⁻¹ ⊗ G⁻¹, and the eigenvalues of A ⊗ G as all products aⱼ·gᵢ;
 # - what never forming A ⊗ G saves: memory (k⁴ against 2k² numbers) and time, measured on a

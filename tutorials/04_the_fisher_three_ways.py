@@ -25,7 +25,7 @@
 # - the Monte-Carlo Fisher's error falling like $1/\sqrt{k}$ (measured log-log slope −0.45, theory −0.5);
 # - the GGN equal to the true Fisher to ~1e-16, and the Hessian of the KL divergence (finite
 #   differences) equal to it to ~5e-8 (and 0.6 away from the empirical Fisher);
-# - Kunstner, Balles & Hennig's (2019) linear regression: natural gradient is Newton's method and
+# - Kunstner et al.'s linear regression: natural gradient is Newton's method and
 #   lands on the optimum in one step, while the empirical-Fisher direction is off by up to ~130°
 #   and its steps first walk *away* from the optimum.
 
@@ -62,7 +62,7 @@ print(f"after 200 Adam steps: loss {float(loss):.3f}, training accuracy {accurac
 #
 # Write $\ell_n(y) = -\log p(y \mid x_n, \theta)$ for the loss of example $n$ with target $y$. All
 # four matrices are averages over the $N$ examples of $P \times P$ outer products of gradients
-# (minikfac's normalisation, `DESIGN.md`):
+# (minikfac's normalisation, `docs/design.md`):
 #
 # | kind | matrix | the targets |
 # |---|---|---|
@@ -223,7 +223,7 @@ print(f"‖Hessian of KL − F‖ / ‖F‖ = {error_kl:.1e}   (and to the empir
 # %% [markdown]
 # ## Where the empirical Fisher goes wrong: Kunstner et al.'s linear regression
 #
-# Kunstner, Balles & Hennig (2019, Fig. 1) use the simplest model there is: $y = \theta_0 +
+# Kunstner et al. 2019 (Fig. 1) use the simplest model there is: $y = \theta_0 +
 # \theta_1 x + \varepsilon$, $\varepsilon \sim \mathcal N(0, 1)$, with $N = 1000$ points
 # (`mk.data.kunstner_linear_regression`; its $X$ has columns $(1, x)$). As a network this is
 # `Linear(2, 1, bias=False)` with `MSELoss` ($\ell_n = \tfrac12 (\theta^\top x_n - y_n)^2$), and

@@ -133,7 +133,7 @@ print(f"empirical factors, largest relative difference to the library: {error_fa
 #   = \frac1N \sum_n (\bar a_n \bar a_n^\top) \otimes \Big(\sum_k g_{nk} g_{nk}^\top\Big),$$
 #
 # while K-FAC takes the Kronecker product of the averages, $A \otimes G$ (Martens & Grosse 2015,
-# section 3): it treats $\bar a$ and $g$ as independent. Let us form the exact block from the
+# §3): it treats $\bar a$ and $g$ as independent. Let us form the exact block from the
 # same caches and check it against `mk.curvature.fisher_blocks` (the output layer, 210 × 210).
 
 # %%
@@ -273,7 +273,7 @@ plot.show(fig, "05_output_layer_blocks")
 # about 60-65% of the block (Frobenius), and K-FAC about 70%: the output layer's $g$ is built from the
 # softmax probabilities $p$, a function of that layer's own input $\bar a$, so $g$ depends strongly on
 # $\bar a$ and the independence assumption is far from true there.
-# On this net, "$A \otimes G$ captures the Fisher" (as the article the project started from puts
+# On this net, "$A \otimes G$ captures the Fisher" (as the blog article the project started from, “Kronecker分解(K-FAC):让自然梯度在深度学习中飞起来”, puts
 # it) is true of the coarse structure — the diagonal stripes of the pictures above — not of the
 # entries. What matters for an optimizer is the step $(A \otimes G)^{-1} \nabla$, which later
 # tutorials compare with the exact natural gradient.
@@ -317,4 +317,4 @@ assert gaps[0] < 0.05 and gaps[1] > gaps[0], f"K-FAC is near the floor for the h
 # 2. Measure at initialisation (skip the training loop), or train for 20 epochs: how does the
 #    output layer's error depend on how confident the net is?
 # 3. Remove the `Tanh` (a deep *linear* net) and use `MSELoss` with one-hot targets: for that case
-#    K-FAC is exact at every N (DESIGN.md) — check that the curve stays at 0.
+#    K-FAC is exact at every N (docs/design.md) — check that the curve stays at 0.

@@ -14,7 +14,7 @@
 # # 06. Exact Fisher vs K-FAC, on Martens & Grosse's network
 #
 # K-FAC replaces the Fisher by Kronecker products and drops what lies between layers. How much is lost?
-# We redraw Figs. 2 and 3 of Martens & Grosse (2015) on their own network and put numbers on the pictures.
+# We redraw Figs. 2 and 3 of Martens & Grosse 2015 on their own network and put numbers on the pictures.
 #
 # **What you will see**
 #
@@ -24,7 +24,7 @@
 #   cross-layer blocks it drops (0.64) and the independence assumption inside each block (0.44), which add
 #   in quadrature (0.64² + 0.44² ≈ 0.78²); EKFAC below K-FAC on every layer; the block-tridiagonal model,
 #   which keeps the blocks next to the diagonal, below both on the whole $F$ (0.63);
-# - $\tilde F^{-1}$: not sparse, but its blocks fade fast away from the diagonal (M&G's Fig. 3), which is
+# - $\tilde F^{-1}$: not sparse, but its blocks fade fast away from the diagonal (Martens & Grosse 2015, Fig. 3), which is
 #   why a block-*tridiagonal* inverse approximates it better than a block-diagonal one (error 0.12 vs 0.29);
 #   the damped *exact* inverse, though, is not nearly tridiagonal on this net.
 
@@ -81,7 +81,7 @@ print(f"F: {F.shape}, tr(F) = {np.trace(F):.3f}")
 # ## Fig. 2: $F$ against K-FAC's $\tilde F$
 #
 # K-FAC's $\tilde F$ approximates *every* block of $F$, between layers too, by a Kronecker product
-# (M&G section 3): with $\bar a_i$ the input of layer $i$ (with a 1 appended) and $g_i$ the gradient of its
+# (Martens & Grosse 2015, §3): with $\bar a_i$ the input of layer $i$ (with a 1 appended) and $g_i$ the gradient of its
 # output,
 #
 # $$F_{ij} = \mathbb E\big[(\bar a_i \bar a_j^\top) \otimes (g_i g_j^\top)\big]
@@ -107,7 +107,7 @@ for ax, image, title in zip(axes, (F_mid, F_tilde, F_mid - F_tilde),
     ax.set_xlabel("parameter index (layers 2-5)")
     fig.colorbar(shown, ax=ax, fraction=0.046)
 axes[0].set_ylabel("parameter index (layers 2-5)")
-fig.suptitle("Martens & Grosse Fig. 2: exact Fisher vs K-FAC, middle four layers, N = 300")
+fig.suptitle("Martens & Grosse 2015, Fig. 2: exact Fisher vs K-FAC, middle four layers, N = 300")
 plot.show(fig, "06_fisher_vs_kfac")
 print(f"relative error on these layers: {np.linalg.norm(F_mid - F_tilde) / np.linalg.norm(F_mid):.3f}")
 
@@ -117,7 +117,7 @@ print(f"relative error on these layers: {np.linalg.norm(F_mid - F_tilde) / np.li
 # approximation against the whole $F$:
 #
 # - **K-FAC** (block-diagonal $A_l \otimes G_l$, what the optimizer uses);
-# - **K-FAC tridiagonal** (M&G section 4.3: keeps the blocks next to the diagonal, see below);
+# - **K-FAC tridiagonal** (Martens & Grosse 2015, §4.3: keeps the blocks next to the diagonal, see below);
 # - **EKFAC** (George et al. 2018): K-FAC's eigenbasis $U_A \otimes U_G$, with the eigenvalues re-estimated
 #   as the second moments of the gradients in that basis;
 # - the exact **diagonal** and the exact **block-diagonal** (the best any block-diagonal method can do).
@@ -125,7 +125,7 @@ print(f"relative error on these layers: {np.linalg.norm(F_mid - F_tilde) / np.li
 # Relative Frobenius errors $\|F - \hat F\|/\|F\|$ (per layer $\|F_{ll} - \hat F_{ll}\|/\|F_{ll}\|$). The
 # sources: off-diagonal and diagonal blocks are orthogonal, so K-FAC's squared error is the cross-layer
 # part plus the independence part, $E[\bar a \bar a^\top \otimes g g^\top]$ vs $A \otimes G$; the
-# nearest Kronecker product of each block (Van Loan & Pitsianis) is a floor no Kronecker product beats.
+# nearest Kronecker product of each block (Van Loan & Pitsianis 1993) is a floor no Kronecker product beats.
 # We skip the Monte-Carlo rows and the spectra (slow at this size; try them with `minikfac compare`).
 
 # %%
@@ -157,7 +157,7 @@ print(f"largest relative gap between EKFAC's and the exact blocks' traces: {trac
 # %% [markdown]
 # ## Fig. 3: the inverse of $\tilde F$ is nearly block-tridiagonal
 #
-# The optimizer needs $\tilde F^{-1}$, not $\tilde F$. M&G observed that, although $\tilde F$ has large
+# The optimizer needs $\tilde F^{-1}$, not $\tilde F$. Martens & Grosse observed that, although $\tilde F$ has large
 # blocks far from the diagonal, its *inverse* is dominated by the diagonal and the first off-diagonal
 # blocks. We summarise each 420 × 420 block by its mean $|\text{entry}|$, $m_{ij}$, and, since the
 # diagonal blocks differ in scale, also by the normalised $m_{ij}/\sqrt{m_{ii} m_{jj}}$ (1 on the
@@ -194,7 +194,7 @@ print(f"F~^-1: smallest neighbour block {near_inv:.2f}, largest block two or mor
 # Two ways to approximate $\tilde F^{-1}$ cheaply, on the same four layers:
 #
 # - **block-diagonal** $\breve F^{-1} = \mathrm{diag}\big((A_{ii} \otimes G_{ii})^{-1}\big)$, what K-FAC does;
-# - **block-tridiagonal** $\hat F^{-1} = \Xi^\top \Lambda \Xi$ (M&G section 4.3): the $\hat F$ that agrees
+# - **block-tridiagonal** $\hat F^{-1} = \Xi^\top \Lambda \Xi$ (Martens & Grosse 2015, §4.3): the $\hat F$ that agrees
 #   with $\tilde F$ on the diagonal and first off-diagonal blocks and whose inverse is *exactly*
 #   block-tridiagonal — the covariance of a chain $w_i = \Psi_{i,i+1} w_{i+1} + \varepsilon_i$ over the
 #   layers' gradients, with $\Psi_{i,i+1} = \tilde F_{i,i+1}\tilde F_{i+1,i+1}^{-1}$ a Kronecker product.
@@ -222,7 +222,7 @@ print(f"‖inverse − F~^-1‖ / ‖F~^-1‖: block-diagonal {error_bd:.3f}, bl
 # $(F + \lambda I)^{-1}$ mean something. For each $\lambda$, the two models get the same exact Tikhonov
 # damping, $(\breve F + \lambda I)^{-1}$ and $(\hat F + \lambda I)^{-1}$. This compares the *models*: with
 # exact damping the tridiagonal model's inverse is no longer block-tridiagonal and is formed densely here,
-# whereas an optimizer damps the factors instead, which keeps the structure (M&G section 6.3; tutorial 07).
+# whereas an optimizer damps the factors instead, which keeps the structure (Martens & Grosse 2015, §6.3; tutorial 07).
 
 # %%
 eigenvalues_mid = np.linalg.eigvalsh(F_mid)  # ascending, (1680,)
@@ -248,7 +248,7 @@ print(f"(F + 1e-3 I)^-1: smallest neighbour block {near_exact:.2f}, largest two 
 # $(F + \lambda I)^{-1}$ (λ = 1e-3) on these layers is **not** close to block-tridiagonal — its normalised blocks two
 # layers apart (up to 0.54) are barely smaller than its neighbour blocks (0.61-0.73), where $\tilde F^{-1}$ has
 # 0.21 against 0.28-0.47. The near-tridiagonal structure belongs to K-FAC's $\tilde F^{-1}$
-# (M&G's claim, about $\tilde F$); for the exact Fisher of 300 examples it does not hold.
+# (Martens & Grosse's claim, about $\tilde F$); for the exact Fisher of 300 examples it does not hold.
 
 # %%
 fig, axes = plt.subplots(1, 4, figsize=(19, 4.8), layout="constrained")
@@ -273,7 +273,7 @@ axes[3].set_yticks(range(4), labels)
 axes[3].set_xlabel("block column")
 axes[3].set_ylabel("block row")
 axes[3].set_title(r"$|\tilde F^{-1}|$: block means $m_{ij}/\sqrt{m_{ii}m_{jj}}$")
-fig.suptitle("Martens & Grosse Fig. 3: the inverse of K-FAC's F̃ and two cheap approximations of it")
+fig.suptitle("Martens & Grosse 2015, Fig. 3: the inverse of K-FAC's F̃ and two cheap approximations of it")
 plot.show(fig, "06_inverse_structure")
 
 # %% [markdown]

@@ -22,7 +22,7 @@
 #   factors, for square layers of width $w$ (block size $w^2$), on a log-log plot with fitted slopes
 #   (theory: 6 and 3), and the two answers agreeing to rounding error (~1e-15);
 # - the speed-up at the largest dense size (a few hundred times at $w = 45$, a 2025 × 2025 block);
-# - exact Tikhonov damping $(A \otimes G + \lambda I)^{-1}$ against M&G's *factored* damping
+# - exact Tikhonov damping $(A \otimes G + \lambda I)^{-1}$ against Martens & Grosse's *factored* damping
 #   $(A + \pi\sqrt\lambda I)^{-1} \otimes (G + \tfrac{\sqrt\lambda}{\pi} I)^{-1}$ on a real layer: the extra
 #   terms the second adds, the gap between the two steps as $\lambda$ varies (a quarter to two thirds of the
 #   step for $\lambda$ from 1e-6 to 100; they meet only when $\lambda$ is far below the factors' smallest
@@ -146,7 +146,7 @@ plot.show(fig, "07_inversion_time")
 # %% [markdown]
 # The measured dense slope is usually a little under 6 (at these sizes LU is not yet fully compute-bound), the
 # factored one under 3 (matrix products and `eigh` at a few hundred rows are still partly overhead). The
-# seed article's complexity claim holds: *per block*, the factored inverse is cheaper by a factor that grows
+# blog article's complexity claim holds: *per block*, the factored inverse is cheaper by a factor that grows
 # like $w^3$. (It is not the whole story of K-FAC's cost: the factors must also be estimated, an
 # $O(N(m^2 + n^2))$ job per layer.)
 #
@@ -156,7 +156,7 @@ plot.show(fig, "07_inversion_time")
 # output), so K-FAC adds damping. The "exact" Tikhonov step is $(A \otimes G + \lambda I)^{-1}\mathrm{vec}(\nabla W)$.
 # It is still cheap, through the eigenbases: $A \otimes G + \lambda I = (U_A \otimes U_G)\,\mathrm{diag}(a_j g_i +
 # \lambda)\,(U_A \otimes U_G)^\top$ (`kron_solve(..., damping=λ)`). But a running K-FAC re-estimates $A$ and
-# $G$ often, and the eigendecompositions are what costs; M&G (section 6.3) damp each factor instead:
+# $G$ often, and the eigendecompositions are what costs; Martens & Grosse 2015 (§6.3) damp each factor instead:
 #
 # $$(A + \pi\sqrt\lambda\, I) \otimes (G + \tfrac{\sqrt\lambda}{\pi} I)
 #   = A \otimes G + \lambda I
@@ -207,7 +207,7 @@ print(f"max |factored − (A⊗G + λI) − extra terms| = {identity_gap:.1e}")
 #   = \sqrt\lambda\,\Big(\pi\, n\, \mathrm{tr}(G) + \frac{m\,\mathrm{tr}(A)}{\pi}\Big),$$
 #
 # which is smallest where its derivative in $\pi$ vanishes: $\pi^2 = \dfrac{m\,\mathrm{tr}(A)}{n\,\mathrm{tr}(G)}
-# = \dfrac{\mathrm{tr}(A)/n}{\mathrm{tr}(G)/m}$ — M&G's trace-norm $\pi$ (`mk.curvature.damping.factored_pi`). With
+# = \dfrac{\mathrm{tr}(A)/n}{\mathrm{tr}(G)/m}$ — Martens & Grosse's trace-norm $\pi$ (`mk.curvature.damping.factored_pi`). With
 # $\pi = 1$ the damping would ignore that $A$'s mean eigenvalue here is about 8× $G$'s (the ratio printed
 # above). This is a statement
 # about a *bound* on the extra terms; whether it also minimises the error of the *step* we measure next.
@@ -286,7 +286,7 @@ plot.show(fig, "07_factored_damping")
 #   pixel that is 0 in every image gives 0 in every $\bar a$ *and* in every gradient column) — but its smallest
 #   non-zero eigenvalues are tiny, so the two steps meet only when $\lambda$ falls far below the products
 #   $a_j g_i \approx 10^{-9}$, around $\lambda = 10^{-14}$ on the left. Factored damping is better thought of
-#   as a *different* regulariser than as a close approximation of Tikhonov's; M&G adapt its strength
+#   as a *different* regulariser than as a close approximation of Tikhonov's; Martens & Grosse adapt its strength
 #   ($\gamma$ in their notation) on its own terms.
 # - The trace-norm $\pi$ minimises the trace of the extra terms (exactly, by the formula) and on this layer
 #   it is also close to the best $\pi$ for the step ($\pi = 1$ is worse at most $\lambda$ from 1e-6 to 100,

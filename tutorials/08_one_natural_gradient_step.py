@@ -89,7 +89,7 @@ print(f"loss {float(loss):.4f}; F: eigenvalues from {eigenvalues[0]:.1e} to {eig
 # | exact | $F$ | $O(P^3)$ |
 # | block-diagonal | $\mathrm{diag}(F_{11}, \dots, F_{LL})$ | $O(\sum_l P_l^3)$ |
 # | K-FAC | $\mathrm{diag}(A_l \otimes G_l)$ | $O(\sum_l n_l^3 + m_l^3)$ |
-# | K-FAC tridiagonal | inverse block-tridiagonal (M&G 4.3) | about twice K-FAC |
+# | K-FAC tridiagonal | inverse block-tridiagonal (Martens & Grosse 2015, §4.3) | about twice K-FAC |
 # | EKFAC | $(U_A \otimes U_G)\,\mathrm{diag}(s)\,(U_A \otimes U_G)^\top$ | K-FAC + one pass for $s$ |
 # | diagonal | $\mathrm{diag}(F)$ | $O(P)$ |
 # | gradient | $I$ | nothing |

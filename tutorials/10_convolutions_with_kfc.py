@@ -15,7 +15,7 @@
 #
 # A convolution applies one weight matrix at every output position, so its gradient is a *sum over
 # positions* and K-FAC's argument for fully connected layers does not carry over as it is. Grosse &
-# Martens (2016) add two spatial assumptions and get a Kronecker product again (KFC); we measure
+# Martens 2016 add two spatial assumptions and get a Kronecker product again (KFC); we measure
 # what each assumption costs on a small CNN on real images, then train with it.
 #
 # **What you will see**
@@ -105,7 +105,7 @@ for layer, ((A, G), L) in enumerate(zip(factors, positions)):
 #
 # ## Three assumptions, one at a time
 #
-# KFC gets from $F$ to $A\otimes G$ by three assumptions (Grosse & Martens 2016, section 3).
+# KFC gets from $F$ to $A\otimes G$ by three assumptions (Grosse & Martens 2016, §3).
 # `mk.studies.kfc_assumptions.kfc_stages` applies them in turn and returns the dense block after each step:
 #
 # 1. **SUD**, spatially uncorrelated derivatives: $\mathbb E[g_l g_{l'}^\top] = 0$ for $l\neq l'$;

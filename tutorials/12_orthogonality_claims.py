@@ -13,7 +13,7 @@
 # %% [markdown]
 # # 12. Testing a claim: does orthogonal initialisation make K-FAC's factors diagonal?
 #
-# The article this project started from says that orthogonal weights ($W W^\top = I$) make K-FAC's factors $A$ and
+# The blog article this project started from, “Kronecker分解(K-FAC):让自然梯度在深度学习中飞起来” (February 2025), says that orthogonal weights ($W W^\top = I$) make K-FAC's factors $A$ and
 # $G$ nearly diagonal, so that "the inverse becomes nearly an element-wise division", and that they make
 # natural-gradient training more stable. Here we measure each part of that claim instead of repeating it.
 #

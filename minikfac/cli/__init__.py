@@ -11,7 +11,7 @@ Commands
            summary.json, figures) in about two minutes.
 ``compare`` the exact Fisher of a small network against K-FAC and its rivals:
            errors and their sources, natural-gradient cosines, spectra, and
-           Martens & Grosse's (2015) Figs. 2 and 3 (``--out``, ``--json``).
+           Martens & Grosse 2015, Figs. 2 and 3 (``--out``, ``--json``).
 ``bench``  the race: K-FAC against SGD with momentum and Adam on three problems
            (iterations and seconds to a target loss, test metrics, step cost
            against the batch size), as a table, JSON and figures.

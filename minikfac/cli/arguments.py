@@ -103,14 +103,14 @@ def flag_of(key, value=None):
 def add_kfac_options(train):
     """The "K-FAC options" group of ``train`` (each None unless given: K-FAC's own default)."""
     kfac = train.add_argument_group(
-        "K-FAC options", "for --optimizer kfac only; M&G = Martens & Grosse 2015, Optimizing neural networks "
+        "K-FAC options", "for --optimizer kfac only; citations: Martens & Grosse 2015, Optimizing neural networks "
                          "with Kronecker-factored approximate curvature")
     kfac.add_argument("--damping", type=positive_float, metavar="λ",
-                      help="initial Tikhonov damping λ, adapted by the Levenberg-Marquardt rule (M&G §6.5) "
+                      help="initial Tikhonov damping λ, adapted by the Levenberg-Marquardt rule (Martens & Grosse 2015, §6.5) "
                            f"(default: {default_of('damping')})")
     kfac.add_argument("--kfac-update", choices=UPDATES,
-                      help="quadratic: step size and momentum from the quadratic model (M&G §7); kl_clip: "
-                           "--lr and --momentum, the step's KL bounded by --kl-clip (Ba, Grosse & Martens 2017) "
+                      help="quadratic: step size and momentum from the quadratic model (Martens & Grosse 2015, §7); kl_clip: "
+                           "--lr and --momentum, the step's KL bounded by --kl-clip (Ba et al. 2017) "
                            f"(default: {default_of('kfac_update')})")
     kfac.add_argument("--kl-clip", type=positive_float, metavar="κ",
                       help=f"KL bound of the kl_clip update (Ba et al. 2017) (default: {default_of('kl_clip')})")
@@ -123,31 +123,31 @@ def add_kfac_options(train):
                            f"(default: {default_of('kl_per_example')})")
     kfac.add_argument("--stats-fraction", type=fraction, metavar="F",
                       help="fraction of each batch (its first rows) used for the factor statistics, the quadratic "
-                           f"model and the guard (M&G §8) (default: {default_of('stats_fraction')})")
+                           f"model and the guard (Martens & Grosse 2015, §8) (default: {default_of('stats_fraction')})")
     kfac.add_argument("--min-stats-examples", type=positive_int, metavar="N",
                       help="but at least this many rows, or the whole batch "
                            f"(default: {default_of('min_stats_examples')})")
     kfac.add_argument("--inverse-interval", type=positive_int, metavar="T",
                       help="steps between refreshes of the damped factors' inverses, or of the eigendecompositions "
-                           "with --exact-damping or ekfac (M&G §8); factored damping also refreshes when λ moves "
+                           "with --exact-damping or ekfac (Martens & Grosse 2015, §8); factored damping also refreshes when λ moves "
                            f"by 2× (default: {default_of('inverse_interval')})")
     kfac.add_argument("--factor-decay", type=unit_float, metavar="ε",
-                      help="decay of the running averages of A and G, min(1 - 1/k, ε) at step k (M&G §5) "
+                      help="decay of the running averages of A and G, min(1 - 1/k, ε) at step k (Martens & Grosse 2015, §5) "
                            f"(default: {default_of('factor_decay')})")
     kfac.add_argument("--kfac-kind", choices=KINDS,
-                      help="the statistics of G: mc, targets sampled from the model (M&G §5); true, the exact "
+                      help="the statistics of G: mc, targets sampled from the model (Martens & Grosse 2015, §5); true, the exact "
                            "expectation; empirical, the data labels (a different matrix: Kunstner et al. 2019); "
                            f"ggn (default: {default_of('kfac_kind')})")
     adapt = kfac.add_mutually_exclusive_group()
     adapt.add_argument("--adapt-damping", dest="adapt_damping", action="store_const", const=True,
-                       help="adapt λ by the Levenberg-Marquardt rule (M&G §6.5) (the default)")
+                       help="adapt λ by the Levenberg-Marquardt rule (Martens & Grosse 2015, §6.5) (the default)")
     adapt.add_argument("--no-adapt-damping", dest="adapt_damping", action="store_const", const=False,
                        help="keep λ fixed")
     style = kfac.add_mutually_exclusive_group()
     style.add_argument("--exact-damping", dest="factored_damping", action="store_const", const=False,
                        help="exact Tikhonov damping, (A⊗G + λI)⁻¹ in the eigenbasis (the default for ekfac)")
     style.add_argument("--factored-damping", dest="factored_damping", action="store_const", const=True,
-                       help="factored Tikhonov damping, (A + π√λ I) ⊗ (G + √λ/π I) (M&G §6.3; the default for kfac)")
+                       help="factored Tikhonov damping, (A + π√λ I) ⊗ (G + √λ/π I) (Martens & Grosse 2015, §6.3; the default for kfac)")
     kfac.add_argument("--preconditioner", choices=PRECONDITIONERS,
                       help="kfac, or ekfac: K-FAC's eigenbasis with re-estimated scalings (George et al. 2018) "
                            f"(default: {default_of('preconditioner')})")

@@ -13,8 +13,12 @@ def add(commands):
     )
     check.add_argument("exercise", nargs="?", help='the exercise: a number ("3") or a name ("03_softmax_cross_entropy")')
     check.add_argument("student_file", nargs="?",
-                       help="the file to grade (default: tutorials/exercises/NN_name.py under the working directory)")
+                       help="the file to grade (default: tutorials/exercises/NN_name.py under the working directory; "
+                            "outside a checkout, the blank file installed with minikfac)")
     check.add_argument("--list", action="store_true", help="list the exercises and their parts")
+    check.add_argument("--copy", metavar="DIR",
+                       help="copy the blank exercise files to DIR/tutorials/exercises/ (never overwrites); then run "
+                            "minikfac check N in DIR")
     check.add_argument("--seed", type=nonnegative_int, metavar="S",
                        help="seed of the random test inputs, to reproduce a run (default: a fresh one, printed)")
     check.set_defaults(handler=handle, command_parser=check)
@@ -23,4 +27,8 @@ def add(commands):
 def handle(parser, args):
     from minikfac import exercises
 
+    if args.copy is not None:
+        if args.exercise or args.student_file or args.list:
+            parser.error("--copy DIR takes no exercise, file or --list")
+        return exercises.registry.run_copy(args.copy)
     return exercises.run(args.exercise, args.student_file, seed=args.seed, list_exercises=args.list)

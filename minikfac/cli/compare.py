@@ -12,7 +12,7 @@ def add(commands):
         description="Partially train a small network with Adam, compute its exact Fisher on a few examples, "
                     "and compare K-FAC, K-FAC tridiagonal, EKFAC, the diagonal and the exact block-diagonal "
                     "with it: errors and their sources, Monte-Carlo noise, cosines with the exact natural "
-                    "gradient, spectra. The defaults reproduce Martens & Grosse (2015), Figs. 2 and 3: their "
+                    "gradient, spectra. The defaults reproduce Martens & Grosse 2015, Figs. 2 and 3: their "
                     "256-20-20-20-20-20-10 tanh network on 16x16 MNIST, figures of the middle 4 layers.",
     )
     what = compare.add_argument_group("what to compare")

@@ -26,7 +26,7 @@ subclasses replace what their structure makes cheap. Solves with
 
 The exact references: :class:`Exact` (the dense F of :func:`.exact.fisher`),
 :class:`ExactBlockDiagonal` (its per-layer blocks, Martens & Grosse 2015,
-section 4.2's target) and :class:`ExactDiagonal` (diag F, the approximation
+§4.2's target) and :class:`ExactDiagonal` (diag F, the approximation
 of Adam-like methods). Arrays stay on the backend they were given on.
 """
 
@@ -268,7 +268,7 @@ class ExactDiagonal(Approximation):
 
 
 class ExactBlockDiagonal(Approximation):
-    """The exact per-layer blocks F_ll, zero between layers (the target of K-FAC's section 4.2).
+    """The exact per-layer blocks F_ll, zero between layers (the target of Martens & Grosse 2015, §4.2).
 
     Each block's eigendecomposition is computed once and cached; solves and
     the inverse go block by block.

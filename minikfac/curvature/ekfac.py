@@ -4,7 +4,7 @@ K-FAC's block A ⊗ G = Q diag(vec(g aᵀ)) Qᵀ with Q = U_A ⊗ U_G (the facto
 eigenvectors) is diagonal in the Kronecker-factored eigenbasis Q, with the
 eigenvalues a_j·g_i that the Kronecker product imposes. EKFAC keeps Q and
 replaces the eigenvalues by the second moments of the per-example gradients
-in that basis (George et al. 2018, section 3, the re-estimated scaling s*):
+in that basis (George et al. 2018, §3, the re-estimated scaling s*):
 
     s = (1/N) Σ_n Σ_k (U_Gᵀ D_nk U_A)²          (m, n), elementwise square,
 

@@ -5,13 +5,13 @@ With the per-example rows J_nk of :mod:`.statistics` (one per cotangent s_nk),
     F = (1/N) Σ_n Σ_k J_nkᵀ J_nk          kinds "true", "mc", "empirical"
     F = (1/N) Σ_n J_nᵀ H_n J_n            kind "ggn" (J_n: the D_out rows of ∂f(x_n)/∂θ)
 
-in the canonical parameter order (DESIGN.md). "true" is the exact expectation
+in the canonical parameter order (docs/design.md). "true" is the exact expectation
 over the model's predictive distribution, E_y[∇ℓ ∇ℓᵀ] (Amari 1998; Martens
 2020, eq. (9)), "mc" its estimate from sampled targets, "empirical" the
 second moment of the data gradients (Kunstner et al. 2019, eq. (3)), and
 "ggn" the generalised Gauss-Newton matrix Jᵀ H J (Schraudolph 2002;
-Martens 2020, section 8). For the three losses of :mod:`minikfac.nn.likelihoods` the
-true Fisher and the GGN coincide (Martens 2020, section 9.2); "ggn" computes
+Martens 2020, §8). For the three losses of :mod:`minikfac.nn.likelihoods` the
+true Fisher and the GGN coincide (Martens 2020, §9.2); "ggn" computes
 it along a separate path (output Jacobian and loss Hessian) so that this can
 be checked.
 
@@ -27,7 +27,7 @@ The dense matrix is computed in one of two ways (``method=``):
         F_ij = (1/N) Σ_n Σ_k (ā_ni ā_njᵀ) ⊗ (g_nki g_nkjᵀ)
              = (1/N) Σ_n (ā_ni ā_njᵀ) ⊗ Γ_n^ij,      Γ_n^ij = Σ_k g_nki g_nkjᵀ
 
-    (Martens & Grosse 2015, section 3): the exact Fisher is the *expectation
+    (Martens & Grosse 2015, §3): the exact Fisher is the *expectation
     of a Kronecker product*, where K-FAC takes the Kronecker product of the
     expectations. The sum over the K cotangents happens on the small
     Γ_n^ij (D_out_i × D_out_j), so the work is 2·Σ_{i≤j} P_i P_j ≈ P² + Σ_i P_i²
@@ -270,7 +270,7 @@ def fisher(net, loss_fn, X, y=None, kind="true", samples=1, seed=0, chunk_size=N
     Returns
     -------
     (P, P) symmetric positive semi-definite array, X's backend and dtype,
-    normalised by 1/N (DESIGN.md). The network's ``.grad`` are untouched.
+    normalised by 1/N (docs/design.md). The network's ``.grad`` are untouched.
     """
     statistics.check_data(X, y, statistics.check_kind(kind))
     layers = parametrised_layers(net)

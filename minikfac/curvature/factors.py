@@ -2,7 +2,7 @@
 
 For a layer with homogeneous input ā (a with a 1 appended when there is a
 bias) and output gradients g, the per-example gradient of W̄ = [W | b] is
-g āᵀ, so its Fisher block is (Martens & Grosse 2015, eq. (1) and section 3)
+g āᵀ, so its Fisher block is (Martens & Grosse 2015, eq. (1) and §3)
 
     F_ll = (1/N) Σ_n Σ_k (ā_n ā_nᵀ) ⊗ (g_nk g_nkᵀ)
          ≈ [(1/N) Σ_n ā_n ā_nᵀ] ⊗ [(1/N) Σ_{n,k} g_nk g_nkᵀ] = A ⊗ G.
@@ -19,7 +19,7 @@ model's targets), sampled targets (``"mc"``), the data labels
 (``"ggn"``: G = (1/N) Σ_n J_sᵀ H_n J_s with J_s = ∂f/∂s the Jacobian of the
 network output w.r.t. the layer's output). A never depends on the kind.
 
-Convolutions (KFC, Grosse & Martens 2016): a Conv2d layer's per-example
+Convolutions (KFC; Grosse & Martens 2016): a Conv2d layer's per-example
 gradient is Σ_l g_l ā_lᵀ over the L = OH·OW output positions. KFC assumes
 spatially uncorrelated, homogeneous statistics and gets
 
@@ -31,7 +31,7 @@ the two); we keep the convention of the paper's Ω and Γ. With one position
 (L = 1, a 1×1 output) and one example the block is exact.
 
 The cross factors A_ij = (1/N) Σ ā_i ā_jᵀ and G_ij = (1/N) Σ g_i g_jᵀ give
-every block of Martens & Grosse's F̃ (section 3, Fig. 2): F̃_ij = A_ij ⊗ G_ij.
+every block of Martens & Grosse's F̃ (§3, Fig. 2): F̃_ij = A_ij ⊗ G_ij.
 """
 
 from minikfac import backend
@@ -139,7 +139,7 @@ def kfac_factors(net, loss_fn, X, y=None, kind="true", samples=1, seed=0, chunk_
     (D_in, D_in) without bias; D_in = C_in·KH·KW for Conv2d — and G
     (D_out, D_out), on X's backend and dtype, so that the layer's block is
     kron(A, G) in the canonical order. Linear: A = (1/N) Σ ā āᵀ,
-    G = (1/N) Σ_{n,k} g gᵀ. Conv2d (KFC, Grosse & Martens 2016, Ω and Γ):
+    G = (1/N) Σ_{n,k} g gᵀ. Conv2d (KFC; Grosse & Martens 2016, Ω and Γ):
     A sums over the L positions, G averages over them (module docstring).
     """
     statistics.check_kind(kind)
@@ -187,14 +187,14 @@ def _check_pairs(pairs, count):
 
 
 def kfac_cross_factors(net, loss_fn, X, y=None, kind="true", samples=1, seed=0, chunk_size=None, pairs="all"):
-    """The factors of F̃'s blocks, F̃_ij = A_ij ⊗ G_ij (Martens & Grosse 2015, section 3).
+    """The factors of F̃'s blocks, F̃_ij = A_ij ⊗ G_ij (Martens & Grosse 2015, §3).
 
     A_ij = (1/N) Σ_n ā_i ā_jᵀ is (D_in,i + 1, D_in,j + 1) and G_ij =
     (1/N) Σ_{n,k} g_i g_jᵀ is (D_out,i, D_out,j) (for ``kind="ggn"``,
     (1/N) Σ_n J_iᵀ H_n J_j). Parameters as in :func:`kfac_factors`, plus
 
     pairs : "all" (every i <= j, for the full F̃ of Fig. 2) or "tridiagonal"
-        (j ∈ {i, i + 1}, all that the block-tridiagonal inverse of section 4.3
+        (j ∈ {i, i + 1}, all that the block-tridiagonal inverse of Martens & Grosse 2015, §4.3
         needs).
 
     Returns
@@ -208,7 +208,7 @@ def kfac_cross_factors(net, loss_fn, X, y=None, kind="true", samples=1, seed=0, 
     for index, layer in enumerate(layers):
         if isinstance(layer, Conv2d):
             raise ValueError(f"kfac_cross_factors: layer {index} is {layer!r}; cross-layer factors are defined "
-                             "for Linear layers only (Martens & Grosse 2015, section 3)")
+                             "for Linear layers only (Martens & Grosse 2015, §3)")
     wanted = _check_pairs(pairs, len(layers))
     sums, total = None, None
     for chunk in statistics.chunks(net, loss_fn, X, y, kind, samples, seed, chunk_size):
@@ -237,7 +237,7 @@ def _slices_of(cross_factors):
 
 
 def kfac_dense(cross_factors, slices=None):
-    """The dense F̃ (P, P) with blocks kron(A_ij, G_ij) (Martens & Grosse 2015, section 3, Fig. 2).
+    """The dense F̃ (P, P) with blocks kron(A_ij, G_ij) (Martens & Grosse 2015, §3, Fig. 2).
 
     Parameters
     ----------

@@ -1,4 +1,4 @@
-"""Block-diagonal K-FAC: one Kronecker product A_l ⊗ G_l per layer (Martens & Grosse 2015, section 4.2).
+"""Block-diagonal K-FAC: one Kronecker product A_l ⊗ G_l per layer (Martens & Grosse 2015, §4.2).
 
     F̂ = diag(A_1 ⊗ G_1, ..., A_ℓ ⊗ G_ℓ)          (P, P)
 
@@ -31,7 +31,7 @@ def _check_factor_pairs(factors, caller):
 
 
 class KFACBlockDiagonal(Approximation):
-    """Block-diagonal K-FAC, F̂ = diag(A_l ⊗ G_l) (Martens & Grosse 2015, section 4.2, eq. (1)).
+    """Block-diagonal K-FAC, F̂ = diag(A_l ⊗ G_l) (Martens & Grosse 2015, §4.2, eq. (1)).
 
     Parameters
     ----------
@@ -90,7 +90,7 @@ class KFACBlockDiagonal(Approximation):
         return [lambda X, kf=kf, p=p: kf.solve_factored(X, damping, p) for kf, p in zip(self.factors, pis)]
 
     def solve(self, v, damping=0.0, factored=False, pi=None):
-        """(F̂ + λI)⁻¹ v, or with ``factored=True`` the factored-Tikhonov solve of M&G section 6.3.
+        """(F̂ + λI)⁻¹ v, or with ``factored=True`` the factored-Tikhonov solve of Martens & Grosse 2015, §6.3.
 
         v : (P,) or (P, m). damping : λ >= 0. pi : for ``factored`` only —
         None (each layer's trace-norm π), a number, or one per layer.

@@ -1,4 +1,4 @@
-"""Block-tridiagonal K-FAC: the inverse of F̃ as a chain of layers (Martens & Grosse 2015, section 4.3).
+"""Block-tridiagonal K-FAC: the inverse of F̃ as a chain of layers (Martens & Grosse 2015, §4.3).
 
 Martens & Grosse observe that F̃⁻¹ (not F̃) is close to block-tridiagonal,
 and pick the F̂ whose inverse is *exactly* block-tridiagonal and which agrees
@@ -18,7 +18,7 @@ Then F̂⁻¹ = Ξᵀ Λ Ξ, with Ξ unit upper block-bidiagonal (−Ψ_{i,i+1} 
 F̂_ij = Ψ_{i,i+1} ⋯ Ψ_{j-1,j} F̃_jj for i <= j.
 
 Σ_{i|i+1} is a *difference* of two Kronecker products. It is inverted without
-forming it (M&G, Appendix B) by diagonalising both terms at once: with
+forming it (Martens & Grosse 2015, App. B) by diagonalising both terms at once: with
 A^{-1/2} C A^{-1/2} = E1 S1 E1ᵀ, B^{-1/2} D B^{-1/2} = E2 S2 E2ᵀ,
 K1 = A^{-1/2} E1 and K2 = B^{-1/2} E2 (so K1ᵀ A K1 = I, K1ᵀ C K1 = S1):
 
@@ -27,7 +27,7 @@ K1 = A^{-1/2} E1 and K2 = B^{-1/2} E2 (so K1ᵀ A K1 = I, K1ᵀ C K1 = S1):
 a diagonal in a Kronecker basis. So F̂⁻¹ v and F̂ v are a few Kronecker
 matvecs per layer, O(Σ_l (n_l³ + m_l³)) to set up.
 
-Damping (M&G section 6.3 applied to this model): the GGM is built from the
+Damping (Martens & Grosse 2015, §6.3 applied to this model): the GGM is built from the
 diagonal blocks' *damped* factors A_ii + π_i√λ I and G_ii + (√λ/π_i) I,
 everywhere they appear (Ψ, Σ_{i|i+1}, Σ_ℓ), with the cross factors
 A_{i,i+1}, G_{i,i+1} left undamped. That is ``factored=True``. Exact Tikhonov,
@@ -53,7 +53,7 @@ class Conditional(NamedTuple):
 
     psi_A (n_i, n_{i+1}), psi_G (m_i, m_{i+1}); A, C (n_i, n_i); G, D (m_i, m_i);
     K1 (n_i, n_i), K2 (m_i, m_i) and ``denominator`` (m_i, n_i) = 1 − s2 s1ᵀ
-    give Σ_{i|i+1}⁻¹ vec(X) = vec(K2 [(K2ᵀ X K1) / denominator] K1ᵀ) (M&G Appendix B).
+    give Σ_{i|i+1}⁻¹ vec(X) = vec(K2 [(K2ᵀ X K1) / denominator] K1ᵀ) (Martens & Grosse 2015, App. B).
     """
 
     psi_A: object
@@ -83,14 +83,14 @@ def _inverse_root(eigen, caller):
 
 
 def _simultaneous_basis(M, C, caller):
-    """K and s with Kᵀ M K = I and Kᵀ C K = diag(s) (M&G Appendix B), M positive definite, C PSD."""
+    """K and s with Kᵀ M K = I and Kᵀ C K = diag(s) (Martens & Grosse 2015, App. B), M positive definite, C PSD."""
     root = _inverse_root(SymmetricEigen(M), caller)
     inner = SymmetricEigen(root.T @ C @ root)
     return root @ inner.vectors, inner.values
 
 
 class KFACTridiagonal(Approximation):
-    """Block-tridiagonal-inverse K-FAC (Martens & Grosse 2015, section 4.3 and Appendix B).
+    """Block-tridiagonal-inverse K-FAC (Martens & Grosse 2015, §4.3 and App. B).
 
     Parameters
     ----------
@@ -226,7 +226,7 @@ class KFACTridiagonal(Approximation):
         damping = check_damping(damping, "K-FAC tridiagonal solve")
         if not factored and not is_zero(damping):
             raise ValueError("K-FAC tridiagonal solve: exact Tikhonov damping (F̂ + λI)⁻¹ has no Kronecker-factored "
-                             "form for the block-tridiagonal model; pass factored=True (M&G 2015, section 6.3: "
+                             "form for the block-tridiagonal model; pass factored=True (Martens & Grosse 2015, §6.3: "
                              "damped diagonal factors) or use inverse(damping) (dense, small nets)")
         v = self._check_vector(v, "solve")
         return self._vector(self._apply_inverse(self.model(damping, pi), self._matrices(v)), v)
@@ -251,7 +251,7 @@ class KFACTridiagonal(Approximation):
         return dense
 
     def ggm_factors(self, damping=0.0, pi=None):
-        """(Ξ, Λ), both dense (P, P), with F̂⁻¹ = Ξᵀ Λ Ξ (M&G 2015, section 4.3)."""
+        """(Ξ, Λ), both dense (P, P), with F̂⁻¹ = Ξᵀ Λ Ξ (Martens & Grosse 2015, §4.3)."""
         model = self.model(damping, pi)
         xp = backend.get_array_module(model.A[0])
         xi = xp.eye(self.size, dtype=self.dtype)

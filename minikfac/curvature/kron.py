@@ -1,19 +1,20 @@
 """Kronecker algebra: everything K-FAC does with A ⊗ G without ever forming it.
 
-Conventions (DESIGN.md): ``vec`` stacks *columns*, so for X of shape (m, n)
+Conventions (docs/design.md): ``vec`` stacks *columns*, so for X of shape (m, n)
 
     vec(X)[j·m + i] = X[i, j],        (A ⊗ G) vec(X) = vec(G X Aᵀ),
 
 with A of shape (n, n) and G of shape (m, m) (Van Loan 2000, eq. (4); Martens &
-Grosse 2015, section 3). NumPy arrays are row-major, so vec(X) is written
+Grosse 2015, §3). NumPy arrays are row-major, so vec(X) is written
 ``X.T.reshape(-1)`` here and nowhere else.
 
 For a layer, A is the input factor (n = D_in, plus 1 with a bias), G the output
 gradient factor (m = D_out) and X a matrix like ∇W̄ of shape (D_out, D_in + 1).
 Every product and solve below goes through the two small factors: O(n³ + m³)
-work instead of O(n³m³) for the (m·n, m·n) block (Van Loan 2000, section 3).
+work instead of O(n³m³) for the (m·n, m·n) block (Van Loan 2000, §3).
 
-The worked example of the article the project started from, checked:
+The worked example of the blog article minikfac started from, “Kronecker分解(K-FAC):让自然梯度在深度学习中飞起来”
+(February 2025), checked:
 
 >>> import numpy as np
 >>> A = np.array([[1, 2], [3, 4]])
@@ -32,10 +33,7 @@ array([[11, 25],
 >>> np.array_equal(vec(kron_matvec(A, G, X)), np.kron(A, G) @ vec(X))
 True
 
-References: C. F. Van Loan, "The ubiquitous Kronecker product", J. Comput.
-Appl. Math. 123 (2000); C. F. Van Loan & N. Pitsianis, "Approximation with
-Kronecker products" (1993); J. Martens & R. Grosse, "Optimizing neural networks
-with Kronecker-factored approximate curvature", ICML 2015.
+References (in full in docs/references.md): Van Loan 2000; Martens & Grosse 2015.
 """
 
 from typing import NamedTuple
@@ -108,7 +106,7 @@ def kron_matvec(A, G, X):
 
 
 def kron_eigenvalues(a_eigs, g_eigs):
-    """Eigenvalues of A ⊗ G from the factors': all products a_j·g_i (Van Loan 2000, section 2.2).
+    """Eigenvalues of A ⊗ G from the factors': all products a_j·g_i (Van Loan 2000, §2.2).
 
     a_eigs: (n,); g_eigs: (m,). Returns (m·n,) = vec(g aᵀ), i.e. entry
     j·m + i is a_j·g_i, the eigenvalue of the eigenvector kron(U_A[:, j], U_G[:, i])
@@ -188,7 +186,7 @@ class KroneckerFactors:
         return kron_eigenvalues(eigen.a_eigs, eigen.g_eigs)
 
     def trace(self):
-        """tr(A ⊗ G) = tr(A)·tr(G) (Van Loan 2000, section 2.2), a 0-d array."""
+        """tr(A ⊗ G) = tr(A)·tr(G) (Van Loan 2000, §2.2), a 0-d array."""
         xp = backend.get_array_module(self.A)
         return xp.trace(self.A) * xp.trace(self.G)
 
@@ -210,7 +208,7 @@ class KroneckerFactors:
         """Exact Tikhonov solve (A ⊗ G + λI)⁻¹ vec(X), λ = ``damping``.
 
         X: (m, n), (m·n,) or stacks; returns the same form. Through the
-        eigendecompositions (Martens & Grosse 2015, section 6.3, "exact" damping):
+        eigendecompositions (Martens & Grosse 2015, §6.3, "exact" damping):
 
             (A ⊗ G + λI)⁻¹ vec(X) = vec(U_G [(U_Gᵀ X U_A) / (g aᵀ + λ)] U_Aᵀ),
 
@@ -230,7 +228,7 @@ class KroneckerFactors:
         return self._pi
 
     def solve_factored(self, X, damping, pi=None):
-        """Factored Tikhonov solve (Martens & Grosse 2015, section 6.3):
+        """Factored Tikhonov solve (Martens & Grosse 2015, §6.3):
 
             ((A + π√λ I) ⊗ (G + (√λ/π) I))⁻¹ vec(X) = vec((G + (√λ/π) I)⁻¹ X (A + π√λ I)⁻¹),
 
@@ -277,7 +275,7 @@ def kron_solve(A, G, X, damping=0.0):
 
 
 def kron_solve_factored(A, G, X, damping, pi=None):
-    """(G + (√λ/π) I)⁻¹ X (A + π√λ I)⁻¹, Martens & Grosse 2015, section 6.3.
+    """(G + (√λ/π) I)⁻¹ X (A + π√λ I)⁻¹, Martens & Grosse 2015, §6.3.
 
     A: (n, n), G: (m, m), both symmetric PSD; X: (m, n), (m·n,) or stacks;
     returns X's form. ``pi`` defaults to :func:`.damping.factored_pi`. See :meth:`KroneckerFactors.solve_factored`.
@@ -289,6 +287,6 @@ def kron_inverse(A, G, damping=0.0):
     """Dense (A ⊗ G + λI)⁻¹, (m·n, m·n). Forms the big matrix: for comparisons and tests only.
 
     A: (n, n), G: (m, m), both symmetric PSD. With λ = 0 this is A⁻¹ ⊗ G⁻¹
-    (Van Loan 2000, section 2.2).
+    (Van Loan 2000, §2.2).
     """
     return KroneckerFactors(A, G).inverse(damping)

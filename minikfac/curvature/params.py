@@ -10,7 +10,7 @@ where W is the weight's matrix view: (D_out, D_in) for Linear and
 (C_out, C_in·KH·KW) for Conv2d, in the order of the im2col patches. A layer
 without bias contributes vec(W). With homogeneous inputs ā = [a; 1] the
 per-example gradient of W̄ is g āᵀ, and vec(g āᵀ) = ā ⊗ g (Martens & Grosse
-2015, section 2), which is why K-FAC's block is A ⊗ G in this order.
+2015, §2), which is why K-FAC's block is A ⊗ G in this order.
 
 Note that vec(W̄) is *not* ``weight.ravel()`` followed by ``bias``: vec stacks
 columns, so the entries of W's first input column come first.

@@ -90,7 +90,7 @@ def solve_step(curvature, gradient_dots, max_momentum=None):
     curvature : (K, K) array-like, C_ij = d_iᵀ (F + (λ+η) I) d_j for the directions
         d_1 = Δ and, if K = 2, d_2 = δ₀. Symmetric; C_11 > 0.
     gradient_dots : (K,) array-like, b_i = ∇hᵀ d_i.
-    max_momentum : None (μ free, as in M&G) or a bound: μ is kept in
+    max_momentum : None (μ free, as in Martens & Grosse 2015) or a bound: μ is kept in
         [0, max_momentum]. M is convex on the plane, so when the free
         minimiser's μ is outside, the constrained minimiser has μ at the
         nearer end and α = −(b_1 + μ C_12) / C_11.
@@ -175,7 +175,7 @@ def predicted_kl(numbers, coefficients):
     For our losses F is the Fisher of the output distribution pulled back
     through the network, so ½ δᵀ F δ is the second-order KL divergence
     between the model's predictive distributions before and after the step,
-    averaged over the statistics rows (Martens 2020, section 9).
+    averaged over the statistics rows (Martens 2020, §9).
     """
     if numbers.fisher is None:
         return None
@@ -240,7 +240,7 @@ def levenberg_marquardt(damping, rho, decay, low=RHO_LOW, high=RHO_HIGH):
     """The Levenberg–Marquardt rule of Martens & Grosse 2015, §6.5: the new λ.
 
     damping : λ > 0. rho : the reduction ratio (NaN counts as bad).
-    decay : ω₁ in (0, 1), M&G's (19/20)^T₁. Returns ω₁·λ if ρ > high, λ/ω₁ if
+    decay : ω₁ in (0, 1), Martens & Grosse's (19/20)^T₁. Returns ω₁·λ if ρ > high, λ/ω₁ if
     ρ < low or NaN, λ otherwise.
     """
     if not 0 < decay < 1:

@@ -21,7 +21,7 @@ def rearrange(B, n, m):
     kron(A, G) is A[i, j]·G). Row j·n + i of R(B) is vec(B_ij)ᵀ, blocks in
     column-stacking order like vec(A). Returns (n², m²). n and m may be pairs
     (rows, cols) for rectangular factors. R only permutes entries, so
-    ‖R(B)‖_F = ‖B‖_F (Van Loan & Pitsianis 1993, section 2; Van Loan 2000, section 3).
+    ‖R(B)‖_F = ‖B‖_F (Van Loan & Pitsianis 1993, §2; Van Loan 2000, §3).
     """
     (n1, n2), (m1, m2) = int_pair(n, "rearrange: n", minimum=1), int_pair(m, "rearrange: m", minimum=1)
     if not backend.is_array(B) or tuple(B.shape) != (n1 * m1, n2 * m2):
@@ -44,7 +44,7 @@ def nearest_kronecker(B, shape_A, shape_G):
 
     The scale is split evenly (‖A‖_F = ‖G‖_F = √σ₁) and the sign chosen so
     that tr(A) >= 0; for a symmetric PSD B, A and G then come out symmetric PSD
-    (Van Loan & Pitsianis 1993, section 5), up to rounding.
+    (Van Loan & Pitsianis 1993, §5), up to rounding.
     """
     shape_A = int_pair(shape_A, "nearest_kronecker: shape_A", minimum=1)
     shape_G = int_pair(shape_G, "nearest_kronecker: shape_G", minimum=1)

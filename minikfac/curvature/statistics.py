@@ -12,9 +12,9 @@ Which cotangents, K per example, decides the matrix:
 kind           s_nk, k = 1..K                              matrix
 =============  ==========================================  ===================================
 "true"         columns of the output-Fisher square root    true Fisher, exact expectation over
-               S_n (loss.output_fisher_sqrt), K = D_out    y ~ p(y|x_n) (Martens 2020, eq. 9)
+               S_n (loss.output_fisher_sqrt), K = D_out    y ~ p(y|x_n) (Martens 2020, eq. (9))
 "mc"           ∇_f ℓ(y_nk) / √K for K sampled y_nk          Monte-Carlo Fisher, K samples
-"empirical"    ∇_f ℓ(y_n) with the data label, K = 1       empirical Fisher (Kunstner et al.)
+"empirical"    ∇_f ℓ(y_n) with the data label, K = 1       empirical Fisher (Kunstner et al. 2019)
 "ggn"          unit vectors e_k, K = D_out, plus H_n       Jᵀ H J (Schraudolph 2002): F =
                                                            (1/N) Σ_n J_nᵀ H_n J_n
 =============  ==========================================  ===================================
@@ -147,7 +147,7 @@ def layer_gradients(stats, out=None):
     """Per-example, per-cotangent gradients of W̄ from ``stats``: (K, n, P_l), canonical order.
 
     Row (k, n) is vec(g_nk ā_nᵀ) = ā_n ⊗ g_nk for Linear (Martens & Grosse
-    2015, section 2), and Σ_l ā_nl ⊗ g_nkl over the L positions for Conv2d
+    2015, §2), and Σ_l ā_nl ⊗ g_nkl over the L positions for Conv2d
     (Grosse & Martens 2016, eq. (5)). With column-stacking vec, entry
     i·D_out + o is ā_i g_o, which is the C-order flattening of the (D_in + 1,
     D_out) outer product.

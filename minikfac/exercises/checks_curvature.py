@@ -127,11 +127,12 @@ def net_after_backward(rng, n, sizes, biases):
 def input_factor_cases(rng):
     cases = []
     for label, n, sizes, biases in _net_settings(rng):
-        net, factors = net_after_backward(rng, n, sizes, biases)
+        net, _ = net_after_backward(rng, n, sizes, biases)
         index = int(rng.integers(0, len(biases)))
         layer = params.parametrised_layers(net)[index]
         label += f", layer {index + 1}"
-        cases.append(Case(label, (layer.cache_input.copy(), biases[index]), factors[index][0],
+        expected = curvature.input_factor(layer.cache_input, biases[index])  # the library's A = (1/N) Σ ā āᵀ
+        cases.append(Case(label, (layer.cache_input.copy(), biases[index]), expected,
                           arrays("(D_in + 1, D_in + 1), or (D_in, D_in) without bias", {"N": n})))
     return cases
 
@@ -139,11 +140,13 @@ def input_factor_cases(rng):
 def grad_factor_cases(rng):
     cases = []
     for label, n, sizes, biases in _net_settings(rng):
-        net, factors = net_after_backward(rng, n, sizes, biases)
+        net, _ = net_after_backward(rng, n, sizes, biases)
         index = int(rng.integers(0, len(biases)))
         layer = params.parametrised_layers(net)[index]
         label += f", layer {index + 1}"
-        cases.append(Case(label, (layer.cache_grad_output.copy(),), factors[index][1],
+        # The backward of the mean loss leaves g_n / N: the library's G takes the per-example g_n.
+        expected = curvature.grad_factor(n * layer.cache_grad_output[None])
+        cases.append(Case(label, (layer.cache_grad_output.copy(),), expected,
                           arrays("(D_out, D_out)", {"N": n})))
     return cases
 

@@ -82,7 +82,7 @@ KRONECKER = Exercise(
 
 
 # --------------------------------------------------------------------------- #
-# Exercise 7: factored Tikhonov damping with π (Martens & Grosse 2015, section 6.3)
+# Exercise 7: factored Tikhonov damping with π (Martens & Grosse 2015, §6.3)
 # --------------------------------------------------------------------------- #
 def _damping_settings(rng):
     """(label, A, G, damping): factors of very different scales (so π is far from 1), some rank-deficient."""
@@ -140,7 +140,7 @@ DAMPING = Exercise(
     "07 cheap inversion", 35,
     [Part("7.1", "trace_norm_pi", "π = sqrt((tr(A)/n) / (tr(G)/m))", pi_cases,
           "n and m are the sizes of A and G: π compares their *mean* eigenvalues, so that each factor is "
-          "damped in proportion to its own scale (Martens & Grosse 2015, section 6.3)."),
+          "damped in proportion to its own scale (Martens & Grosse 2015, §6.3)."),
      Part("7.2", "damped_factors", "(A + π√λ I, G + (√λ/π) I)", damped_factors_cases,
           "The product of the two damped factors is A ⊗ G + λ I plus the cross terms π√λ I ⊗ G + (√λ/π) "
           "A ⊗ I; π goes with A's shift, 1/π with G's."),

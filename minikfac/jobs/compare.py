@@ -1,6 +1,6 @@
 """The ``compare`` job: a partially trained net, its exact Fisher, and K-FAC & co. beside it.
 
-Martens & Grosse (2015), Figs. 2 and 3, on their 256-20-20-20-20-20-10 tanh
+Martens & Grosse 2015, Figs. 2 and 3, on their 256-20-20-20-20-20-10 tanh
 network and 16×16 MNIST by default: a few epochs of Adam, the exact Fisher of a
 seeded subset of the training split (float64), every approximation of
 :func:`minikfac.studies.approximation_errors.compare` measured against it, and the

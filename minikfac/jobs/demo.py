@@ -3,7 +3,7 @@
 Three parts, each announced with its progress:
 
 1. **Exact Fisher vs K-FAC** (:mod:`minikfac.jobs.compare`): Martens & Grosse's
-   (2015) 256-20-20-20-20-20-10 tanh network on 16×16 MNIST, trained for a few
+   256-20-20-20-20-20-10 tanh network on 16×16 MNIST, trained for a few
    epochs of Adam; its exact Fisher on 1,000 training examples (P = 7,030,
    float64) next to K-FAC, K-FAC tridiagonal, EKFAC, the diagonal and the exact
    block-diagonal: relative errors, the sources of K-FAC's error, Monte-Carlo
@@ -192,11 +192,11 @@ def markdown(report, comparison_table=None, race_table=None):
     lines += [f"| {name} | {value:.3f} |" for name, value in compared["cosines"].items()]
     figures = {os.path.basename(path): path for path in compared["figures"]}
     lines += ["", "![exact Fisher vs K-FAC](fisher_vs_kfac.png)", "",
-              "Martens & Grosse (2015), Fig. 2: |F| and K-FAC's |F̃| on the middle layers (white: large), F̃ "
+              "Martens & Grosse 2015, Fig. 2: |F| and K-FAC's |F̃| on the middle layers (white: large), F̃ "
               "built with every cross-layer block A_ij ⊗ G_ij as in the paper (the optimizer keeps only the "
               "diagonal blocks). Compare the coarse structure, block by block, with the detail inside each block.",
               "", "![K-FAC and its inverse](inverse_structure.png)", "",
-              "Martens & Grosse (2015), Fig. 3: F̃, its inverse, and the mean |entry| of each block of the inverse. "
+              "Martens & Grosse 2015, Fig. 3: F̃, its inverse, and the mean |entry| of each block of the inverse. "
               "The paper's argument for a block-diagonal or block-tridiagonal *inverse* is that the inverse "
               "concentrates on the diagonal blocks and their neighbours; the right panel measures how much it "
               "does on this network.", ""]

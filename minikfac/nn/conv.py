@@ -2,7 +2,7 @@
 
 Every output position (oh, ow) of example n sees a patch of the padded input:
 C_in·KH·KW numbers, ordered (channel, kernel row, kernel column) — the same
-order as the weight's matrix view ``W.reshape(C_out, C_in*KH*KW)`` (DESIGN.md).
+order as the weight's matrix view ``W.reshape(C_out, C_in*KH*KW)`` (docs/design.md).
 Stacking the L = OH·OW patches of the N examples gives a (N·L, C_in·KH·KW)
 matrix P, and the convolution is ``P W_matᵀ + b``. The patches are the inputs
 ``a`` that KFC (Grosse & Martens 2016) builds its factor A from, one per

@@ -43,7 +43,7 @@ def normal(std=0.01):
 
 
 def xavier_uniform(gain=1.0):
-    """Glorot & Bengio (2010): U(-a, a) with a = gain·sqrt(6 / (fan_in + fan_out))."""
+    """Glorot & Bengio 2010: U(-a, a) with a = gain·sqrt(6 / (fan_in + fan_out))."""
     def init(shape, fan_in, fan_out, rng):
         bound = gain * np.sqrt(6.0 / (fan_in + fan_out))
         return rng.uniform(-bound, bound, size=shape)
@@ -51,21 +51,21 @@ def xavier_uniform(gain=1.0):
 
 
 def xavier_normal(gain=1.0):
-    """Glorot & Bengio (2010): N(0, gain²·2 / (fan_in + fan_out))."""
+    """Glorot & Bengio 2010: N(0, gain²·2 / (fan_in + fan_out))."""
     def init(shape, fan_in, fan_out, rng):
         return rng.normal(0.0, gain * np.sqrt(2.0 / (fan_in + fan_out)), size=shape)
     return init
 
 
 def kaiming_normal(gain=np.sqrt(2.0)):
-    """He et al. (2015): N(0, gain² / fan_in); gain √2 suits ReLU."""
+    """He et al. 2015: N(0, gain² / fan_in); gain √2 suits ReLU."""
     def init(shape, fan_in, fan_out, rng):
         return rng.normal(0.0, gain / np.sqrt(fan_in), size=shape)
     return init
 
 
 def kaiming_uniform(gain=np.sqrt(2.0)):
-    """He et al. (2015), uniform: U(-a, a) with a = gain·sqrt(3 / fan_in)."""
+    """He et al. 2015, uniform: U(-a, a) with a = gain·sqrt(3 / fan_in)."""
     def init(shape, fan_in, fan_out, rng):
         bound = gain * np.sqrt(3.0 / fan_in)
         return rng.uniform(-bound, bound, size=shape)
@@ -73,7 +73,7 @@ def kaiming_uniform(gain=np.sqrt(2.0)):
 
 
 def orthogonal(gain=1.0):
-    """Saxe et al. (2014): the matrix view (shape[0], prod(shape[1:])) has orthonormal
+    """Saxe et al. 2014: the matrix view (shape[0], prod(shape[1:])) has orthonormal
     rows or columns (whichever are fewer), times ``gain``.
 
     Drawn as the Q factor of a Gaussian matrix, with the signs of R's diagonal
@@ -90,7 +90,7 @@ def orthogonal(gain=1.0):
 
 
 def sparse(connections=15, std=1.0):
-    """Martens (2010), "Deep learning via Hessian-free optimization", §5:
+    """Martens 2010, "Deep learning via Hessian-free optimization", §5:
     each output unit gets ``connections`` non-zero incoming weights drawn from
     N(0, std²) (all of them if it has fewer inputs); the rest are zero.
     """

@@ -106,7 +106,7 @@ class CrossEntropyLoss(Loss):
 
         S[c, n] is the gradient grad_f l_n for label c, weighted by sqrt of its
         probability, so sum_c S[c, n] S[c, n]^T = E_y[grad l grad l^T] exactly
-        = diag(p_n) - p_n p_n^T, the Hessian (Martens 2020, section 9.2).
+        = diag(p_n) - p_n p_n^T, the Hessian (Martens 2020, §9.2).
         Per example, not divided by N.
         """
         xp = backend.get_array_module(self._check_out(out))
@@ -170,7 +170,7 @@ class MSELoss(Loss):
         """S of shape (D_out, N, D_out): S[k, n] = e_k, so sum_k S S^T = I per example.
 
         The Fisher of N(f, I) w.r.t. its mean is I, which is also the Hessian
-        of l_n (Martens 2020, section 9.2). Per example, not divided by N.
+        of l_n (Martens 2020, §9.2). Per example, not divided by N.
         """
         xp = backend.get_array_module(self._check_out(out))
         n, d_out = out.shape
@@ -235,7 +235,7 @@ class BCEWithLogitsLoss(Loss):
         """S of shape (D_out, N, D_out): S[k, n] = sqrt(v_nk) e_k, v = s(f)(1 - s(f)).
 
         sum_k S S^T = diag(v_n), the Fisher of independent Bernoullis w.r.t.
-        their logits and the Hessian of l_n (Martens 2020, section 9.2). Per
+        their logits and the Hessian of l_n (Martens 2020, §9.2). Per
         example, not divided by N.
         """
         xp = backend.get_array_module(self._check_out(out))

@@ -42,7 +42,7 @@ class Linear(Module):
 
     Attributes
     ----------
-    weight : Parameter (D_out, D_in) — W acts as s = W a (DESIGN.md).
+    weight : Parameter (D_out, D_in) — W acts as s = W a (docs/design.md).
     bias : Parameter (D_out,) or None.
     """
 

@@ -10,21 +10,21 @@ which is what the curvature module needs:
 
 - ``sample_targets(out, rng)`` draws y ~ p(y | f) for the true (Monte-Carlo)
   Fisher. The empirical Fisher uses the data labels instead, which is a
-  different matrix (Kunstner, Balles & Hennig 2019);
+  different matrix (Kunstner et al. 2019);
 - ``output_fisher_sqrt(out)`` gives S with sum_k S[k] S[k]^T =
   E_y[grad_f l grad_f l^T] per example, the Fisher w.r.t. the outputs. For an
   exponential family in its natural parameters this expectation equals the
   Hessian of l w.r.t. f, so the true Fisher and the generalised Gauss-Newton
-  matrix coincide (Martens 2020, section 9.2). Backpropagating the K columns of
+  matrix coincide (Martens 2020, §9.2). Backpropagating the K columns of
   S gives the exact Fisher without sampling;
 - ``output_hessian_product(out, v)`` gives H_n v_n without forming the
   (N, D_out, D_out) Hessians: with the layers' ``jvp`` it evaluates the
   curvature term (J δ)ᵀ H (J δ) of K-FAC's quadratic model (Martens & Grosse
-  2015, section 7);
+  2015, §7);
 - ``kl_divergence(out_p, out_q)`` gives KL(p(y | f_n) ‖ p(y | f'_n)) per
   example. Its Hessian in f' at f' = f is the output Fisher, which is why the
   Fisher is the local metric of the KL divergence (Amari 1998; Martens 2020,
-  section 9.1).
+  §9.1).
 
 The three losses, in :mod:`minikfac.nn.likelihoods`: ``CrossEntropyLoss``
 (categorical over softmax logits), ``MSELoss`` (Gaussian with unit variance),
@@ -161,7 +161,7 @@ class Loss:
         nothing), is not symmetric in general, and its Hessian w.r.t. f' at
         f' = f is the output Fisher ``output_hessian(f)[n]``; through the chain
         rule the Hessian of δ ↦ (1/N) Σ_n KL(p_θ ‖ p_{θ+δ}) at δ = 0 is the
-        true Fisher of the parameters (Martens 2020, section 9.1). The loss's
+        true Fisher of the parameters (Martens 2020, §9.1). The loss's
         caches are not read or changed.
         """
         name = type(self).__name__

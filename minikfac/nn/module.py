@@ -34,7 +34,7 @@ starts work at the first layer with a tangent. K stacked tangents
 ``(K, *shape)`` (for dx or any parameter) give a ``(K, *output_shape)`` result;
 unstacked ones broadcast against them. K-FAC's quadratic model needs J δ to
 evaluate δᵀ F δ = (1/N) Σ_n (J_n δ)ᵀ H_n (J_n δ) (Martens & Grosse 2015,
-section 7), with H_n from ``Loss.output_hessian_product``.
+§7), with H_n from ``Loss.output_hessian_product``.
 
 Parameters are found by looking at the module's attributes in the order they
 were assigned, so ``parameters()`` yields them in network order, weight

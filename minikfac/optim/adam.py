@@ -1,7 +1,7 @@
 """Adam (Kingma & Ba 2015) and its decoupled-weight-decay variant AdamW.
 
-Kingma & Ba 2015, *Adam: A method for stochastic optimization*, Algorithm 1;
-Loshchilov & Hutter 2019, *Decoupled weight decay regularization*, Algorithm 2.
+Kingma & Ba 2015, *Adam: A method for stochastic optimization*, Alg. 1;
+Loshchilov & Hutter 2019, *Decoupled weight decay regularization*, Alg. 2.
 The update matches PyTorch's ``torch.optim.Adam`` (``decoupled=False``) and
 ``torch.optim.AdamW`` (``decoupled=True``).
 """
@@ -16,7 +16,7 @@ class Adam(Optimizer):
     r"""Adam: steps scaled by running estimates of the gradient's first and second moments.
 
     For each parameter θ with gradient ∇L(θ) (``p.grad``), at its t-th update
-    (t = 1, 2, ...; Kingma & Ba 2015, Algorithm 1, all operations elementwise):
+    (t = 1, 2, ...; Kingma & Ba 2015, Alg. 1, all operations elementwise):
 
         g   ← ∇L(θ) + wd · θ              (coupled L2 decay, only if not decoupled)
         m_t ← β₁ m_{t-1} + (1 − β₁) g      (m_0 = 0)

@@ -1,11 +1,11 @@
 """K-FAC, the optimizer: natural-gradient steps through Kronecker-factored curvature.
 
-Martens & Grosse 2015 (M&G), *Optimizing neural networks with Kronecker-factored
+Martens & Grosse 2015, *Optimizing neural networks with Kronecker-factored
 approximate curvature*; Grosse & Martens 2016 (KFC, convolutions); Ba, Grosse &
 Martens 2017 (KL-clipping); George et al. 2018 (EKFAC). One step, for a batch
 (X, y) whose gradient ∇L is already in the parameters' ``.grad``:
 
-1. **Statistics** (M&G §5). The first n rows of the batch (``stats_fraction``,
+1. **Statistics** (Martens & Grosse 2015, §5). The first n rows of the batch (``stats_fraction``,
    at least ``min_stats_examples``) go forward once more and back with
    cotangents of ``kind``: targets *sampled from the model* ("mc", the true
    Fisher; the default), every output weighted by its probability ("true"),
@@ -13,24 +13,24 @@ Martens 2017 (KL-clipping); George et al. 2018 (EKFAC). One step, for a batch
    Kunstner et al. 2019) or the GGN ("ggn"). Each layer's A = E[ā āᵀ] and
    G = E[g gᵀ] come from its caches (:func:`minikfac.curvature.factors.chunk_factor_sums`)
    and enter exponential moving averages A ← εA + (1−ε)A_new, ε = min(1 − 1/k, ``factor_decay``).
-2. **Inverses** (M&G §8), every ``inverse_interval`` = T steps, and also as
+2. **Inverses** (Martens & Grosse 2015, §8), every ``inverse_interval`` = T steps, and also as
    soon as λ has moved by more than a factor :data:`REFORM_FACTOR` since the
    last ones (after a refused step, say). Factored damping (the default) needs
    only the damped factors' inverses, (A + πγI)⁻¹ and (G + γ/π I)⁻¹, from a
    Cholesky factorisation (:func:`minikfac.curvature.damping.factored_inverses`,
-   π = sqrt((tr A / n)/(tr G / m)), M&G §6.3). Exact damping and EKFAC need
+   π = sqrt((tr A / n)/(tr G / m)), Martens & Grosse 2015, §6.3). Exact damping and EKFAC need
    the eigendecompositions A = U_A diag(a) U_Aᵀ, G = U_G diag(g) U_Gᵀ.
 3. **Proposal** Δ_l = −(damped F̂_l)⁻¹ ∇h_l per layer, γ² = λ + η:
 
-   - factored Tikhonov damping (M&G §6.3, default): Δ = −(G + γ/π I)⁻¹ ∇W̄ (A + πγ I)⁻¹;
+   - factored Tikhonov damping (Martens & Grosse 2015, §6.3, default): Δ = −(G + γ/π I)⁻¹ ∇W̄ (A + πγ I)⁻¹;
    - exact Tikhonov damping (``factored=False``): −(A ⊗ G + γ²I)⁻¹ vec(∇W̄)
      = −U_G [(U_Gᵀ ∇W̄ U_A) / (g aᵀ + γ²)] U_Aᵀ;
    - EKFAC (``preconditioner="ekfac"``): the same with g aᵀ replaced by s, the
      second moments of the per-example gradients in the eigenbasis, averaged
      like A and G.
 
-   γ² = λ + η: the LM damping λ plus the weight decay η (M&G §6.2, §6.6).
-4. **Update** (``update="quadratic"``, M&G §7): δ = αΔ + μδ₀ (δ₀ the previous
+   γ² = λ + η: the LM damping λ plus the weight decay η (Martens & Grosse 2015, §6.2, §6.6).
+4. **Update** (``update="quadratic"``, Martens & Grosse 2015, §7): δ = αΔ + μδ₀ (δ₀ the previous
    update) minimising the quadratic model M(δ) = ½δᵀ(F + γ²I)δ + ∇hᵀδ with
    the exact Fisher of the n statistics rows, through Jacobian-vector products
    of the layers (``net.jvp``; :mod:`minikfac.curvature.quadratic_model`), with the
@@ -45,7 +45,7 @@ Martens 2017 (KL-clipping); George et al. 2018 (EKFAC). One step, for a batch
    when the statistics, the inverses, the model's numbers, θ + δ or the new h
    are not finite, or when h rose by more than the model promised it would
    fall (ρ < −1 below, beyond rounding: :func:`quadratic_model.far_above_promise`).
-6. **Damping** (``adapt_damping``, M&G §6.5): each step's reduction ratio
+6. **Damping** (``adapt_damping``, Martens & Grosse 2015, §6.5): each step's reduction ratio
    ρ = (h(θ+δ) − h(θ)) / M_h(δ) (M_h: the model without λ) comes free from the
    guard; every ``damping_interval`` = T₁ steps the ratio of the summed actual
    and predicted changes of those steps drives λ by the Levenberg–Marquardt
@@ -100,8 +100,8 @@ class KFAC(Optimizer):
     min_damping : the LM rule never takes λ below this (a trust region that
         stays; docs/design.md, "K-FAC's defaults", says which run set it).
     weight_decay : η >= 0, an L2 term (η/2)‖θ‖² in the objective h: added to the
-        gradient and to the damping (M&G §6.2).
-    update : "quadratic" (α and μ from the quadratic model, M&G §7) or
+        gradient and to the damping (Martens & Grosse 2015, §6.2).
+    update : "quadratic" (α and μ from the quadratic model, Martens & Grosse 2015, §7) or
         "kl_clip" (Ba et al. 2017: ``lr``, ``momentum``, ``kl_clip``).
     lr, momentum : step size and momentum of "kl_clip" only (defaults 0.1 and
         0.9 there; must be None with "quadratic", which chooses both).
@@ -116,7 +116,7 @@ class KFAC(Optimizer):
         output variables of one example (:meth:`kl_bound`). The radius grows
         with B as the gradient's noise shrinks (docs/design.md).
     kind : cotangents of the statistics: "mc" (``samples`` targets sampled
-        from the model: the true Fisher, M&G §5), "true" (exact expectation
+        from the model: the true Fisher, Martens & Grosse 2015, §5), "true" (exact expectation
         over the outputs; D_out backward passes), "empirical" (the data labels:
         the empirical Fisher) or "ggn".
     samples : targets per example for "mc".
@@ -126,7 +126,7 @@ class KFAC(Optimizer):
         :meth:`statistics_examples`): the quadratic model's curvature needs
         them, even where the running averages would not (docs/design.md).
     factor_decay : the EMA's ε in [0, 1) (with the warm start min(1 − 1/k, ε)).
-    inverse_interval : T, steps between two refreshes of the inverses (M&G's T₃).
+    inverse_interval : T, steps between two refreshes of the inverses (Martens & Grosse's T₃).
     adapt_damping : adapt λ by the LM rule (default: with update="quadratic"
         only; with "kl_clip" the step size comes from lr and ν, not from the
         model, and the rule would push λ up to make up for lr — Ba et al. keep
@@ -317,7 +317,7 @@ class KFAC(Optimizer):
         return gradients
 
     def _decay(self, k):
-        """ε_k = min(1 − 1/k, factor_decay): the running averages' weight on the past at step k (M&G §5)."""
+        """ε_k = min(1 − 1/k, factor_decay): the running averages' weight on the past at step k (Martens & Grosse 2015, §5)."""
         return min(1.0 - 1.0 / k, self.hyper["factor_decay"])
 
     def factors(self, index):
@@ -463,7 +463,7 @@ class KFAC(Optimizer):
         return self.last
 
     def _adapt_damping(self, k, actual, predicted):
-        """Add this step's changes to the interval's sums; every T₁ steps, the LM rule (M&G §6.5) on
+        """Add this step's changes to the interval's sums; every T₁ steps, the LM rule (Martens & Grosse 2015, §6.5) on
         their ratio. Returns that ratio, or None between updates of λ."""
         glob = self.state["global"]
         if not self.hyper["adapt_damping"] or predicted is None:

@@ -55,7 +55,7 @@ def _white_level(matrix, quantile):
 
 
 def fisher_vs_kfac(F, F_tilde, boundaries, path, title=None, quantile=0.98, names=("F", "F̃")):
-    """Martens & Grosse (2015), Fig. 2: |F|, |F̃| and |F − F̃| side by side, one grey scale.
+    """Martens & Grosse 2015, Fig. 2: |F|, |F̃| and |F − F̃| side by side, one grey scale.
 
     Parameters
     ----------
@@ -94,7 +94,7 @@ def block_means(matrix, boundaries):
     """The (B, B) means of |entries| over the layer blocks of ``matrix`` (k, k).
 
     ``boundaries`` = [0, k_1, ..., k] as in :func:`fisher_vs_kfac`. Martens &
-    Grosse (2015), Fig. 3 (right), show this for F̃⁻¹: it is close to
+    Grosse 2015, Fig. 3 (right), show this for F̃⁻¹: it is close to
     block-tridiagonal, while F̃'s own is not.
     """
     matrix = _host_matrix("matrix", matrix)
@@ -124,7 +124,7 @@ def damped_inverse(F_tilde, damping=None):
 
 def inverse_structure(F_tilde, boundaries, path, title=None, damping=None, quantile=0.98, name="F̃",
                       labels=None):
-    """Martens & Grosse (2015), Fig. 3: |F̃|, |F̃⁻¹| and the block means of |F̃⁻¹|.
+    """Martens & Grosse 2015, Fig. 3: |F̃|, |F̃⁻¹| and the block means of |F̃⁻¹|.
 
     Parameters
     ----------

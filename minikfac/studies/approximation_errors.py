@@ -5,7 +5,7 @@ of the exact Fisher F (P, P) of :mod:`.approximation` — K-FAC, K-FAC tridiagon
 EKFAC, the exact diagonal and the exact block-diagonal — by
 
 - the relative Frobenius error ‖F − F̂‖/‖F‖, and per layer ‖F_ll − F̂_ll‖/‖F_ll‖;
-- the sources of K-FAC's error (Martens & Grosse 2015, sections 3 and 4).
+- the sources of K-FAC's error (Martens & Grosse 2015, §3 and §4).
   Off-diagonal and diagonal blocks are orthogonal in the Frobenius inner
   product, so for block-diagonal K-FAC
 
@@ -230,7 +230,7 @@ def _tridiagonal_dense(approx, F, notes):
     """The chain model F̂ (P, P); undamped, or with a tiny factored damping if a factor is singular.
 
     Undamped, the model needs every A_ii and G_ii invertible (Martens & Grosse
-    2015, Appendix B); a softmax output's G is not (its rows sum to 0), nor an
+    2015, App. B); a softmax output's G is not (its rows sum to 0), nor an
     A whose input is constant (image borders). The tiny damping λ = 1e-6·tr(F)/P
     moves the damped factors by about √(1e-6) = 0.1% of their scale.
     """
@@ -350,7 +350,7 @@ def mc_fisher_errors(net, loss_fn, X, samples, seed=0, chunk_size=None):
         ‖block‖² = (1/N²) Σ_{n,m} (ā_inᵀ ā_im)(ā_jnᵀ ā_jm) ⟨D_n, D_m⟩,
 
     an (N, N) computation instead of a (P, P) one: the per-example gradient
-    of a Linear layer is ā ⊗ g (Martens & Grosse 2015, section 2). The
+    of a Linear layer is ā ⊗ g (Martens & Grosse 2015, §2). The
     k-sample estimates share the first k of max(samples) draws.
 
     samples : increasing positive ints k. Returns a list, per k, of (‖F_k − F‖²,

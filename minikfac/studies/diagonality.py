@@ -15,7 +15,7 @@ factors A = E[ā āᵀ] and G = E[g gᵀ] nearly diagonal, so that K-FAC's inver
 
 The identity: with D_A = Diag(A), ⟨A, D_A⟩_F = ‖D_A‖²_F, and the Frobenius
 inner product of Kronecker products factorises (⟨A ⊗ G, B ⊗ H⟩ = ⟨A, B⟩⟨G, H⟩;
-Van Loan 2000, section 2), so
+Van Loan 2000, §2), so
 
     ‖A ⊗ G − D_A ⊗ D_G‖² = ‖A‖²‖G‖² − ‖D_A‖²‖D_G‖²
     ⇒ ‖A ⊗ G − D_A ⊗ D_G‖ / ‖A ⊗ G‖ = √(1 − (1 − m_A²)(1 − m_G²)),

@@ -1,7 +1,7 @@
 """The matrices of Martens & Grosse's Figs. 2 and 3: the exact F and K-FAC's F̃ on a few layers.
 
 :func:`figure_matrices` cuts the layers shown out of the exact Fisher and builds
-F̃ with every cross-layer block A_ij ⊗ G_ij (Martens & Grosse 2015, section 3),
+F̃ with every cross-layer block A_ij ⊗ G_ij (Martens & Grosse 2015, §3),
 ready for :func:`minikfac.plot.fisher_vs_kfac` and
 :func:`minikfac.plot.inverse_structure` (this module computes, plot draws).
 """
@@ -32,7 +32,7 @@ class FigureMatrices(NamedTuple):
 
 
 def default_figure_layers(count):
-    """The middle four of ``count`` layers (all when there are four or fewer), as in M&G's Fig. 2."""
+    """The middle four of ``count`` layers (all when there are four or fewer), as in Martens & Grosse 2015, Fig. 2."""
     start = max(0, (count - 4) // 2)
     return list(range(start, min(count, start + 4)))
 

@@ -1,6 +1,6 @@
 """KFC's assumptions one at a time, and how correlated the output derivatives of a convolution are.
 
-Grosse & Martens (2016), *A Kronecker-factored approximate Fisher matrix for
+Grosse & Martens 2016, *A Kronecker-factored approximate Fisher matrix for
 convolution layers* (KFC). A Conv2d layer applies one weight matrix W̄
 (D_out, D_in + 1), D_in = C_in·KH·KW, at L = OH·OW output positions; with the
 im2col patches ā_nl (bias coordinate 1 appended) and the output derivatives
@@ -9,8 +9,8 @@ g_nkl of cotangent k (see :mod:`.statistics`), the per-example gradient is a
 
     F     = (1/N) Σ_n Σ_k Σ_l Σ_l' (ā_nl ā_nl'ᵀ) ⊗ (g_nkl g_nkl'ᵀ)                          "exact"
 
-KFC reaches a single Kronecker product through three assumptions (their
-section 3). We apply them one after the other, so that each one's share of
+KFC reaches a single Kronecker product through three assumptions (Grosse & Martens
+2016, §3). We apply them one after the other, so that each one's share of
 the error can be measured:
 
 1. SUD, spatially uncorrelated derivatives: derivatives at different positions
@@ -224,7 +224,7 @@ def spatial_autocorrelation(maps, max_offset=None):
     the cosine between the map and its shifted copy on their overlap (a
     correlation coefficient when the values have mean zero, as the true
     Fisher's derivatives do). r(0) = 1 and r(δ) = r(−δ). SUD (Grosse & Martens
-    2016, section 3) assumes r(δ) = 0 — and, beyond this same-channel
+    2016, §3) assumes r(δ) = 0 — and, beyond this same-channel
     measure, zero cross-channel correlations — for every δ ≠ 0.
     """
     xp = backend.get_array_module(maps)

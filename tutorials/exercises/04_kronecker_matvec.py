@@ -5,7 +5,7 @@ Read first: tutorial 01 (the Kronecker product).
 K-FAC approximates a layer's Fisher block, a (D_out·D_in)² matrix, by a Kronecker
 product A ⊗ G of two small factors: A (n, n) from the layer's inputs and G (m, m)
 from its output gradients. The whole point is never to form A ⊗ G, which needs
-the identity (Van Loan 2000; Martens & Grosse 2015, section 3)
+the identity (Van Loan 2000; Martens & Grosse 2015, §3)
 
     (A ⊗ G) vec(X) = vec(G X Aᵀ)         X: (m, n),
 

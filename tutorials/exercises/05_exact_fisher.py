@@ -3,7 +3,7 @@
 Read first: tutorial 04 (Fisher three ways); tutorial 06 puts the result next to K-FAC.
 
 The Fisher of a network with parameters θ (P numbers) and a loss that is a
-negative log-likelihood is (DESIGN.md, "Fisher normalisation")
+negative log-likelihood is (docs/design.md, "Fisher normalisation")
 
     F = (1/N) Σ_n E_{y ~ p(y|x_n)} [∇_θ ℓ_n ∇_θ ℓ_nᵀ]          (P, P).
 

@@ -24,7 +24,10 @@ version backpropagates labels sampled from the model instead (tutorial 05).
 
 Use NumPy (and the layers' attributes), not ``minikfac.curvature``. Check with
 ``minikfac check 6``: the checker runs random tanh networks (batches of one,
-layers without bias) and compares with ``mk.curvature.kfac_factors``.
+layers without bias) and compares with the library's own functions of the same
+names, ``mk.curvature.input_factor`` and ``mk.curvature.grad_factor`` (which
+takes the per-example g_n), and with ``mk.curvature.kfac_factors`` for 6.3.
+Read them after you have written yours.
 """
 
 import numpy as np  # noqa: F401  (you will need it)

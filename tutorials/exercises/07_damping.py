@@ -4,7 +4,7 @@ Read first: tutorial 07 (cheap inversion).
 
 K-FAC's factors A (n, n) and G (m, m) are often (nearly) singular — a layer with
 more inputs than the batch has examples gives a rank-deficient A — so the
-natural-gradient step solves a *damped* system (Martens & Grosse 2015, section 6.3):
+natural-gradient step solves a *damped* system (Martens & Grosse 2015, §6.3):
 
     exact:     (A ⊗ G + λ I)⁻¹ vec(V)
     factored:  ((A + π√λ I) ⊗ (G + (√λ/π) I))⁻¹ vec(V)

@@ -4,7 +4,7 @@ Read first: tutorial 08 (one natural-gradient step); exercises 6 and 7 help.
 
 K-FAC preconditions each layer's gradient separately. With W̄ = [W | b] (the bias
 as the last column, shape (D_out, D_in + 1)) and the layer's factors A and G,
-the natural-gradient direction is (Martens & Grosse 2015, sections 4.2 and 6.3)
+the natural-gradient direction is (Martens & Grosse 2015, §4.2 and §6.3)
 
     Δ = (A ⊗ G)⁻¹ vec(∇W̄)   ⇔   Δ = G⁻¹ ∇W̄ A⁻¹     as a (D_out, D_in + 1) matrix,
 
