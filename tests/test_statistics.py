@@ -1,4 +1,4 @@
-"""The canonical parameter order (curvature.params) and per-example quantities (curvature.backprop).
+"""The canonical parameter order (curvature.params) and per-example quantities (curvature.statistics).
 
 The order is checked against indices built by hand from docs/design.md's rule
 (vec stacks the columns of W̄ = [W | b]); per-example gradients against the
@@ -149,7 +149,7 @@ def test_params_errors():
 
 
 # --------------------------------------------------------------------------- #
-# backprop: per-example gradients
+# statistics: per-example gradients
 # --------------------------------------------------------------------------- #
 @pytest.mark.parametrize("loss", LOSSES)
 @pytest.mark.parametrize("name", NETS)
@@ -212,7 +212,7 @@ def test_layer_gradients_are_outer_products_summed_over_positions(name):
 
 
 # --------------------------------------------------------------------------- #
-# backprop: chunks
+# statistics: chunks
 # --------------------------------------------------------------------------- #
 @pytest.mark.parametrize("kind, samples, expected_k", [("true", 1, 3), ("ggn", 1, 3), ("mc", 4, 4),
                                                        ("empirical", 1, 1)])

@@ -76,7 +76,7 @@ def _choose_method(method, layers, kind, samples):
 
 
 def _rows_chunk_size(net, layers, X, kind, samples, chunk_size):
-    """Examples per chunk for "rows": about CHUNK_ROWS rows, within backprop's memory budget."""
+    """Examples per chunk for "rows": about CHUNK_ROWS rows, within the statistics pass's memory budget."""
     if chunk_size is not None:
         return chunk_size
     per_example = _cotangents_per_example(layers, kind, samples)

@@ -1,6 +1,6 @@
 """The race: K-FAC against SGD with momentum and Adam, to a target training loss.
 
-A :class:`Problem` fixes everything but the optimizer: a dataset, a network,
+A :class:`.race_tracks.Problem` fixes everything but the optimizer: a dataset, a network,
 its loss and targets, a batch size, a budget of epochs, the training loss to
 reach and how the result is scored on the test split. On each problem,
 
@@ -164,7 +164,7 @@ def _versus(kfac, other):
 
 def race_problem(problem, quick=False, seed=0, progress=True, log=print, max_train=None, methods=METHODS,
                  stop_at_target=False, evaluations=EVALUATIONS):
-    """Race the three methods on ``problem`` (a name or :class:`Problem`); returns a JSON-ready dict.
+    """Race the three methods on ``problem`` (a name or :class:`.race_tracks.Problem`); returns a JSON-ready dict.
 
     quick : one learning rate per method (the sweep's middle) and a fifth of
         the epochs (at least 1) — a smoke test, not a result.
@@ -217,7 +217,7 @@ def race(problems=None, quick=False, seed=0, progress=True, log=print, step_batc
          stop_at_target=(), evaluations=EVALUATIONS):
     """The whole race: :func:`race_problem` and :func:`step_cost` on each problem; a JSON-ready report.
 
-    problems : names or :class:`Problem` objects (default all of :data:`PROBLEMS`); quick : see
+    problems : names or :class:`.race_tracks.Problem` objects (default all of :data:`PROBLEMS`); quick : see
     :func:`race_problem` (and the step cost at batch 64 and 256, one repeat);
     step_batch_sizes : default 64, 128, 256, 512 (() skips the step cost);
     step_repeats : default 3 (1 when quick); max_train : see :func:`prepare`;

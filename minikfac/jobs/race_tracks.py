@@ -127,7 +127,7 @@ def time_to_target(curve, target):
 def best_run(runs, method):
     """Index in ``runs`` of the best run of ``method``: fewest steps to the target, then lowest final loss.
 
-    runs : list of run records (:func:`run_one`). Returns None if ``method`` has none.
+    runs : list of run records (:func:`.race.run_one`). Returns None if ``method`` has none.
     """
     def key(i):
         steps, final = runs[i]["steps_to_target"], runs[i]["final_train_loss"]

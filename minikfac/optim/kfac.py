@@ -65,18 +65,8 @@ from minikfac.curvature import quadratic_model, running_average, statistics
 from minikfac.curvature.params import augmented_matrix, parametrised_layers, split_augmented
 from minikfac.optim import kfac_state
 from minikfac.optim.kfac_state import MAX_DAMPING, layer_state_names
-from minikfac.optim.optimizer import (
-    Optimizer,
-    choice,
-    flag,
-    fraction,
-    nonnegative,
-    nonnegative_int,
-    optional,
-    positive,
-    positive_int,
-    unit_interval,
-)
+from minikfac.optim.optimizer import (Optimizer, choice, flag, fraction, nonnegative, nonnegative_int, optional,
+                                       positive, positive_int, unit_interval)
 
 #: λ is multiplied by this when a step is refused.
 REFUSED_DAMPING_FACTOR = 10.0

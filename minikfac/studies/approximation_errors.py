@@ -1,7 +1,7 @@
 """How good is each approximation of the Fisher, and why: errors, their sources, steps, spectra.
 
 For a net, a loss and data X, :func:`compare` measures every approximation F̂
-of the exact Fisher F (P, P) of :mod:`.approximation` — K-FAC, K-FAC tridiagonal,
+of the exact Fisher F (P, P) of :mod:`minikfac.curvature.approximation` — K-FAC, K-FAC tridiagonal,
 EKFAC, the exact diagonal and the exact block-diagonal — by
 
 - the relative Frobenius error ‖F − F̂‖/‖F‖, and per layer ‖F_ll − F̂_ll‖/‖F_ll‖;
@@ -13,7 +13,7 @@ EKFAC, the exact diagonal and the exact block-diagonal — by
                   cross-layer blocks     independence: E[ā āᵀ ⊗ g gᵀ] vs E[ā āᵀ] ⊗ E[g gᵀ]
 
   and no Kronecker product beats the nearest one (Van Loan & Pitsianis 1993,
-  :func:`.rearrangement.nearest_kronecker`): its error is the floor under K-FAC's;
+  :func:`minikfac.curvature.rearrangement.nearest_kronecker`): its error is the floor under K-FAC's;
 - Monte-Carlo noise: the MC Fisher with k sampled targets per example, and
   K-FAC built from those samples, against k;
 - the cosine between the exact damped natural gradient (F + λI)⁻¹∇ and each
@@ -146,7 +146,7 @@ def compare(net, loss_fn, X, y=None, kind="true", damping=1e-3, mc_samples=(1, 4
         independent draws to average over (0 skips the section).
     seed : first seed of those draws. F : the exact (P, P) Fisher, if already
         computed (it is the slow part). spectra : compute eig(F) (O(P³)).
-    chunk_size : examples per pass (see :func:`.statistics.chunks`).
+    chunk_size : examples per pass (see :func:`minikfac.curvature.statistics.chunks`).
     log : callable receiving one progress line per step, or None.
 
     Returns
@@ -195,7 +195,7 @@ def compare(net, loss_fn, X, y=None, kind="true", damping=1e-3, mc_samples=(1, 4
 
 
 def _approximations(net, loss_fn, X, y, kind, F, chunk_size, linear):
-    """name -> :class:`.approximation.Approximation`; the exact diagonal and blocks are read off F."""
+    """name -> :class:`minikfac.curvature.approximation.Approximation`; the exact diagonal and blocks are read off F."""
     options = dict(y=y, kind=kind, chunk_size=chunk_size)
     slices = layer_slices(net)
     built = {"K-FAC": KFACBlockDiagonal.from_net(net, loss_fn, X, **options)}
@@ -247,7 +247,7 @@ def _tridiagonal_dense(approx, F, notes):
 def _sources(kfac, F, slices, norms):
     """Cross-layer, independence and best-Kronecker errors (module docstring).
 
-    Per layer, R(F_ll) (:func:`.rearrangement.rearrange`) has ‖R‖ = ‖F_ll‖ and its
+    Per layer, R(F_ll) (:func:`minikfac.curvature.rearrangement.rearrange`) has ‖R‖ = ‖F_ll‖ and its
     singular values σ_k: the nearest Kronecker product misses Σ_{k>1} σ_k².
     """
     fisher_sq, block_sq = norms
@@ -274,7 +274,7 @@ def _cosines(approximations, F, slices, gradient, damping):
 
     The exact steps use one LU solve per matrix (``xp.linalg.solve``): a
     single right-hand side does not repay the eigendecomposition that
-    :class:`.approximation.Exact` caches for repeated solves.
+    :class:`minikfac.curvature.approximation.Exact` caches for repeated solves.
     """
     xp = backend.get_array_module(F)
 
@@ -365,7 +365,7 @@ def mc_fisher_errors(net, loss_fn, X, samples, seed=0, chunk_size=None):
     most = max(samples)
     inputs, exact_grads = _gathered_statistics(net, loss_fn, X, "true", 1, seed, chunk_size)
     _, drawn = _gathered_statistics(net, loss_fn, X, "mc", most, seed, chunk_size)
-    drawn = [g * most ** 0.5 for g in drawn]  # backprop scales the draws by 1/√K; undo it
+    drawn = [g * most ** 0.5 for g in drawn]  # statistics.cotangents scales the draws by 1/√K; undo it
     n = X.shape[0]
     kernels = [a @ a.T for a in inputs]
     count = len(inputs)

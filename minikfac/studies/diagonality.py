@@ -11,7 +11,7 @@ factors A = E[ā āᵀ] and G = E[g gᵀ] nearly diagonal, so that K-FAC's inver
   masses without forming either product (the identity below);
 - :func:`diagonal_kron_solve`, the element-wise division itself: the solve
   with Diag(A) ⊗ Diag(G) in place of A ⊗ G, to compare with K-FAC's
-  :func:`.kron.kron_solve`.
+  :func:`minikfac.curvature.kron.kron_solve`.
 
 The identity: with D_A = Diag(A), ⟨A, D_A⟩_F = ‖D_A‖²_F, and the Frobenius
 inner product of Kronecker products factorises (⟨A ⊗ G, B ⊗ H⟩ = ⟨A, B⟩⟨G, H⟩;
@@ -66,9 +66,9 @@ def diagonal_kron_solve(A, G, X, damping=0.0):
     layer's gradient ∇W̄ (D_out, D_in + 1); damping λ >= 0. Since
     (D_A ⊗ D_G) vec(X) = vec(D_G X D_A), the solve divides entry (i, j) by
     G_ii A_jj + λ. Returns an (m, n) array; with diagonal A and G it equals
-    :func:`.kron.kron_solve` (K-FAC with exact Tikhonov damping). Without
+    :func:`minikfac.curvature.kron.kron_solve` (K-FAC with exact Tikhonov damping). Without
     damping a non-positive product raises ``ValueError`` (that check reads one
-    number from the device, so it runs only when λ = 0, as in :mod:`.kron`).
+    number from the device, so it runs only when λ = 0, as in :mod:`minikfac.curvature.kron`).
     """
     check_square("A", A, "diagonal_kron_solve")
     check_square("G", G, "diagonal_kron_solve")

@@ -47,10 +47,10 @@ def _submatrix(M, slices):
 def figure_matrices(net, loss_fn, X, F, layers=None, y=None, kind="true", chunk_size=None):
     """The exact F and K-FAC's F̃ = [A_ij ⊗ G_ij] on ``layers`` (Martens & Grosse 2015, Figs. 2–3).
 
-    F : (P, P) exact Fisher of ``net`` on X (:func:`.exact.fisher`); layers :
+    F : (P, P) exact Fisher of ``net`` on X (:func:`minikfac.curvature.exact.fisher`); layers :
     increasing layer indices (default :func:`default_figure_layers`, the
     paper's "middle 4 layers"). For Linear nets F̃ has every cross-layer block
-    A_ij ⊗ G_ij (:func:`.factors.kfac_cross_factors`); with a Conv2d layer it is
+    A_ij ⊗ G_ij (:func:`minikfac.curvature.factors.kfac_cross_factors`); with a Conv2d layer it is
     block-diagonal (KFC defines no cross-layer factors). Returns :class:`FigureMatrices`.
     """
     all_layers, slices = parametrised_layers(net), layer_slices(net)

@@ -4,7 +4,7 @@ Grosse & Martens 2016, *A Kronecker-factored approximate Fisher matrix for
 convolution layers* (KFC). A Conv2d layer applies one weight matrix W̄
 (D_out, D_in + 1), D_in = C_in·KH·KW, at L = OH·OW output positions; with the
 im2col patches ā_nl (bias coordinate 1 appended) and the output derivatives
-g_nkl of cotangent k (see :mod:`.statistics`), the per-example gradient is a
+g_nkl of cotangent k (see :mod:`minikfac.curvature.statistics`), the per-example gradient is a
 *sum over positions*, Σ_l g_nkl ā_nlᵀ (their eq. (5)). Its exact Fisher block is
 
     F     = (1/N) Σ_n Σ_k Σ_l Σ_l' (ā_nl ā_nl'ᵀ) ⊗ (g_nkl g_nkl'ᵀ)                          "exact"
@@ -29,7 +29,7 @@ the error can be measured:
 
        F_kfc = [(1/N) Σ_n Ω_n] ⊗ [(1/N) Σ_n Γ̄_n] = A ⊗ G                                  "kfc"
 
-   which is :func:`.factors.kfac_factors`' (A, G) (A sums over positions, G
+   which is :func:`minikfac.curvature.factors.kfac_factors`' (A, G) (A sums over positions, G
    averages over them: the paper's Ω and Γ).
 
 With one example (N = 1) step 3 changes nothing (F_sh = F_kfc exactly), so the
@@ -104,7 +104,7 @@ def _stage_sums(a, g):
 
     a : (n, L, D_in + 1); g : (K, n, L, D_out). Each is a (P_l, P_l) sum over
     the chunk's examples; the last stage, A ⊗ G, comes from
-    :func:`.factors.chunk_factor_sums` (the same sums as :func:`.factors.kfac_factors`).
+    :func:`minikfac.curvature.factors.chunk_factor_sums` (the same sums as :func:`minikfac.curvature.factors.kfac_factors`).
     """
     xp = backend.get_array_module(a)
     n, positions, d_in = a.shape
@@ -134,14 +134,14 @@ def kfc_stages(net, loss_fn, X, y=None, kind="true", samples=1, seed=0, chunk_si
     kind : "true" (exact expectation over the model's targets), "mc" (sampled
         targets) or "empirical" (the data labels); "ggn" is refused (its G is
         H-weighted; for our losses it equals "true" anyway).
-    chunk_size : examples per pass (default: :func:`.statistics.default_chunk_size`).
+    chunk_size : examples per pass (default: :func:`minikfac.curvature.statistics.default_chunk_size`).
 
     Returns
     -------
     list, one dict per layer in network order, {"exact", "sud", "sh", "kfc"}:
     dense (P_l, P_l) arrays, P_l = (D_in + 1)·D_out, in the canonical order,
-    on X's backend. "exact" equals :func:`.exact.fisher_blocks`, "kfc" equals
-    kron(A, G) of :func:`.factors.kfac_factors`. Memory: four P_l² blocks per layer.
+    on X's backend. "exact" equals :func:`minikfac.curvature.exact.fisher_blocks`, "kfc" equals
+    kron(A, G) of :func:`minikfac.curvature.factors.kfac_factors`. Memory: four P_l² blocks per layer.
     """
     statistics.check_kind(kind, KINDS)
     totals = factor_totals = None
@@ -186,7 +186,7 @@ def output_gradient_maps(net, loss_fn, X, layer, y=None, kind="true", samples=1,
     """The derivatives g = ∂(s_nkᵀ f)/∂(conv output) of one Conv2d layer as maps: (K, N, C_out, OH, OW).
 
     layer : index of the layer among ``parametrised_layers(net)`` (it must be
-    a Conv2d). Cotangents s_nk as in :mod:`.statistics` ("true": K = D_out
+    a Conv2d). Cotangents s_nk as in :mod:`minikfac.curvature.statistics` ("true": K = D_out
     columns of the output-Fisher square root, so Σ_k g g is the exact
     E_y[g gᵀ]; "empirical": K = 1, the data labels; "mc": sampled targets).
     For "true" and "mc" the derivatives have mean zero under the model
