@@ -156,7 +156,7 @@ plot.show(fig, "07_inversion_time")
 # output), so K-FAC adds damping. The "exact" Tikhonov step is $(A \otimes G + \lambda I)^{-1}\mathrm{vec}(\nabla W)$.
 # It is still cheap, through the eigenbases: $A \otimes G + \lambda I = (U_A \otimes U_G)\,\mathrm{diag}(a_j g_i +
 # \lambda)\,(U_A \otimes U_G)^\top$ (`kron_solve(..., damping=λ)`). But a running K-FAC re-estimates $A$ and
-# $G$ often, and the eigendecompositions are what costs; Martens & Grosse 2015 (§6.3) damp each factor instead:
+# $G$ often, and the eigendecompositions are what costs; K-FAC damps each factor instead (Martens & Grosse 2015, §6.3):
 #
 # $$(A + \pi\sqrt\lambda\, I) \otimes (G + \tfrac{\sqrt\lambda}{\pi} I)
 #   = A \otimes G + \lambda I

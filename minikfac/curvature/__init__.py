@@ -6,24 +6,24 @@ Dense matrices are in the canonical parameter order of :mod:`.params`.
 No clocks, logs, tables or files: measurements over these live in
 :mod:`minikfac.studies`, jobs in :mod:`minikfac.jobs`.
 
-==========================  ====================================================
-:mod:`.params`              the canonical parameter vector, W̄ = [W | b], layer slices
-:mod:`.statistics`          the passes that fill the caches: cotangents of the
-                            true / Monte-Carlo / empirical Fisher and the GGN
-:mod:`.exact`               the exact Fisher family, dense or by blocks
-:mod:`.kron`                Kronecker algebra: A ⊗ G never formed
-:mod:`.rearrangement`       the Frobenius-nearest A ⊗ G to a matrix
-:mod:`.linalg`              symmetric PSD eigh, the singular test, damped inverses
-:mod:`.damping`             π, exact and factored Tikhonov damping, the damped
-                            solve in the factors' eigenbasis
-:mod:`.factors`             ā, A = E[ā āᵀ], G = E[g gᵀ] (KFC's positions), F̃'s blocks
-:mod:`.running_average`     the running averages of A and G
-:mod:`.quadratic_model`     α and μ, ρ, the Levenberg–Marquardt rule, KL-clipping
-:mod:`.approximation`       one interface for every F̂; the exact references
-:mod:`.kfac_block_diagonal` K-FAC, diag(A_l ⊗ G_l)
-:mod:`.kfac_tridiagonal`    K-FAC with a block-tridiagonal inverse
-:mod:`.ekfac`               EKFAC, K-FAC's eigenbasis with refitted scalings
-==========================  ====================================================
+===========================  ================================================================
+:mod:`.params`               the canonical parameter vector, W̄ = [W | b], ā = [a; 1], slices
+:mod:`.statistics`           the passes that fill the caches: cotangents of the
+                             true / Monte-Carlo / empirical Fisher and the GGN
+:mod:`.exact`                the exact Fisher family, dense or by blocks
+:mod:`.kron`                 Kronecker algebra: A ⊗ G never formed
+:mod:`.rearrangement`        the Frobenius-nearest A ⊗ G to a matrix
+:mod:`.linalg`               symmetric PSD eigh, the singular test, damped inverses
+:mod:`.damping`              π, exact and factored Tikhonov damping, the damped
+                             solve in the factors' eigenbasis
+:mod:`.factors`              A = E[ā āᵀ], G = E[g gᵀ] (KFC's positions), F̃'s blocks
+:mod:`.running_average`      the running averages of A and G
+:mod:`.quadratic_model`      α and μ, ρ, the Levenberg–Marquardt rule, KL-clipping
+:mod:`.approximation`        one interface for every F̂; the exact references
+:mod:`.kfac_block_diagonal`  K-FAC, diag(A_l ⊗ G_l)
+:mod:`.kfac_tridiagonal`     K-FAC with a block-tridiagonal inverse
+:mod:`.ekfac`                EKFAC, K-FAC's eigenbasis with refitted scalings
+===========================  ================================================================
 """
 
 from minikfac.curvature import kron, statistics

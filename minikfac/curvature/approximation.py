@@ -32,7 +32,7 @@ of Adam-like methods). Arrays stay on the backend they were given on.
 
 from minikfac import backend
 from minikfac.curvature.exact import fisher, fisher_blocks, fisher_diagonal
-from minikfac.curvature.linalg import SymmetricEigen, check_damping, check_invertible, is_zero
+from minikfac.curvature.linalg import SymmetricEigen, check_damping, check_invertible, check_square, is_zero
 from minikfac.curvature.params import layer_slices, slices_of
 
 # --------------------------------------------------------------------------- #
@@ -184,9 +184,7 @@ class Exact(Approximation):
     name = "exact"
 
     def __init__(self, F, slices=None):
-        if not backend.is_array(F) or F.ndim != 2 or F.shape[0] != F.shape[1]:
-            got = tuple(F.shape) if backend.is_array(F) else type(F).__name__
-            raise ValueError(f"Exact: F must be a square (P, P) array, got {got}")
+        check_square("F", F, "Exact")
         slices = [slice(0, F.shape[0])] if slices is None else slices
         super().__init__(check_slices(slices, caller="Exact"), F.dtype)
         if self.size != F.shape[0]:
@@ -284,9 +282,7 @@ class ExactBlockDiagonal(Approximation):
     def __init__(self, blocks, slices=None):
         blocks = list(blocks)
         for i, block in enumerate(blocks):
-            if not backend.is_array(block) or block.ndim != 2 or block.shape[0] != block.shape[1]:
-                got = tuple(block.shape) if backend.is_array(block) else type(block).__name__
-                raise ValueError(f"ExactBlockDiagonal: block {i} must be a square array, got {got}")
+            check_square(f"block {i}", block, "ExactBlockDiagonal")
         if not blocks:
             raise ValueError("ExactBlockDiagonal: blocks is empty; expected one (P_l, P_l) array per layer")
         sizes = [block.shape[0] for block in blocks]

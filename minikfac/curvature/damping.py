@@ -30,7 +30,7 @@ optimizer's γ² = λ + η).
 import numbers
 
 from minikfac import backend
-from minikfac.curvature.linalg import check_square, damped_inverse
+from minikfac.curvature.linalg import check_square, damped_inverse, inverse_from_eigen
 
 
 def factored_pi(A, G, floor=False):
@@ -126,7 +126,7 @@ def factored_inverse_dense(a_eigs, U_A, g_eigs, U_G, damping, pi):
     """
     shift_a, shift_g = factored_shifts(damping, pi)
     xp = backend.get_array_module(U_A)
-    return xp.kron((U_A / (a_eigs + shift_a)[None, :]) @ U_A.T, (U_G / (g_eigs + shift_g)[None, :]) @ U_G.T)
+    return xp.kron(inverse_from_eigen(a_eigs + shift_a, U_A), inverse_from_eigen(g_eigs + shift_g, U_G))
 
 
 def check_pi(pi, caller="solve_factored"):

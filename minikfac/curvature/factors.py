@@ -156,8 +156,10 @@ def chunk_factor_sums(chunk):
 
     Σ runs over the chunk's examples, cotangents and (Conv2d) positions; for
     ``kind="ggn"`` the G sum is H-weighted. Shapes as in :func:`kfac_factors`.
-    The K-FAC optimizer calls this on its statistics chunk; :func:`kfac_factors`
-    adds it up over all chunks.
+    :func:`kfac_factors` adds it up over all chunks, and the KFC study
+    (:mod:`minikfac.studies.kfc_assumptions`) reads it stage by stage. The
+    optimizer's running averages take the same sums through
+    :func:`layer_input_factor_sum` and the rows of g (:mod:`.running_average`).
     """
     return [(layer_input_factor_sum(s), outer_product_sum(s.grads, hessian_weighted(s.grads, chunk.output_hessian)))
             for s in chunk.layers]

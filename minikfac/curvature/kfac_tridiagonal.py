@@ -41,7 +41,7 @@ from typing import NamedTuple
 
 from minikfac import backend
 from minikfac.curvature.approximation import Approximation, check_slices
-from minikfac.curvature.damping import factored_pi, factored_shifts, layer_pis
+from minikfac.curvature.damping import eigenbasis_solve, factored_pi, factored_shifts, layer_pis
 from minikfac.curvature.factors import kfac_cross_factors
 from minikfac.curvature.kron import KroneckerFactors, unvec, vec
 from minikfac.curvature.linalg import SymmetricEigen, check_damping, check_invertible, is_zero
@@ -190,7 +190,7 @@ class KFACTridiagonal(Approximation):
         # u = Ξ v: u_i = v_i − Ψ_{i,i+1} v_{i+1}.
         u = [X[i] - c.psi_G @ X[i + 1] @ c.psi_A.T for i, c in enumerate(model.conditionals)] + [X[last]]
         # w = Λ u.
-        w = [c.K2 @ ((c.K2.T @ u[i] @ c.K1) / c.denominator) @ c.K1.T for i, c in enumerate(model.conditionals)]
+        w = [eigenbasis_solve(c.K1, c.K2, u[i], c.denominator) for i, c in enumerate(model.conditionals)]
         w.append(model.last.solve(u[last]))
         # x = Ξᵀ w: x_1 = w_1, x_{i+1} = w_{i+1} − Ψ_{i,i+1}ᵀ w_i.
         return [w[0]] + [w[i + 1] - c.psi_G.T @ w[i] @ c.psi_A for i, c in enumerate(model.conditionals)]

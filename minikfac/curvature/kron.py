@@ -40,7 +40,7 @@ from typing import NamedTuple
 
 from minikfac import backend
 from minikfac.curvature import damping as damping_rules
-from minikfac.curvature.linalg import check_damping, check_invertible, check_square, is_zero, psd_eigh
+from minikfac.curvature.linalg import check_damping, check_invertible, check_square, inverse_from_eigen, is_zero, psd_eigh
 
 
 def vec(matrix):
@@ -258,8 +258,7 @@ class KroneckerFactors:
         values = self.eigenvalues() + damping
         if is_zero(damping):
             check_invertible(values, "inverse", "A ⊗ G")
-        U = kron_eigenvectors(eigen.U_A, eigen.U_G)
-        return (U / values[None, :]) @ U.T
+        return inverse_from_eigen(values, kron_eigenvectors(eigen.U_A, eigen.U_G))
 
 
 # --------------------------------------------------------------------------- #

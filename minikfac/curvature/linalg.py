@@ -109,8 +109,13 @@ class SymmetricEigen:
 
     def inverse(self, damping, caller="inverse"):
         """(M + λI)⁻¹, (k, k)."""
-        values = self.damped_values(damping, caller)
-        return (self.vectors / values[None, :]) @ self.vectors.T
+        return inverse_from_eigen(self.damped_values(damping, caller), self.vectors)
+
+
+def inverse_from_eigen(values, vectors):
+    """U diag(1/w) Uᵀ, (k, k): the inverse of the symmetric matrix with eigenvalues ``values`` (k,) (damped
+    already, nonzero) and orthonormal eigenvectors ``vectors`` (k, k), columns."""
+    return (vectors / values[None, :]) @ vectors.T
 
 
 def damped_inverse(S, shift):

@@ -236,6 +236,12 @@ def reduction_ratio(h_before, h_after, model_change):
     return (h_after - h_before) / model_change
 
 
+def damping_decay(interval):
+    """ω₁ = (19/20)^T₁, the Levenberg–Marquardt rule's factor for a rule applied every T₁ = ``interval``
+    steps (Martens & Grosse 2015, §6.5)."""
+    return (19 / 20) ** interval
+
+
 def levenberg_marquardt(damping, rho, decay, low=RHO_LOW, high=RHO_HIGH):
     """The Levenberg–Marquardt rule of Martens & Grosse 2015, §6.5: the new λ.
 

@@ -9,7 +9,7 @@ that A and Aᵀ, or G X Aᵀ and Aᵀ X G, give different answers (or shapes).
 import numpy as np
 
 from minikfac.curvature import kron
-from minikfac.curvature.damping import factored_pi
+from minikfac.curvature.damping import factored_pi, factored_shifts
 from minikfac.exercises.checks_layers import two_sizes
 from minikfac.exercises.feedback import arrays, sequence
 from minikfac.exercises.spec import Case, Exercise, Part
@@ -109,8 +109,8 @@ def pi_cases(rng):
 def damped_factors_cases(rng):
     cases = []
     for label, A, G, damping in _damping_settings(rng):
-        pi, root = _pi(A, G), damping ** 0.5
-        expected = (A + pi * root * np.eye(len(A)), G + root / pi * np.eye(len(G)))
+        shift_a, shift_g = factored_shifts(damping, _pi(A, G))  # (π√λ, √λ/π)
+        expected = (A + shift_a * np.eye(len(A)), G + shift_g * np.eye(len(G)))
         cases.append(Case(label, (A, G, damping), expected,
                           sequence(["A + π√λ I", "G + (√λ/π) I"], ["(n, n)", "(m, m)"])))
     return cases

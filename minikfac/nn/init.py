@@ -90,7 +90,7 @@ def orthogonal(gain=1.0):
 
 
 def sparse(connections=15, std=1.0):
-    """Martens 2010, "Deep learning via Hessian-free optimization", §5:
+    """The sparse initialisation of Martens 2010, §5:
     each output unit gets ``connections`` non-zero incoming weights drawn from
     N(0, std²) (all of them if it has fewer inputs); the rest are zero.
     """

@@ -1,8 +1,8 @@
 """K-FAC, the optimizer: natural-gradient steps through Kronecker-factored curvature.
 
 Martens & Grosse 2015, *Optimizing neural networks with Kronecker-factored
-approximate curvature*; Grosse & Martens 2016 (KFC, convolutions); Ba, Grosse &
-Martens 2017 (KL-clipping); George et al. 2018 (EKFAC). One step, for a batch
+approximate curvature*; Grosse & Martens 2016 (KFC, convolutions); Ba et al.
+2017 (KL-clipping); George et al. 2018 (EKFAC). One step, for a batch
 (X, y) whose gradient ∇L is already in the parameters' ``.grad``:
 
 1. **Statistics** (Martens & Grosse 2015, §5). The first n rows of the batch (``stats_fraction``,
@@ -11,8 +11,8 @@ Martens 2017 (KL-clipping); George et al. 2018 (EKFAC). One step, for a batch
    Fisher; the default), every output weighted by its probability ("true"),
    the data labels ("empirical" — the empirical Fisher, a different matrix;
    Kunstner et al. 2019) or the GGN ("ggn"). Each layer's A = E[ā āᵀ] and
-   G = E[g gᵀ] come from its caches (:func:`minikfac.curvature.factors.chunk_factor_sums`)
-   and enter exponential moving averages A ← εA + (1−ε)A_new, ε = min(1 − 1/k, ``factor_decay``).
+   G = E[g gᵀ] come from its caches, inside one ``statistics.one_pass`` block, and
+   enter (:func:`.kfac_state.with_statistics`) exponential moving averages A ← εA + (1−ε)A_new, ε = min(1 − 1/k, ``factor_decay``).
 2. **Inverses** (Martens & Grosse 2015, §8), every ``inverse_interval`` = T steps, and also as
    soon as λ has moved by more than a factor :data:`REFORM_FACTOR` since the
    last ones (after a refused step, say). Factored damping (the default) needs
@@ -463,7 +463,7 @@ class KFAC(Optimizer):
         if k % self.hyper["damping_interval"]:
             return None
         rho = quadratic_model.reduction_ratio(0.0, glob["actual_change"], glob["predicted_change"])
-        decay = (19 / 20) ** self.hyper["damping_interval"]
+        decay = quadratic_model.damping_decay(self.hyper["damping_interval"])
         new = quadratic_model.levenberg_marquardt(glob["damping"], rho, decay)
         glob["damping"] = min(max(new, self.hyper["min_damping"]), MAX_DAMPING)
         glob["actual_change"] = glob["predicted_change"] = 0.0

@@ -26,7 +26,7 @@ from minikfac import backend
 from minikfac.curvature import damping as damping_rules
 from minikfac.curvature import running_average
 from minikfac.curvature.ekfac import chunk_scaling_sums
-from minikfac.curvature.factors import factor_counts, layer_input_factor_sum
+from minikfac.curvature.factors import factor_counts, layer_input_factor_sum, outer_product_sum
 from minikfac.curvature.statistics import hessian_weighted
 from minikfac.curvature.linalg import psd_eigh
 from minikfac.curvature.params import block_shape, has_bias
@@ -84,7 +84,7 @@ def with_statistics(state, chunk, decay):
             checks.append(running_average.add_rows(entry, "G", grads, counts[1], decay))
         else:  # the GGN's G = Σ g (H g)ᵀ, not a Gram matrix: summed at once
             right = hessian_weighted(stats.grads, chunk.output_hessian).reshape(grads.shape)
-            checks.append(running_average.add_sum(entry, "G", grads.T @ right, counts[1], decay))
+            checks.append(running_average.add_sum(entry, "G", outer_product_sum(grads, right), counts[1], decay))
         entries.append(entry)
     # Each add returns a number that is finite only if what it stored is (running_average.py).
     return entries, xp.all(xp.isfinite(xp.stack(checks)))
@@ -111,7 +111,7 @@ def refresh(entries, damping, how):
         entry["a_eigs"], entry["U_A"] = psd_eigh(entry["A"])
         entry["g_eigs"], entry["U_G"] = psd_eigh(entry["G"])
         if how == "ekfac":
-            entry["scalings"] = entry["g_eigs"][:, None] * entry["a_eigs"][None, :]
+            entry["scalings"] = damping_rules.exact_denominator(entry["a_eigs"], entry["g_eigs"], 0.0)  # a_j g_i
     return True
 
 

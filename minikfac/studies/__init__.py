@@ -5,12 +5,12 @@ Grosse 2015's Figs. 2 and 3, how diagonal the factors are, and how well KFC's
 assumptions hold on real conv layers. These may time and log what they do;
 the mathematics they measure lives in ``curvature/``.
 
-=============================  =================================================
-:mod:`.approximation_errors`   :func:`compare`: errors, cosines, spectra, Monte-Carlo noise
-:mod:`.figure_data`            the matrices behind Figs. 2 and 3
-:mod:`.diagonality`            off-diagonal mass of A and G, the diagonal K-FAC
-:mod:`.kfc_assumptions`        KFC's three assumptions, measured stage by stage
-=============================  =================================================
+============================  ============================================================
+:mod:`.approximation_errors`  :func:`compare`: errors, cosines, spectra, Monte-Carlo noise
+:mod:`.figure_data`           the matrices behind Figs. 2 and 3
+:mod:`.diagonality`           off-diagonal mass of A and G, the diagonal K-FAC
+:mod:`.kfc_assumptions`       KFC's three assumptions, measured stage by stage
+============================  ============================================================
 """
 
 from minikfac.studies import kfc_assumptions

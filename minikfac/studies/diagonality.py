@@ -26,7 +26,8 @@ sync except the undamped solve's check).
 """
 
 from minikfac import backend
-from minikfac.curvature.linalg import check_damping, check_square
+from minikfac.curvature.damping import exact_denominator
+from minikfac.curvature.linalg import check_damping, check_square, is_zero
 
 
 def off_diagonal_mass(M):
@@ -78,7 +79,7 @@ def diagonal_kron_solve(A, G, X, damping=0.0):
     damping = check_damping(damping, "diagonal_kron_solve")
     backend.check_same_backend(A=A, G=G, X=X)
     xp = backend.get_array_module(A, G, X)
-    denominator = xp.diagonal(G)[:, None] * xp.diagonal(A)[None, :] + damping
-    if not backend.is_array(damping) and damping == 0 and not bool(xp.all(denominator > 0)):
+    denominator = exact_denominator(xp.diagonal(A), xp.diagonal(G), damping)  # G_ii A_jj + λ
+    if is_zero(damping) and not bool(xp.all(denominator > 0)):
         raise ValueError("diagonal_kron_solve: a diagonal product G_ii A_jj + λ is not positive; add damping")
     return X / denominator
