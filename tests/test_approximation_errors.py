@@ -15,7 +15,8 @@ import pytest
 
 import minikfac as mk
 from minikfac import backend, models, nn, plot
-from minikfac.studies.approximation_errors import compare, mc_fisher_errors
+from minikfac.studies.approximation_errors import compare
+from minikfac.studies.monte_carlo import mc_fisher_errors
 from minikfac.studies.figure_data import default_figure_layers, figure_matrices
 from minikfac.curvature.exact import fisher
 from minikfac.curvature.factors import kfac_factors
