@@ -19,7 +19,8 @@ it. Without parameters, a ``None`` dx gives ``None``.
 """
 
 from minikfac import backend
-from minikfac.nn.module import Module, check_grad_output, jvp_inputs
+from minikfac.nn.module import Module, check_grad_output
+from minikfac.nn.tangents import jvp_inputs
 
 
 class ReLU(Module):

@@ -53,11 +53,10 @@ from minikfac.nn.module import (
     Module,
     check_grad_output,
     check_input,
-    jvp_inputs,
     new_parameter,
     parameter_grads_enabled,
-    sum_tangents,
 )
+from minikfac.nn.tangents import jvp_inputs, sum_tangents
 
 
 def int_pair(value, name, minimum=None):

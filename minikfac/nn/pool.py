@@ -36,7 +36,8 @@ import numpy as np
 
 from minikfac import backend
 from minikfac.nn.conv import int_pair, output_size
-from minikfac.nn.module import Module, check_grad_output, jvp_inputs
+from minikfac.nn.module import Module, check_grad_output
+from minikfac.nn.tangents import jvp_inputs
 
 
 def _in_layout_of(array, like):
