@@ -1,7 +1,8 @@
 """Classroom exercises and their grader (``minikfac check``).
 
-The student files are ``tutorials/exercises/NN_name.py``; their functions raise
-``NotImplementedError("Exercise N.M: ...")`` until written. This package holds
+The student files are ``tutorials/exercises/NN_name.py`` (a wheel carries them
+as package data; ``minikfac check --copy DIR`` copies them out); their functions
+raise ``NotImplementedError("Exercise N.M: ...")`` until written. This package holds
 the list of exercises (:mod:`.registry`), each exercise's randomised checks
 (``checks_*.py``: the expected results come from the library itself, never from
 stored answers) and the grader (:mod:`.grader`)::
