@@ -6,8 +6,12 @@ run resumed from a checkpoint continues exactly, bit for bit, as the
 uninterrupted run (:func:`minikfac.jobs.train.fit`).
 """
 
+import contextlib
 import json
 import os
+import tempfile
+import zipfile
+import zlib
 
 import numpy as np
 
@@ -77,11 +81,18 @@ def save(path, net, optimizer, epoch, step, history, args, extra=None):
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    temporary = path + ".partial"
-    # Write then rename, so an interrupted save never leaves a truncated checkpoint behind.
-    with open(temporary, "wb") as f:
-        np.savez(f, **arrays)
-    os.replace(temporary, path)
+    # A temporary file of this save's own in the target folder, then an atomic rename: an interrupted
+    # save never leaves a truncated checkpoint, and runs saving to the same path at once never share a
+    # temporary file (the last complete save wins). A failed save removes its temporary file.
+    handle, temporary = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".partial", dir=folder)
+    try:
+        with os.fdopen(handle, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(temporary)
+        raise
     return path
 
 
@@ -91,7 +102,8 @@ def load(path):
     Keys: ``model`` (dict name -> NumPy array, network order), ``optimizer``
     (the optimizer's state_dict), ``epoch``, ``step``, ``history``, ``args``,
     ``extra``, ``format``. Raises ``FileNotFoundError`` for a missing file and
-    ``ValueError`` for a file that is not a minikfac checkpoint.
+    ``ValueError`` for any other file that is not a whole minikfac checkpoint
+    (truncated, corrupted, empty, another format).
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -100,10 +112,15 @@ def load(path):
         with np.load(path, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
         document = json.loads(str(arrays.pop("checkpoint")))
-    except (KeyError, ValueError, OSError) as err:
-        raise ValueError(f"{path!r} is not a minikfac checkpoint ({err})") from None
-    if document.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path!r} has format {document.get('format')!r}, expected {CHECKPOINT_FORMAT!r}")
-    for key in ("model", "optimizer"):
-        document[key] = _decode(document[key], arrays)
+        if not isinstance(document, dict):
+            raise ValueError(f"its document is a {type(document).__name__}, not a dict")
+        if document.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"{path!r} has format {document.get('format')!r}, expected {CHECKPOINT_FORMAT!r}")
+        for key in ("model", "optimizer"):
+            document[key] = _decode(document[key], arrays)
+    except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+        # A truncated, bit-flipped, empty or foreign file: whatever NumPy, zipfile or json said, one kind of error.
+        if isinstance(err, ValueError) and str(err).startswith(repr(path)):
+            raise
+        raise ValueError(f"{path!r} is not a minikfac checkpoint, or not a whole one ({type(err).__name__}: {err})") from None
     return document

@@ -55,7 +55,11 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     # Errors show the sub-command's usage, so the handler gets that command's parser.
-    return args.handler(args.command_parser, args)
+    try:
+        return args.handler(args.command_parser, args)
+    except KeyboardInterrupt:
+        print(f"\nminikfac {args.command}: interrupted (a checkpoint written before stays whole)", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

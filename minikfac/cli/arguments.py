@@ -8,7 +8,6 @@ library (:class:`minikfac.jobs.train.RunArgumentError`) can name flags.
 """
 
 import argparse
-import json
 import os
 
 from minikfac import models, training
@@ -153,12 +152,32 @@ def add_kfac_options(train):
                            f"(default: {default_of('preconditioner')})")
 
 
-def write_json(report, path):
-    """Write ``report`` to ``path`` as indented JSON (folders created); returns ``path``."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(report, f, indent=1)
-        f.write("\n")
+def _nearest_existing(path):
+    """The path itself if it exists, else its nearest existing parent folder."""
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
     return path
+
+
+def check_output(parser, flag, path, folder=False):
+    """Before any work: exit 2 with one line unless ``path`` can be written as a file (or, with
+    ``folder``, created or written as a folder). None (the option not given) passes."""
+    if path is None:
+        return
+    existing = _nearest_existing(path)
+    target_exists = existing == os.path.abspath(path)
+    if target_exists and folder and not os.path.isdir(path):
+        parser.error(f"{flag}: {path!r} is a file; expected a folder to write into")
+    if target_exists and not folder and os.path.isdir(path):
+        parser.error(f"{flag}: {path!r} is a folder; expected the path of a file")
+    where = existing if (target_exists and folder) or not target_exists else os.path.dirname(existing)
+    if not os.path.isdir(where):
+        parser.error(f"{flag}: cannot create {path!r}: {where!r} is a file, not a folder")
+    if not os.access(where, os.W_OK | os.X_OK) or (target_exists and not os.access(path, os.W_OK)):
+        parser.error(f"{flag}: cannot write {path!r}: {'it' if target_exists else repr(where)} is not writable")
 
 

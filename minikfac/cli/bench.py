@@ -4,7 +4,8 @@ import argparse
 import os
 
 from minikfac import backend
-from minikfac.cli.arguments import BACKENDS, int_list, nonnegative_int, positive_int, problem_list, write_json
+from minikfac.cli.arguments import BACKENDS, check_output, int_list, nonnegative_int, positive_int, problem_list
+from minikfac.jobs.output import write_json
 
 
 def add(commands):
@@ -44,6 +45,8 @@ def handle(parser, args):
     from minikfac import plot
     from minikfac.jobs import race
 
+    check_output(parser, "--json", args.json)
+    check_output(parser, "--out", args.out, folder=True)
     try:
         backend.module_of(args.backend)
     except RuntimeError as err:  # e.g. cupy without a GPU: the message says how to fix it

@@ -1,6 +1,7 @@
 """``minikfac compare``: the exact Fisher next to K-FAC and its rivals (:mod:`minikfac.jobs.compare`)."""
 
-from minikfac.cli.arguments import BACKENDS, CLASSIFIERS, DATASETS, int_list, nonnegative_int, positive_float, positive_int, write_json
+from minikfac.cli.arguments import BACKENDS, CLASSIFIERS, DATASETS, check_output, int_list, nonnegative_int, positive_float, positive_int
+from minikfac.jobs.output import write_json
 
 
 def add(commands):
@@ -54,6 +55,8 @@ def add(commands):
 def handle(parser, args):
     from minikfac.jobs import compare
 
+    check_output(parser, "--json", args.json)
+    check_output(parser, "--out", args.out, folder=True)
     options = compare.settings(**{key: value for key, value in vars(args).items() if key in compare.DEFAULTS})
     print("minikfac compare: ", end="")
     try:

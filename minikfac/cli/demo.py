@@ -1,6 +1,7 @@
 """``minikfac demo``: the main job (:mod:`minikfac.jobs.demo`)."""
 
-from minikfac.cli.arguments import nonnegative_int, write_json
+from minikfac.cli.arguments import check_output, nonnegative_int
+from minikfac.jobs.output import write_json
 
 
 def add(commands):
@@ -24,6 +25,8 @@ def add(commands):
 def handle(parser, args):
     from minikfac.jobs import demo
 
+    check_output(parser, "--json", args.json)
+    check_output(parser, "--out", args.out, folder=True)
     quiet = args.no_progress
     print("minikfac demo: exact Fisher vs K-FAC, then a short race of K-FAC against Adam"
           + (" (quick)" if args.quick else ""))

@@ -1,6 +1,8 @@
 """``minikfac train``: one experiment from names (:func:`minikfac.jobs.train.fit`), and its summary."""
 
+import math
 import os
+import sys
 
 from minikfac import training
 from minikfac.cli.arguments import (
@@ -9,6 +11,7 @@ from minikfac.cli.arguments import (
     DTYPES,
     MODELS,
     add_kfac_options,
+    check_output,
     default_of,
     flag_of,
     nonnegative_float,
@@ -16,8 +19,8 @@ from minikfac.cli.arguments import (
     positive_float,
     positive_int,
     unit_float,
-    write_json,
 )
+from minikfac.jobs.output import write_json
 from minikfac.jobs import train as train_job
 
 
@@ -133,6 +136,9 @@ def summary(report, written=()):
 
 
 def handle(parser, args):
+    check_output(parser, "--json", args.json)
+    check_output(parser, "--save", args.save)
+    check_output(parser, "--out", args.out, folder=True)
     run_args = {key: getattr(args, key) for key in train_job.DEFAULTS}
     quiet = args.no_progress
     result = _fit(parser, run_args, resume=args.resume, save=args.save, progress=not quiet,
@@ -142,6 +148,10 @@ def handle(parser, args):
     if args.save:
         written.append(args.save)
     print(summary(report, written))
+    if not all(math.isfinite(report[key]) for key in ("train_loss", "test_loss") if report[key] is not None):
+        print("minikfac train: the loss is not finite: the run diverged (the JSON report writes null for "
+              "the non-finite numbers)", file=sys.stderr)
+        return 1
     return 0
 
 

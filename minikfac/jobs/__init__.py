@@ -13,6 +13,6 @@ Jobs may time, log and write files; only jobs and the command line draw
 figures (:mod:`minikfac.plot`, imported when a figure is asked for).
 """
 
-from minikfac.jobs import compare, demo, race, race_tracks, step_cost, train
+from minikfac.jobs import compare, demo, output, race, race_tracks, step_cost, train
 
-__all__ = ["compare", "demo", "race", "race_tracks", "step_cost", "train"]
+__all__ = ["compare", "demo", "output", "race", "race_tracks", "step_cost", "train"]

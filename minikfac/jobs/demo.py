@@ -26,7 +26,6 @@ suite; its numbers mean nothing.
 """
 
 import dataclasses
-import json
 import os
 import platform
 import time
@@ -35,6 +34,7 @@ import numpy as np
 
 from minikfac import __version__, threads
 from minikfac.jobs import compare, race, race_tracks
+from minikfac.jobs.output import write_json
 
 #: The race's contenders and problems. Every run stops at the target: the time to it is what the
 #: demo shows. On the autoencoder Adam runs only its best learning rate of the race's three
@@ -100,9 +100,7 @@ def run(out="report", seed=0, quick=False, progress=True, log=print):
     report["summary"] = os.path.join(out, "summary.md")
     with open(report["summary"], "w", encoding="utf-8") as f:
         f.write(markdown(report, compared.table(), race.table(race_report)))
-    with open(os.path.join(out, "summary.json"), "w", encoding="utf-8") as f:
-        json.dump(report, f, indent=1)
-        f.write("\n")
+    write_json(report, os.path.join(out, "summary.json"))
     return report
 
 

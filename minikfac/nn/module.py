@@ -262,20 +262,28 @@ class Module:
         """Copy arrays from ``state`` (as made by :meth:`state_dict`) into the parameters.
 
         The arrays move to each parameter's backend and dtype. Missing or
-        unexpected names and wrong shapes raise ``ValueError`` before anything
-        is changed.
+        unexpected names, wrong shapes and dtypes that are not real numbers
+        (strings, objects, complex) raise ``ValueError`` before anything is
+        changed: all or nothing.
         """
         params = OrderedDict(self.named_parameters())
         missing = [k for k in params if k not in state]
         unexpected = [k for k in state if k not in params]
         if missing or unexpected:
             raise ValueError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
-        for name, p in params.items():
-            got = tuple(np.shape(state[name])) if backend.backend_of(state[name]) is None else tuple(state[name].shape)
+        converted = {}
+        for name, p in params.items():  # everything is checked and converted before anything changes
+            value = state[name]
+            got = tuple(np.shape(value)) if backend.backend_of(value) is None else tuple(value.shape)
             if got != p.shape:
                 raise ValueError(f"load_state_dict: {name} has shape {got}, expected {p.shape}")
+            dtype = np.dtype(value.dtype) if hasattr(value, "dtype") else np.asarray(value).dtype
+            if dtype.kind not in "fiu":
+                raise ValueError(f"load_state_dict: {name} has dtype {dtype}, expected real numbers "
+                                 f"(stored as {p.data.dtype})")
+            converted[name] = backend.asarray(value, backend=backend.backend_of(p.data), dtype=p.data.dtype)
         for name, p in params.items():
-            p.data = backend.asarray(state[name], backend=backend.backend_of(p.data), dtype=p.data.dtype)
+            p.data = converted[name]
             p.grad = None
         return self
 

@@ -1,0 +1,185 @@
+"""Faults: nothing lost and nothing silent when saves collide, files are damaged, paths are wrong,
+runs diverge or are interrupted. Every scenario is bounded in time and stays on this machine."""
+
+import json
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from minikfac import checkpoint, cli, models, nn, optim
+from minikfac.jobs import train as train_job
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _net_and_optimizer():
+    nn.init.manual_seed(0)
+    net = models.mlp(4, 3, hidden=(5,))
+    return net, optim.SGD(net.parameters(), lr=0.1)
+
+
+def _save(path, epoch):
+    net, opt = _net_and_optimizer()
+    return checkpoint.save(path, net, opt, epoch=epoch, step=epoch, history=[], args={"epoch": epoch})
+
+
+# --------------------------------------------------------------------------- #
+# Checkpoints
+# --------------------------------------------------------------------------- #
+def _save_many(path, epoch, count):
+    for _ in range(count):
+        _save(path, epoch)
+
+
+def test_concurrent_writers_leave_one_whole_checkpoint_and_no_litter(tmp_path):
+    path = str(tmp_path / "run.npz")
+    context = multiprocessing.get_context("fork")
+    writers = [context.Process(target=_save_many, args=(path, epoch, 25)) for epoch in (1, 2, 3)]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(timeout=60)
+        assert writer.exitcode == 0  # before: BadZipFile or a missing '.partial' in one of them
+    assert checkpoint.load(path)["epoch"] in (1, 2, 3)  # the last complete save wins
+    assert sorted(os.listdir(tmp_path)) == ["run.npz"]
+
+
+def _die_during_save(path):
+    def savez(f, **arrays):
+        f.write(b"PK\x03\x04 half a zip file")
+        f.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+    np.savez = savez
+    _save(path, 2)
+
+
+def test_a_kill_during_a_save_keeps_the_previous_checkpoint(tmp_path):
+    path = str(tmp_path / "run.npz")
+    _save(path, 1)
+    child = multiprocessing.get_context("fork").Process(target=_die_during_save, args=(path,))
+    child.start()
+    child.join(timeout=60)
+    assert child.exitcode == -signal.SIGKILL
+    assert checkpoint.load(path)["epoch"] == 1
+
+
+def test_a_failed_save_leaves_the_previous_checkpoint_and_no_litter(tmp_path, monkeypatch):
+    path = str(tmp_path / "run.npz")
+    _save(path, 1)
+
+    def full_disk(f, **arrays):
+        f.write(b"PK")
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(np, "savez", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        _save(path, 2)
+    assert checkpoint.load(path)["epoch"] == 1
+    assert sorted(os.listdir(tmp_path)) == ["run.npz"]
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "bit flip", "text", "zip of nothing"])
+def test_damaged_checkpoints_raise_one_clear_value_error(tmp_path, damage):
+    path = str(tmp_path / "run.npz")
+    _save(path, 1)
+    data = open(path, "rb").read()
+    if damage == "empty":
+        data = b""
+    elif damage == "truncated":
+        data = data[: len(data) // 2]
+    elif damage == "bit flip":
+        middle = len(data) // 2
+        data = data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1:]
+    elif damage == "text":
+        data = b"this is not a checkpoint\n"
+    else:
+        np.savez(path)
+        data = open(path, "rb").read()
+    with open(path, "wb") as f:
+        f.write(data)
+    with pytest.raises(ValueError, match="not a minikfac checkpoint"):
+        checkpoint.load(path)
+
+
+# --------------------------------------------------------------------------- #
+# Loading state: all or nothing
+# --------------------------------------------------------------------------- #
+@pytest.mark.parametrize("bad", [np.array([["a"] * 4] * 5), np.ones((5, 4), dtype=complex), np.ones((5, 4), dtype=object)])
+def test_module_load_state_dict_is_all_or_nothing(bad):
+    net, _ = _net_and_optimizer()
+    before = {name: p.data.copy() for name, p in net.named_parameters()}
+    state = {name: p.data + 1 for name, p in net.named_parameters()}
+    last = list(state)[-1]
+    state[last] = bad if bad.shape == state[last].shape else bad.reshape(-1)[: state[last].size].reshape(
+        state[last].shape)
+    with pytest.raises(ValueError, match=f"{last} has dtype"):
+        net.load_state_dict(state)
+    assert all(np.array_equal(p.data, before[name]) for name, p in net.named_parameters())
+
+
+# --------------------------------------------------------------------------- #
+# The command line: paths checked before any work, strict JSON, diverged runs, Ctrl-C
+# --------------------------------------------------------------------------- #
+@pytest.mark.parametrize("args, message", [
+    (["--json", "{folder}"], "--json: '{folder}' is a folder; expected the path of a file"),
+    (["--save", "{folder}"], "--save: '{folder}' is a folder"),
+    (["--out", "{file}"], "--out: '{file}' is a file; expected a folder"),
+    (["--json", "{file}/report.json"], "is a file, not a folder"),
+])
+def test_output_paths_are_refused_before_any_work(tmp_path, capsys, monkeypatch, args, message):
+    folder, file = tmp_path / "folder", tmp_path / "file.txt"
+    folder.mkdir()
+    file.write_text("x")
+    monkeypatch.setattr(train_job, "fit", lambda **kwargs: pytest.fail("trained before checking the paths"))
+    args = [a.format(folder=folder, file=file) for a in args]
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["train", "--no-progress"] + args)
+    assert exit_.value.code == 2
+    assert message.format(folder=folder, file=file) in capsys.readouterr().err
+
+
+def test_a_diverged_run_exits_1_and_writes_strict_json(tmp_path, capsys):
+    report = tmp_path / "report.json"
+    status = cli.main(["train", "--optimizer", "sgd", "--lr", "1e30", "--epochs", "1", "--train-examples", "64",
+                       "--no-progress", "--json", str(report)])
+    assert status == 1
+    assert "diverged" in capsys.readouterr().err
+
+    def refuse(token):
+        raise AssertionError(f"non-strict JSON token {token}")
+    loaded = json.loads(report.read_text(), parse_constant=refuse)
+    assert loaded["train_loss"] is None
+
+
+def test_ctrl_c_ends_a_command_with_one_line_and_status_130(capsys, monkeypatch):
+    def interrupted(**kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(train_job, "fit", interrupted)
+    assert cli.main(["train", "--no-progress"]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_sigint_during_training_keeps_the_checkpoint_and_exits_130(tmp_path):
+    save = tmp_path / "run.npz"
+    process = subprocess.Popen([sys.executable, "-m", "minikfac", "train", "--epochs", "200", "--batch-size", "64",
+                                "--no-progress", "--save", str(save)], cwd=ROOT, stderr=subprocess.PIPE,
+                               stdout=subprocess.DEVNULL, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not save.exists() and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.05)
+        assert save.exists(), "no checkpoint within 60 s"
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130
+    assert "interrupted" in err and "Traceback" not in err
+    assert checkpoint.load(save)["epoch"] >= 1
