@@ -183,3 +183,39 @@ def test_sigint_during_training_keeps_the_checkpoint_and_exits_130(tmp_path):
     assert process.returncode == 130
     assert "interrupted" in err and "Traceback" not in err
     assert checkpoint.load(save)["epoch"] >= 1
+
+
+# --------------------------------------------------------------------------- #
+# Dense curvature matrices: a memory guard before anything is allocated
+# --------------------------------------------------------------------------- #
+def test_dense_curvature_is_refused_above_the_limit_before_allocating(monkeypatch):
+    from minikfac import curvature
+    from minikfac.curvature import linalg
+
+    nn.init.manual_seed(0)
+    net = models.mlp(20, 5, hidden=(30,))  # P = 20·30 + 30 + 30·5 + 5 = 785
+    X, y = np.random.default_rng(0).normal(size=(8, 20)), np.arange(8) % 5
+    loss_fn = nn.CrossEntropyLoss()
+    P = curvature.flatten(net).shape[0]
+    monkeypatch.setattr(linalg, "MAX_DENSE_BYTES", 8 * P * P - 1)  # one byte short of F in float64
+    for name, call in [("fisher", lambda: curvature.fisher(net, loss_fn, X)),
+                       ("fisher", lambda: curvature.fisher(net, loss_fn, X, y=y, kind="empirical")),
+                       ("kfac_dense", lambda: curvature.kfac_dense_from_net(net, loss_fn, X)),
+                       ("block_diagonal", lambda: curvature.KFACBlockDiagonal.from_net(net, loss_fn, X).to_dense())]:
+        with pytest.raises(ValueError, match=rf"{name}: the dense result .* would take .* GiB, above the limit"):
+            call()
+    monkeypatch.setattr(linalg, "MAX_DENSE_BYTES", 8 * P * P)  # exactly F: allowed
+    assert curvature.fisher(net, loss_fn, X).shape == (P, P)
+    with pytest.raises(ValueError, match="KroneckerFactors.to_dense"):
+        monkeypatch.setattr(linalg, "MAX_DENSE_BYTES", 100)
+        curvature.KroneckerFactors(np.eye(4), np.eye(4)).to_dense()
+
+
+def test_a_huge_net_is_refused_at_once_not_after_asking_for_hundreds_of_gib():
+    from minikfac import curvature
+
+    nn.init.manual_seed(0)
+    net = models.mlp(784, 10, hidden=(256,))  # P ≈ 200k: F would take ≈ 300 GiB
+    X = np.zeros((2, 784))
+    with pytest.raises(ValueError, match="would take 3.*GiB"):  # not a MemoryError, nor the machine's memory
+        curvature.fisher(net, nn.CrossEntropyLoss(), X)

@@ -32,7 +32,8 @@ of Adam-like methods). Arrays stay on the backend they were given on.
 
 from minikfac import backend
 from minikfac.curvature.exact import fisher, fisher_blocks, fisher_diagonal
-from minikfac.curvature.linalg import SymmetricEigen, check_damping, check_invertible, check_square, is_zero
+from minikfac.curvature.linalg import (SymmetricEigen, check_damping, check_dense_size, check_invertible, check_square,
+                                       is_zero)
 from minikfac.curvature.params import layer_slices, slices_of
 
 # --------------------------------------------------------------------------- #
@@ -66,6 +67,7 @@ def block_diagonal(blocks, slices):
     """The dense (P, P) matrix with ``blocks[i]`` (P_i, P_i) at ``slices[i]`` and zeros elsewhere."""
     xp = backend.get_array_module(blocks[0])
     size = slices[-1].stop
+    check_dense_size((size, size), blocks[0].dtype, "block_diagonal")
     dense = xp.zeros((size, size), dtype=blocks[0].dtype)
     for s, block in zip(slices, blocks):
         dense[s, s] = block
@@ -233,6 +235,7 @@ class ExactDiagonal(Approximation):
         return v / (values if v.ndim == 1 else values[:, None])
 
     def to_dense(self):
+        check_dense_size((self.size, self.size), self.diagonal.dtype, "ExactDiagonal.to_dense")
         return backend.get_array_module(self.diagonal).diag(self.diagonal)
 
     def block(self, i):

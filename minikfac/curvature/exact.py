@@ -43,6 +43,7 @@ import numpy as np
 
 from minikfac import backend
 from minikfac.curvature import statistics
+from minikfac.curvature.linalg import check_dense_size
 from minikfac.curvature.params import layer_slices, parametrised_layers
 from minikfac.nn.linear import Linear
 
@@ -276,12 +277,13 @@ def fisher(net, loss_fn, X, y=None, kind="true", samples=1, seed=0, chunk_size=N
     layers = parametrised_layers(net)
     slices = layer_slices(net)
     method = _choose_method(method, layers, kind, samples)
+    size = slices[-1].stop
+    check_dense_size((size, size), _result_dtype(net, X), "fisher")
     if method == "rows":
         chunk_size = _rows_chunk_size(net, layers, X, kind, samples, chunk_size)
         return _fisher_rows(net, loss_fn, X, y, kind, samples, seed, chunk_size, slices)
     chunk_size = _kronecker_chunk_size(X, slices[-1].stop, chunk_size)
     chunks = statistics.chunks(net, loss_fn, X, y, kind, samples, seed, chunk_size)
-    size = slices[-1].stop
     matrix = backend.get_array_module(X).zeros((size, size), dtype=_result_dtype(net, X))
     # The blocks on and above the diagonal; the lower triangle is their mirror image.
     pairs = [(i, j) for i in range(len(slices)) for j in range(i, len(slices))]
@@ -319,6 +321,7 @@ def fisher_blocks(net, loss_fn, X, y=None, kind="true", samples=1, seed=0, chunk
     slices = layer_slices(net)
     method = _choose_method(method, layers, kind, samples)
     xp = backend.get_array_module(X)
+    check_dense_size([(s.stop - s.start,) * 2 for s in slices], _result_dtype(net, X), "fisher_blocks")
     if method == "kronecker":
         chunks = statistics.chunks(net, loss_fn, X, y, kind, samples, seed,
                                  _kronecker_chunk_size(X, slices[-1].stop, chunk_size))

@@ -37,6 +37,7 @@ every block of Martens & Grosse's F̃ (§3, Fig. 2): F̃_ij = A_ij ⊗ G_ij.
 from minikfac import backend
 from minikfac.curvature import statistics
 from minikfac.curvature.statistics import hessian_weighted
+from minikfac.curvature.linalg import check_dense_size
 from minikfac.curvature.params import has_bias, layer_slices, parametrised_layers, slices_of
 from minikfac.nn.conv import Conv2d, columns_of
 
@@ -261,6 +262,7 @@ def kfac_dense(cross_factors, slices=None):
     first = next(iter(cross_factors.values()))[0]
     xp = backend.get_array_module(first)
     size = slices[-1].stop
+    check_dense_size((size, size), first.dtype, "kfac_dense")
     dense = xp.zeros((size, size), dtype=first.dtype)
     for (i, j), (A, G) in cross_factors.items():
         if not 0 <= i <= j < len(slices):

@@ -44,7 +44,7 @@ from minikfac.curvature.approximation import Approximation, check_slices
 from minikfac.curvature.damping import eigenbasis_solve, factored_pi, factored_shifts, layer_pis
 from minikfac.curvature.factors import kfac_cross_factors
 from minikfac.curvature.kron import KroneckerFactors, unvec, vec
-from minikfac.curvature.linalg import SymmetricEigen, check_damping, check_invertible, is_zero
+from minikfac.curvature.linalg import SymmetricEigen, check_damping, check_dense_size, check_invertible, is_zero
 from minikfac.curvature.params import layer_slices, slices_of
 
 
@@ -236,6 +236,7 @@ class KFACTridiagonal(Approximation):
         """F̂ (P, P): blocks F̂_ij = kron((Ψ^A_i ⋯ Ψ^A_{j-1}) A_jj, (Ψ^G_i ⋯ Ψ^G_{j-1}) G_jj), i <= j."""
         model = self.model(damping, pi)
         xp = backend.get_array_module(model.A[0])
+        check_dense_size((self.size, self.size), self.dtype, "KFACTridiagonal.to_dense")
         dense = xp.zeros((self.size, self.size), dtype=self.dtype)
         for i, rows in enumerate(self.slices):
             chain_A = xp.eye(model.A[i].shape[0], dtype=self.dtype)
@@ -254,6 +255,7 @@ class KFACTridiagonal(Approximation):
         """(Ξ, Λ), both dense (P, P), with F̂⁻¹ = Ξᵀ Λ Ξ (Martens & Grosse 2015, §4.3)."""
         model = self.model(damping, pi)
         xp = backend.get_array_module(model.A[0])
+        check_dense_size([(self.size, self.size)] * 2, self.dtype, "KFACTridiagonal.ggm_factors")
         xi = xp.eye(self.size, dtype=self.dtype)
         lam = xp.zeros((self.size, self.size), dtype=self.dtype)
         for i, c in enumerate(model.conditionals):

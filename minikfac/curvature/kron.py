@@ -40,7 +40,8 @@ from typing import NamedTuple
 
 from minikfac import backend
 from minikfac.curvature import damping as damping_rules
-from minikfac.curvature.linalg import check_damping, check_invertible, check_square, inverse_from_eigen, is_zero, psd_eigh
+from minikfac.curvature.linalg import (check_damping, check_dense_size, check_invertible, check_square,
+                                       inverse_from_eigen, is_zero, psd_eigh)
 
 
 def vec(matrix):
@@ -121,6 +122,8 @@ def kron_eigenvectors(U_A, U_G):
     Column j·m + i is kron(U_A[:, j], U_G[:, i]) = vec(U_G[:, i] U_A[:, j]ᵀ), and
     (A ⊗ G) vec(u_g u_aᵀ) = vec(G u_g u_aᵀ Aᵀ) = a_j g_i vec(u_g u_aᵀ).
     """
+    size = U_A.shape[0] * U_G.shape[0]
+    check_dense_size((size, size), U_A.dtype, "kron_eigenvectors")
     return backend.get_array_module(U_A, U_G).kron(U_A, U_G)
 
 
@@ -192,6 +195,7 @@ class KroneckerFactors:
 
     def to_dense(self):
         """The dense (m·n, m·n) matrix kron(A, G), for comparisons and small cases."""
+        check_dense_size(self.shape, self.A.dtype, "KroneckerFactors.to_dense")
         return backend.get_array_module(self.A).kron(self.A, self.G)
 
     def matvec(self, X):

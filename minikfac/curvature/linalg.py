@@ -12,12 +12,34 @@ needed again and again, and each has one home here:
 - :func:`damped_inverse`, (S + shift·I)⁻¹ through a Cholesky factorisation.
 
 And the two argument checks every solve starts with: :func:`check_square`
-and :func:`check_damping`.
+and :func:`check_damping`; and the memory guard every dense curvature matrix
+passes before it is allocated, :func:`check_dense_size`.
 """
 
+import math
+
+import numpy as np
 import scipy.linalg
 
 from minikfac import backend, threads
+
+#: The largest dense curvature matrix, in bytes, that a function here allocates (4 GiB). The exact
+#: Fisher of P parameters takes 8·P² bytes in float64: 4 GiB is P ≈ 23,000. Raise it knowingly:
+#: ``minikfac.curvature.linalg.MAX_DENSE_BYTES = 16 * 2**30``.
+MAX_DENSE_BYTES = 4 * 2**30
+
+
+def check_dense_size(shapes, dtype, caller):
+    """ValueError, before anything is allocated, if dense arrays of ``shapes`` (one shape, or a list of
+    them) in ``dtype`` would take more than :data:`MAX_DENSE_BYTES`; the message names both sizes."""
+    shapes = [shapes] if shapes and isinstance(shapes[0], int) else list(shapes)
+    total = sum(math.prod(int(d) for d in shape) for shape in shapes) * np.dtype(dtype).itemsize
+    if total > MAX_DENSE_BYTES:
+        what = " x ".join(map(str, shapes[0])) if len(shapes) == 1 else f"{len(shapes)} blocks"
+        raise ValueError(f"{caller}: the dense result ({what}, {np.dtype(dtype).name}) would take "
+                         f"{total / 2**30:.3g} GiB, above the limit of {MAX_DENSE_BYTES / 2**30:.3g} GiB "
+                         "(minikfac.curvature.linalg.MAX_DENSE_BYTES); use fewer parameters, the factored "
+                         "forms (matvec, solve, fisher_vector_product), or raise the limit knowingly")
 
 
 def check_square(name, matrix, caller):
