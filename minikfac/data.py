@@ -325,7 +325,12 @@ class DataLoader:
         if X.ndim == 0 or y.ndim == 0 or len(X) != len(y):
             raise ValueError(f"X and y must have the same length N, got X of shape "
                              f"{tuple(X.shape)} and y of shape {tuple(y.shape)}")
+        for name, array in (("X", X), ("y", y)):
+            if np.dtype(array.dtype).kind not in "biuf":
+                raise TypeError(f"DataLoader: {name} has dtype {array.dtype}; expected real numbers (integer class "
+                                "labels, or float inputs and targets)")
         self.batch_size = _check_count(batch_size, "batch_size")
+
         self.seed = _check_count(seed, "seed", minimum=0)
         self.shuffle, self.drop_last = bool(shuffle), bool(drop_last)
         self.backend = backend or get_backend()

@@ -129,6 +129,9 @@ def train(net, loss_fn, optimizer, loader, epochs, history=None, progress=True, 
 
     Returns ``history``.
     """
+    if len(loader) == 0:
+        raise ValueError(f"train: the loader gives no batch ({loader.num_examples} examples, batch_size="
+                         f"{loader.batch_size}, drop_last={loader.drop_last}); use a smaller batch_size")
     history = [] if history is None else history
     step = history[-1]["step"] if history else 0
     clock = history[-1]["wall_time"] if history else 0.0
@@ -202,6 +205,8 @@ def evaluate(net, loss_fn, X, y, batch_size=500):
     the squared reconstruction error per image that Martens & Grosse 2015
     plot.
     """
+    if len(X) == 0:
+        raise ValueError(f"evaluate: X has no examples (shape {tuple(X.shape)}); expected (N, ...) with N >= 1")
     params = net.parameters()
     # The data goes where the net lives, in its dtype (the current backend for a net without parameters).
     where = backend.backend_of(params[0].data) if params else backend.get_backend()

@@ -41,7 +41,7 @@ from typing import NamedTuple
 from minikfac import backend
 from minikfac.curvature import damping as damping_rules
 from minikfac.curvature.linalg import (check_damping, check_dense_size, check_invertible, check_square,
-                                       inverse_from_eigen, is_zero, psd_eigh)
+                                       check_symmetric, inverse_from_eigen, is_zero, psd_eigh)
 
 
 def vec(matrix):
@@ -180,6 +180,8 @@ class KroneckerFactors:
     def eigen(self):
         """The cached :class:`KroneckerEigen` of A and G (computed once, :func:`psd_eigh`)."""
         if self._eigen is None:
+            check_symmetric("A", self.A, "KroneckerFactors")
+            check_symmetric("G", self.G, "KroneckerFactors")
             self._eigen = KroneckerEigen(*psd_eigh(self.A), *psd_eigh(self.G))
         return self._eigen
 

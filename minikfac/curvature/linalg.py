@@ -49,6 +49,22 @@ def check_square(name, matrix, caller):
         raise ValueError(f"{caller}: {name} must be a square matrix (k, k), got {got}")
 
 
+def check_symmetric(name, matrix, caller):
+    """ValueError unless the square ``matrix`` is symmetric up to rounding (max |S − Sᵀ| <= √eps · max |S|).
+
+    Solves through ``eigh`` read one triangle and would silently solve with
+    another matrix. Reads one number back from the device.
+    """
+    xp = backend.get_array_module(matrix)
+    largest = xp.max(xp.abs(matrix))
+    asymmetry = xp.max(xp.abs(matrix - matrix.T))
+    tolerance = largest * float(np.sqrt(np.finfo(matrix.dtype).eps))
+    if bool(asymmetry > tolerance):
+        raise ValueError(f"{caller}: {name} is not symmetric (max |{name} − {name}ᵀ| = {float(asymmetry):.3g}, "
+                         f"above {float(tolerance):.3g}); the solve goes through its eigendecomposition, which "
+                         "needs the symmetric PSD factors of K-FAC")
+
+
 def check_damping(damping, caller):
     """A Python/NumPy number >= 0, or a 0-d backend array (taken as given: no sync)."""
     if backend.is_array(damping):

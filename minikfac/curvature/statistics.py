@@ -93,7 +93,9 @@ def check_kind(kind, allowed=KINDS):
 
 def number_of_cotangents(kind, d_out, samples=1):
     """K, the cotangents per example, for ``kind`` and an output of size D_out."""
-    return {"true": d_out, "ggn": d_out, "mc": samples, "empirical": 1}[check_kind(kind)]
+    if check_kind(kind) == "mc" and not _is_positive_int(samples):
+        raise ValueError(f"samples must be a positive int for kind='mc', got {samples!r}")
+    return {"true": d_out, "ggn": d_out, "mc": samples, "empirical": 1}[kind]
 
 
 def cotangents(loss_fn, out, kind, y=None, samples=1, rng=None):

@@ -153,6 +153,8 @@ def resolve_args(args, saved=None):
     for key, default in DEFAULTS.items():
         value = args.get(key)
         resolved[key] = value if value is not None else saved.get(key, default)
+        if isinstance(resolved[key], np.generic):  # np.int64(3) -> 3: the report and checkpoints are JSON
+            resolved[key] = resolved[key].item()
     name = resolved["optimizer"]
     if name != "kfac":
         check_run_args(resolved)
@@ -249,6 +251,8 @@ def fit(resume=None, save=None, progress=True, log=print, eval_every_epoch=True,
             hyper = dict(optimizer.hyper)
             optimizer.load_state_dict(saved["optimizer"])
             optimizer.hyper = hyper
+            if run["optimizer"] == "kfac" and args.get("damping") is not None:
+                optimizer.damping = args["damping"]  # a λ given on resuming replaces the run's adapted one
             loader.epoch = saved["epoch"]
             history, evaluations = saved["history"], saved["extra"].get("evaluations", [])
 

@@ -65,9 +65,13 @@ def int_pair(value, name, minimum=None):
     ValueError naming ``name`` otherwise. Kernel sizes, strides and paddings
     use it, and so do the factor shapes of :mod:`minikfac.curvature.nearest_kronecker`.
     """
-    pair = (value, value) if isinstance(value, int) else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, int) and (minimum is None or v >= minimum) for v in pair):
-        kind = "an int" if minimum is None else "a positive int" if minimum == 1 else f"an int >= {minimum}"
+    kind = "an int" if minimum is None else "a positive int" if minimum == 1 else f"an int >= {minimum}"
+    try:
+        pair = (value, value) if isinstance(value, int) else tuple(value)
+    except TypeError:  # a float, None, ...: not an int and not a pair
+        pair = ()
+    if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and (minimum is None or v >= minimum)
+                                 for v in pair):
         raise ValueError(f"{name} must be {kind} or a pair of them (rows, cols), got {value!r}")
     return pair
 

@@ -119,6 +119,15 @@ class Module:
     # The computation
     # ------------------------------------------------------------------ #
     def __call__(self, x):
+        if not backend.is_array(x):
+            raise TypeError(f"{type(self).__name__}: the input must be an array (N, ...), got {type(x).__name__}; "
+                            "convert it with minikfac.asarray(x)")
+        if x.ndim == 0 or x.shape[0] == 0:
+            raise ValueError(f"{type(self).__name__}: the input has shape {tuple(x.shape)}; expected (N, ...) with "
+                             "N >= 1 examples")
+        if x.dtype.kind not in "fiu":
+            raise TypeError(f"{type(self).__name__}: the input has dtype {x.dtype}; expected real numbers "
+                            "(float32 or float64)")
         return self.forward(x)
 
     def forward(self, x):

@@ -63,6 +63,7 @@ import numpy as np
 from minikfac import backend, threads
 from minikfac.curvature import quadratic_model, running_average, statistics
 from minikfac.curvature.params import augmented_matrix, parametrised_layers, split_augmented
+from minikfac.nn.loss import Loss
 from minikfac.optim import kfac_state
 from minikfac.optim.kfac_state import MAX_DAMPING, layer_state_names
 from minikfac.optim.optimizer import (Optimizer, choice, flag, fraction, nonnegative, nonnegative_int, optional,
@@ -173,6 +174,9 @@ class KFAC(Optimizer):
                  momentum=None, kl_clip=1e-3, max_momentum=0.9, kl_per_example=6e-4, kind="mc", samples=1, stats_fraction=0.125,
                  min_stats_examples=128, factor_decay=0.95, inverse_interval=20, adapt_damping=None,
                  damping_interval=5, factored=None, preconditioner="kfac", seed=0):
+        if not isinstance(loss_fn, Loss):
+            raise TypeError(f"KFAC: loss_fn must be the net's loss (a minikfac.nn.Loss such as CrossEntropyLoss), "
+                            f"got {type(loss_fn).__name__}")
         self.layers = parametrised_layers(net)
         self.net, self.loss_fn = net, loss_fn
         if factored is None:
@@ -209,8 +213,19 @@ class KFAC(Optimizer):
 
     @property
     def damping(self):
-        """The current Levenberg–Marquardt damping λ."""
+        """The current Levenberg–Marquardt damping λ (``hyper["damping"]`` is only its starting value).
+
+        Setting it (``opt.damping = 0.1``) replaces the current λ, checked like
+        ``damping``; the LM rule adapts it from there.
+        """
         return self.state["global"]["damping"]
+
+    @damping.setter
+    def damping(self, value):
+        value = positive("KFAC", "damping", value)
+        if value > MAX_DAMPING:
+            raise ValueError(f"KFAC: damping must be at most {MAX_DAMPING:g}, got {value!r}")
+        self.state["global"]["damping"] = float(value)
 
     @property
     def refused(self):
@@ -238,6 +253,12 @@ class KFAC(Optimizer):
         parameters' ``.grad`` are left as they were. Runs with one BLAS
         thread (:func:`minikfac.threads.for_step`): its products are small.
         """
+        for name, value in (("X", X), ("y", y)):
+            if not backend.is_array(value) or value.ndim == 0:
+                raise TypeError(f"KFAC.step: {name} must be the batch's {'inputs' if name == 'X' else 'targets'} "
+                                f"(an array with N rows, as given to the loss), got {type(value).__name__}")
+        if y.shape[0] != X.shape[0]:
+            raise ValueError(f"KFAC.step: X has {X.shape[0]} rows but y has {y.shape[0]}")
         with threads.for_step():
             return self._step(X, y)
 
