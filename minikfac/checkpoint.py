@@ -20,8 +20,13 @@ from minikfac import backend
 CHECKPOINT_FORMAT = "minikfac-checkpoint-1"
 
 
-def _encode(obj, arrays):
-    """A JSON-ready copy of ``obj`` whose arrays are moved to ``arrays`` and referenced by name."""
+def encode(obj, arrays):
+    """A JSON-ready copy of ``obj`` whose arrays are moved to ``arrays`` (a dict) and referenced by name.
+
+    ``obj`` may nest arrays (any backend), numbers, strings, None, tuples, lists and
+    dicts; anything else raises TypeError. :func:`decode` inverts it. Checkpoints
+    and the exercises' grader (results from a student's process) use it: no pickle.
+    """
     if backend.is_array(obj):
         name = f"array_{len(arrays)}"
         arrays[name] = backend.to_numpy(obj)
@@ -31,27 +36,28 @@ def _encode(obj, arrays):
     if obj is None or isinstance(obj, (bool, int, float, str)):
         return obj
     if isinstance(obj, tuple):
-        return {"__tuple__": [_encode(v, arrays) for v in obj]}
+        return {"__tuple__": [encode(v, arrays) for v in obj]}
     if isinstance(obj, list):
-        return [_encode(v, arrays) for v in obj]
+        return [encode(v, arrays) for v in obj]
     if isinstance(obj, dict):
         # JSON objects only have string keys; optimizer state is keyed by ints.
         # Pairs keep each key's type, and the order (parameter names come in network order).
-        return {"__items__": [[_encode(k, arrays), _encode(v, arrays)] for k, v in obj.items()]}
+        return {"__items__": [[encode(k, arrays), encode(v, arrays)] for k, v in obj.items()]}
     raise TypeError(f"checkpoint.save: cannot store a {type(obj).__name__} ({obj!r:.80})")
 
 
-def _decode(obj, arrays):
+def decode(obj, arrays):
+    """The object :func:`encode` made ``obj`` from, with its arrays taken from ``arrays``."""
     if isinstance(obj, list):
-        return [_decode(v, arrays) for v in obj]
+        return [decode(v, arrays) for v in obj]
     if isinstance(obj, dict):
         if "__array__" in obj:
             return arrays[obj["__array__"]]
         if "__tuple__" in obj:
-            return tuple(_decode(v, arrays) for v in obj["__tuple__"])
+            return tuple(decode(v, arrays) for v in obj["__tuple__"])
         if "__items__" in obj:
-            return {_decode(k, arrays): _decode(v, arrays) for k, v in obj["__items__"]}
-        return {k: _decode(v, arrays) for k, v in obj.items()}
+            return {decode(k, arrays): decode(v, arrays) for k, v in obj["__items__"]}
+        return {k: decode(v, arrays) for k, v in obj.items()}
     return obj
 
 
@@ -75,7 +81,7 @@ def save(path, net, optimizer, epoch, step, history, args, extra=None):
     document = {
         "format": CHECKPOINT_FORMAT, "epoch": int(epoch), "step": int(step), "args": args,
         "history": history, "extra": extra or {},
-        "model": _encode(dict(net.state_dict()), arrays), "optimizer": _encode(optimizer.state_dict(), arrays),
+        "model": encode(dict(net.state_dict()), arrays), "optimizer": encode(optimizer.state_dict(), arrays),
     }
     arrays["checkpoint"] = np.array(json.dumps(document))
     path = os.fspath(path)
@@ -117,7 +123,7 @@ def load(path):
         if document.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"{path!r} has format {document.get('format')!r}, expected {CHECKPOINT_FORMAT!r}")
         for key in ("model", "optimizer"):
-            document[key] = _decode(document[key], arrays)
+            document[key] = decode(document[key], arrays)
     except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as err:
         # A truncated, bit-flipped, empty or foreign file: whatever NumPy, zipfile or json said, one kind of error.
         if isinstance(err, ValueError) and str(err).startswith(repr(path)):

@@ -219,3 +219,104 @@ def test_a_huge_net_is_refused_at_once_not_after_asking_for_hundreds_of_gib():
     X = np.zeros((2, 784))
     with pytest.raises(ValueError, match="would take 3.*GiB"):  # not a MemoryError, nor the machine's memory
         curvature.fisher(net, nn.CrossEntropyLoss(), X)
+
+
+# --------------------------------------------------------------------------- #
+# The grader trusts no student file
+# --------------------------------------------------------------------------- #
+from minikfac import exercises  # noqa: E402
+
+KRON_SOLUTION = '''
+import numpy as np
+
+def vec(X):
+    return X.T.reshape(-1)
+
+def unvec(v, m):
+    return v.reshape(-1, m).T
+
+def kron_matvec(A, G, X):
+    return G @ X @ A.T
+
+def kron_solve(A, G, X):
+    return np.linalg.solve(A.T, np.linalg.solve(G, X).T).T
+'''
+
+
+def _grade(tmp_path, text, number=4, time_limit=3.0, name="student.py"):
+    path = tmp_path / name
+    path.write_text(text)
+    return exercises.grade(exercises.find(str(number)), str(path), seed=0, time_limit=time_limit)
+
+
+def _statuses(report):
+    return [(r.part.number, r.status) for r in report.parts]
+
+
+def test_a_plain_numpy_solution_passes_in_its_own_process(tmp_path):
+    report = _grade(tmp_path, KRON_SOLUTION)
+    assert report.passed and report.exit_code == 0, report.text()
+
+
+def test_an_endless_loop_fails_its_part_and_the_next_parts_still_run(tmp_path):
+    report = _grade(tmp_path, KRON_SOLUTION + "\ndef kron_matvec(A, G, X):\n    while True:\n        pass\n",
+                    time_limit=1.0)
+    statuses = dict(_statuses(report))
+    assert statuses["4.3"] == "FAILED" and statuses["4.4"] == "passed", report.text()
+    assert "did not finish within 1 s" in report.text() and report.exit_code == 1
+
+
+def test_an_endless_loop_at_import_is_an_import_error(tmp_path):
+    report = _grade(tmp_path, "while True:\n    pass\n", time_limit=1.0)
+    assert "importing the file did not finish within 1 s" in report.import_error and report.exit_code == 1
+
+
+@pytest.mark.parametrize("exit_call, reason", [("sys.exit(0)", "called sys.exit(0)"),
+                                               ("os._exit(0)", "ended the grading process (exit status 0)")])
+def test_exiting_from_a_graded_function_fails_the_part_and_never_passes(tmp_path, exit_call, reason):
+    report = _grade(tmp_path, "import os, sys\n" + KRON_SOLUTION + f"\ndef vec(X):\n    {exit_call}\n")
+    assert dict(_statuses(report))["4.1"] == "FAILED" and reason in report.text()
+    assert dict(_statuses(report))["4.3"] == "passed"  # a fresh process for the next parts
+    assert report.exit_code == 1
+
+
+def test_patching_the_grader_changes_nothing(tmp_path, capsys):
+    hostile = ("import minikfac.exercises.grader as g\n"
+               "g.grade_part = lambda *a, **k: None\n"
+               "g.Report.passed = property(lambda self: True)\n")
+    path = tmp_path / "hostile.py"
+    path.write_text(hostile)
+    for exercise in ("4", "8"):  # one that cannot import the grader's package, one that can
+        assert cli.main(["check", exercise, str(path)]) == 1
+        assert "(all passed)" not in capsys.readouterr().out
+
+
+def test_a_forbidden_library_module_is_refused_and_reported(tmp_path):
+    cheat = "from minikfac.curvature.kron import kron_matvec, kron_solve, unvec, vec\n"
+    report = _grade(tmp_path, cheat)
+    assert report.exit_code == 1
+    assert "is not allowed in exercise 4" in report.import_error
+    lazy = KRON_SOLUTION + "\ndef kron_solve(A, G, X):\n    import minikfac as mk\n" \
+                           "    return mk.curvature.kron_solve(A, G, X)\n"
+    report = _grade(tmp_path, lazy)
+    assert dict(_statuses(report))["4.4"] == "FAILED" and "is not allowed in exercise 4" in report.text()
+
+
+def test_the_students_folder_is_importable_and_the_work_happens_elsewhere(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my_helpers.py").write_text("def matvec(A, G, X):\n    return G @ X @ A.T\n")
+    text = ("from my_helpers import matvec\nopen('left_behind.txt', 'w').write('x')\n" + KRON_SOLUTION
+            + "\ndef kron_matvec(A, G, X):\n    return matvec(A, G, X)\n")
+    report = _grade(tmp_path, text)
+    assert report.passed, report.text()
+    assert not (tmp_path / "left_behind.txt").exists()  # written in the process's own temporary folder
+
+
+def test_the_json_report_gives_every_part(tmp_path):
+    path = tmp_path / "student.py"
+    path.write_text(KRON_SOLUTION + "\ndef vec(X):\n    return X.reshape(-1)\n")
+    out = tmp_path / "report.json"
+    assert cli.main(["check", "4", str(path), "--seed", "5", "--json", str(out)]) == 1
+    report = json.loads(out.read_text())
+    assert report["exercise"] == 4 and report["seed"] == 5 and report["passed"] is False
+    assert [p["status"] for p in report["parts"]][:2] == ["FAILED", "passed"]

@@ -1,6 +1,7 @@
 """``minikfac check``: grade a classroom exercise (:mod:`minikfac.exercises`)."""
 
-from minikfac.cli.arguments import nonnegative_int
+from minikfac.cli.arguments import check_output, nonnegative_int, positive_float
+from minikfac.exercises.grader import DEFAULT_TIME_LIMIT
 
 
 def add(commands):
@@ -19,6 +20,12 @@ def add(commands):
     check.add_argument("--copy", metavar="DIR",
                        help="copy the blank exercise files to DIR/tutorials/exercises/ (never overwrites); then run "
                             "minikfac check N in DIR")
+    check.add_argument("--time-limit", type=positive_float, metavar="S", default=DEFAULT_TIME_LIMIT,
+                       help="seconds a part may take before it fails as timed out (default: %(default)g)")
+    check.add_argument("--allow-library", action="store_true",
+                       help="let the file import the library modules the exercise forbids (for a teacher's "
+                            "reference solution built from the library)")
+    check.add_argument("--json", metavar="PATH", help="also write the report as JSON (for grading a class by script)")
     check.add_argument("--seed", type=nonnegative_int, metavar="S",
                        help="seed of the random test inputs, to reproduce a run (default: a fresh one, printed)")
     check.set_defaults(handler=handle, command_parser=check)
@@ -31,4 +38,6 @@ def handle(parser, args):
         if args.exercise or args.student_file or args.list:
             parser.error("--copy DIR takes no exercise, file or --list")
         return exercises.registry.run_copy(args.copy)
-    return exercises.run(args.exercise, args.student_file, seed=args.seed, list_exercises=args.list)
+    check_output(parser, "--json", args.json)
+    return exercises.run(args.exercise, args.student_file, seed=args.seed, list_exercises=args.list,
+                         time_limit=args.time_limit, json_path=args.json, allow_library=args.allow_library)

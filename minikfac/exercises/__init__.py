@@ -15,8 +15,8 @@ stored answers) and the grader (:mod:`.grader`)::
 tutorials/exercises/README.md is the teacher's guide.
 """
 
-from minikfac.exercises.grader import NOT_IMPLEMENTED, PASSED, Report, grade, load_student, run
+from minikfac.exercises.grader import DEFAULT_TIME_LIMIT, NOT_IMPLEMENTED, PASSED, Report, grade, run
 from minikfac.exercises.registry import EXERCISE_DIR, EXERCISES, UsageError, find, listing, student_path
 
 __all__ = ["EXERCISES", "EXERCISE_DIR", "NOT_IMPLEMENTED", "PASSED", "Report", "UsageError", "find", "grade",
-           "listing", "load_student", "run", "student_path"]
+           "listing", "run", "student_path", "DEFAULT_TIME_LIMIT"]

@@ -108,7 +108,9 @@ EXACT_FISHER = Exercise(
           "outputs."),
      Part("5.3", "empirical_fisher", "(1/N) Σ_n ∇ℓ_n ∇ℓ_nᵀ from per-example gradients (N, P)",
           empirical_fisher_cases, "A second moment, not a covariance: np.cov subtracts the mean and divides "
-          "by N − 1. Use grads.T @ grads / N.")])
+          "by N − 1. Use grads.T @ grads / N.")],
+    forbidden=("minikfac.curvature",),
+)
 
 
 # --------------------------------------------------------------------------- #
@@ -186,7 +188,9 @@ FACTORS = Exercise(
           "per-example gradient. Multiply it by N first: G = (1/N) Σ (N·cache_n)(N·cache_n)ᵀ."),
      Part("6.3", "kfac_factors_from_caches", "[(A, G) for every Linear layer], read from the caches of a net",
           kfac_factors_cases, "Walk net.modules() and keep the nn.Linear ones, in order; layer.bias is None "
-          "for a layer without bias. Reuse 6.1 and 6.2.")])
+          "for a layer without bias. Reuse 6.1 and 6.2.")],
+    forbidden=("minikfac.curvature",),
+)
 
 
 # --------------------------------------------------------------------------- #
@@ -279,4 +283,6 @@ STEP = Exercise(
      Part("8.3", "kfac_step", "W̄ ← W̄ − lr · (preconditioned ∇W̄) for every layer, in place; return the loss",
           kfac_step_cases, "Gradients accumulate: call net.zero_grad() before the backward. Take the factors "
           "from mk.curvature.kfac_factors(net, loss_fn, X, kind='true') after the backward, precondition with "
-          "8.2, then write W̄[:, :-1] back into layer.weight.data and W̄[:, -1] into layer.bias.data.")])
+          "8.2, then write W̄[:, :-1] back into layer.weight.data and W̄[:, -1] into layer.bias.data.")],
+    forbidden=("minikfac.optim.kfac",),
+)

@@ -78,7 +78,9 @@ KRONECKER = Exercise(
           "that is G X Aᵀ. Check it against np.kron on a small case."),
      Part("4.4", "kron_solve", "(A ⊗ G)⁻¹ vec(X) as an (m, n) matrix, for symmetric positive definite A, G",
           kron_solve_cases, "(A ⊗ G)⁻¹ = A⁻¹ ⊗ G⁻¹, so by 4.3 the answer is G⁻¹ X A⁻ᵀ = G⁻¹ X A⁻¹ (A is "
-          "symmetric). Use np.linalg.solve twice rather than np.linalg.inv.")])
+          "symmetric). Use np.linalg.solve twice rather than np.linalg.inv.")],
+    forbidden=("minikfac.curvature",),
+)
 
 
 # --------------------------------------------------------------------------- #
@@ -149,4 +151,6 @@ DAMPING = Exercise(
      Part("7.4", "exact_damped_solve", "(A ⊗ G + λI)⁻¹ vec(V) as an (m, n) matrix, without forming A ⊗ G",
           exact_solve_cases, "With A = U_A diag(a) U_Aᵀ and G = U_G diag(g) U_Gᵀ (np.linalg.eigh), A ⊗ G + λI "
           "= (U_A ⊗ U_G) diag(a_j g_i + λ) (U_A ⊗ U_G)ᵀ: rotate V to U_Gᵀ V U_A, divide entry (i, j) by "
-          "g_i a_j + λ, rotate back. (A + λI) ⊗ (G + λI) is a different matrix.")])
+          "g_i a_j + λ, rotate back. (A + λI) ⊗ (G + λI) is a different matrix.")],
+    forbidden=("minikfac.curvature",),
+)

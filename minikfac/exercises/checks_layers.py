@@ -75,7 +75,9 @@ LINEAR = Exercise(
           "needs x @ W.T; b broadcasts over the N rows."),
      Part("1.2", "linear_backward", "(dx, dW, db) from dout = dL/ds (N, D_out)", linear_backward_cases,
           "dx = dout W (N, D_in); dW = doutᵀ x (D_out, D_in), the shape of W; db = the sum of dout over the "
-          "batch (not the mean: dout already holds the 1/N of the mean loss); db is None without a bias.")])
+          "batch (not the mean: dout already holds the 1/N of the mean loss); db is None without a bias.")],
+    forbidden=("minikfac.nn.linear",),
+)
 
 
 # --------------------------------------------------------------------------- #
@@ -148,7 +150,9 @@ IM2COL = Exercise(
      Part("2.3", "conv2d_forward", "the convolution (N, C_out, OH, OW) as patches @ W_matᵀ + b",
           conv2d_forward_cases, "patches (N·OH·OW, C_in·KH·KW) @ weight.reshape(C_out, -1).T gives "
           "(N·OH·OW, C_out); reshape it to (N, OH, OW, C_out) and move C_out to axis 1 (transpose, not "
-          "reshape).")])
+          "reshape).")],
+    forbidden=("minikfac.nn.conv",),
+)
 
 
 # --------------------------------------------------------------------------- #
@@ -234,4 +238,6 @@ SOFTMAX = Exercise(
           "p[:, None, :]. It is also the Hessian of −log p[y] w.r.t. the logits."),
      Part("3.5", "output_fisher_sqrt", "S (C, N, C) with Σ_c S[c, n] S[c, n]ᵀ = F_n", output_fisher_sqrt_cases,
           "F_n = Σ_c p_c (e_c − p)(e_c − p)ᵀ: the expectation over labels c ~ p of the outer product of the "
-          "gradient e_c − p. So S[c, n] = sqrt(p_nc) (e_c − p_n) works.")])
+          "gradient e_c − p. So S[c, n] = sqrt(p_nc) (e_c − p_n) works.")],
+    forbidden=("minikfac.nn.likelihoods",),
+)

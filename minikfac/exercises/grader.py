@@ -1,4 +1,4 @@
-"""Grading a student file: load it by path, run every part on random cases, report.
+"""Grading a student file: run it in a process of its own, call every part on random cases, report.
 
 The grader never compares with stored answers: each part draws fresh random
 inputs from ``seed`` and asks the library for the expected result, so the same
@@ -6,24 +6,42 @@ seed reproduces a run exactly and a new seed gives new numbers. A part passes
 when all its cases pass; the first failing case is reported with the worst
 entry and a hint. Exit status: 0 all parts passed, 1 some failed (or the file
 could not be imported), 2 a usage error (see :func:`run`).
+
+The grader trusts no student file. The file runs in a separate process
+(:mod:`.student_process`), in an empty temporary working folder, with its own
+folder importable and the library modules the exercise forbids unimportable;
+that process only calls the student's functions and sends back what they
+returned, as data. The cases, the expected results and the comparison stay in
+the grader's process, so nothing the file does — patching the grader, calling
+``sys.exit`` or ``os._exit``, looping — can change a verdict: an exit, a crash
+or a part that takes longer than ``time_limit`` seconds is a failed part with
+its reason, and the next part runs in a fresh process.
 """
 
-import copy
-import importlib.machinery
-import importlib.util
+import io
+import json
 import os
-import re
+import pickle
 import secrets
+import select
+import shutil
+import struct
+import subprocess
 import sys
+import tempfile
 import textwrap
-import traceback
-import warnings
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from minikfac import backend
+from minikfac import backend, checkpoint
 from minikfac.exercises import registry
+
+#: Seconds a part may take, all its cases together, before it fails as "timed out" (``--time-limit``).
+DEFAULT_TIME_LIMIT = 10.0
+#: The script the student's file runs in.
+STUDENT_PROCESS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "student_process.py")
 
 PASSED, FAILED, NOT_IMPLEMENTED = "passed", "FAILED", "not implemented yet"
 WIDTH = 110  # the report's lines are wrapped to this width
@@ -58,6 +76,15 @@ class Report:
     def exit_code(self):
         return 0 if self.passed else 1
 
+    def to_dict(self):
+        """The report as JSON-ready data: exercise, file, seed, passed, import_error, and per part its
+        number, function, status, cases passed of cases, and the message lines."""
+        return {"exercise": self.exercise.number, "name": self.exercise.name, "file": self.path, "seed": self.seed,
+                "passed": self.passed, "import_error": self.import_error,
+                "parts": [{"part": r.part.number, "function": r.part.function, "status": r.status,
+                           "cases_passed": r.cases_passed, "cases": r.cases, "lines": list(r.lines)}
+                          for r in self.parts]}
+
     def text(self):
         e = self.exercise
         lines = [f"Exercise {e.number}: {e.title}",
@@ -86,67 +113,127 @@ class Report:
         return "\n".join(lines)
 
 
-def _student_line(error, path):
-    """' (line L in function: code)' for the deepest frame of ``error`` inside the student's file, or ''."""
-    target = os.path.realpath(path)
-    frames = [f for f in traceback.extract_tb(error.__traceback__) if os.path.realpath(f.filename) == target]
-    if not frames:
-        return ""
-    frame = frames[-1]
-    code = f": {frame.line.strip()}" if frame.line else ""
-    return f" (line {frame.lineno} in {frame.name}{code})"
+class StudentGone(Exception):
+    """The student's process ended (an exit or a crash) or ran past its time: ``reason`` says which."""
 
 
-def load_student(path):
-    """Import the file at ``path`` as a module: (module, None), or (None, a message) if it fails."""
-    stem = re.sub(r"\W", "_", os.path.splitext(os.path.basename(path))[0])
-    name = f"minikfac_student_{stem}"
-    loader = importlib.machinery.SourceFileLoader(name, path)
-    spec = importlib.util.spec_from_file_location(name, path, loader=loader)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # some code (dataclasses, pickle) looks its module up there
-    try:
-        loader.exec_module(module)
-    except SyntaxError as err:
-        sys.modules.pop(name, None)
-        lines = [f"{path}, line {err.lineno}: {type(err).__name__}: {err.msg}"]
-        if err.text:
-            lines.append("    " + err.text.rstrip("\n"))
-            if err.offset:
-                lines.append("    " + " " * (err.offset - 1) + "^")
-        return None, "\n".join(lines)
-    except (Exception, SystemExit) as err:
-        sys.modules.pop(name, None)
-        return None, f"importing {path} raised {type(err).__name__}: {err}{_student_line(err, path)}"
-    return module, None
+class StudentProcess:
+    """The student's file imported in a process of its own (:mod:`.student_process`); calls go by pipes.
+
+    ``start()`` returns None, or why the file could not be imported. ``call(...)``
+    returns the header and data of one answer, or raises :class:`StudentGone`.
+    """
+
+    def __init__(self, path, exercise, allow_library=False):
+        self.folder = tempfile.mkdtemp(prefix="minikfac-check-")
+        read_fd, write_fd = os.pipe()
+        package_parent = os.path.dirname(os.path.dirname(os.path.dirname(STUDENT_PROCESS)))
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (package_parent, os.environ.get("PYTHONPATH"))
+                                                          if p))
+        forbidden = "" if allow_library else ",".join(exercise.forbidden)
+        self.process = subprocess.Popen(
+            [sys.executable, STUDENT_PROCESS, str(write_fd), os.path.abspath(path), str(exercise.number), forbidden],
+            stdin=subprocess.PIPE, pass_fds=(write_fd,), cwd=self.folder, env=env)
+        os.close(write_fd)
+        self.results = read_fd
+        self.gone = False  # set when the process ended or ran out of time: no more calls
+    def _read_exactly(self, count, deadline):
+        data = b""
+        while len(data) < count:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([self.results], [], [], remaining)[0]:
+                self.gone = True
+                raise StudentGone("timeout")
+            chunk = os.read(self.results, count - len(data))
+            if not chunk:
+                self.gone = True
+                raise StudentGone("ended")
+            data += chunk
+        return data
+
+    def _receive(self, deadline):
+        size = struct.unpack(">I", self._read_exactly(4, deadline))[0]
+        return self._read_exactly(size, deadline)
+
+    def start(self, time_limit):
+        """None once the file is imported, else the reason it could not be."""
+        try:
+            header = json.loads(self._receive(time.monotonic() + time_limit))
+        except StudentGone as gone:
+            return (f"importing the file did not finish within {time_limit:g} s" if gone.args[0] == "timeout"
+                    else f"importing the file ended the process ({self.exit_status()})")
+        return None if header["imported"] else header["error"]
+
+    def call(self, function, args, result, deadline):
+        """Call ``function(*args)`` there; (header, the returned object or None). Raises StudentGone."""
+        message = pickle.dumps((function, args, result))
+        try:
+            self.process.stdin.write(struct.pack(">I", len(message)) + message)
+            self.process.stdin.flush()
+        except (BrokenPipeError, OSError):
+            self.gone = True
+            raise StudentGone("ended") from None
+        header = json.loads(self._receive(deadline))
+        if header.get("status") != "returned":
+            return header, None
+        with np.load(io.BytesIO(self._receive(deadline)), allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+        return header, checkpoint.decode(header["document"], arrays)
+
+    def exit_status(self):
+        try:
+            code = self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            return "it did not stop"
+        return f"exit status {code}" if code >= 0 else f"killed by signal {-code}"
+
+    def close(self):
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        with _quiet():
+            self.process.stdin.close()
+        with _quiet():
+            os.close(self.results)
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def _run_case(function, case):
-    """Call the student's function on a copy of the case's arguments; return what it produced."""
-    args = copy.deepcopy(case.args)
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # overflow warnings: the NaN/inf check explains them
-        returned = function(*args)
-    return case.result(args, returned) if case.result is not None else returned
+class _quiet:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return exc[0] is not None and issubclass(exc[0], OSError)
 
 
-def grade_part(module, part, rng, path):
-    """Run ``part``'s cases (drawn with ``rng``) on the student's function; return a :class:`PartResult`."""
-    function = getattr(module, part.function, None)
-    if not callable(function):
-        return PartResult(part, FAILED, 0, 0, [f"no function {part.function}(...) in {path}; the exercise asks "
-                                               f"for: {part.task}"])
-    cases = part.cases(rng)
+def grade_part(student, part, cases, time_limit, path):
+    """Call ``part``'s function in the student's process on every case; compare here. A :class:`PartResult`.
+
+    Raises nothing: an exit, a crash or the time limit fail the part (and leave ``student`` unusable).
+    """
+    deadline = time.monotonic() + time_limit
     for index, case in enumerate(cases):
         where = f"case {index + 1} of {len(cases)} ({case.label})"
         try:
-            got = _run_case(function, case)
-        except NotImplementedError as err:
-            return PartResult(part, NOT_IMPLEMENTED, index, len(cases), [str(err) or part.task])
-        except Exception as err:
-            line = _student_line(err, path)
+            header, got = student.call(part.function, case.args, case.result, deadline)
+        except StudentGone as gone:
+            if gone.args[0] == "timeout":
+                reason = f"did not finish within {time_limit:g} s, the time limit of a part (an endless loop?)"
+            else:
+                reason = f"ended the grading process ({student.exit_status()}): sys.exit, os._exit or a crash"
+            return PartResult(part, FAILED, index, len(cases), [f"{where}: {reason}", f"hint: {part.hint}"])
+        status = header["status"]
+        if status == "missing":
+            return PartResult(part, FAILED, 0, 0, [f"no function {part.function}(...) in {path}; the exercise asks "
+                                                   f"for: {part.task}"])
+        if status == "not implemented":
+            return PartResult(part, NOT_IMPLEMENTED, index, len(cases), [header["message"] or part.task])
+        if status == "raised":
             return PartResult(part, FAILED, index, len(cases),
-                              [f"{where}: raised {type(err).__name__}: {err}{line}", f"hint: {part.hint}"])
+                              [f"{where}: raised {header['type']}: {header['message']}{header['line']}",
+                               f"hint: {part.hint}"])
+        if status == "unreadable":
+            return PartResult(part, FAILED, index, len(cases), [f"{where}: {header['message']}"])
         try:
             message = case.compare(case.expected, got)
         except Exception as err:  # a result of a type the comparison cannot read
@@ -157,31 +244,48 @@ def grade_part(module, part, rng, path):
     return PartResult(part, PASSED, len(cases), len(cases))
 
 
-def grade(exercise, path, seed=None):
+def grade(exercise, path, seed=None, time_limit=DEFAULT_TIME_LIMIT, allow_library=False):
     """Grade the file at ``path`` for ``exercise`` (an :class:`.spec.Exercise`); return a :class:`Report`.
 
-    ``seed`` (an int >= 0) fixes every random case; None draws a fresh one (printed in the report).
-    Runs on NumPy in float64 and restores the previous backend and default dtype.
+    ``seed`` (an int >= 0) fixes every random case; None draws a fresh one
+    (printed in the report). ``time_limit``: seconds per part. The file runs
+    in its own process (module docstring); ``allow_library=True`` lets it
+    import the modules the exercise forbids (the test suite grades solutions
+    built from the library that way). Cases and expected results are computed
+    here, on NumPy in float64, leaving the caller's backend and dtype as they were.
     """
     seed = secrets.randbelow(10**6) if seed is None else int(seed)
+    if not time_limit > 0:
+        raise ValueError(f"grade: time_limit must be a number of seconds > 0, got {time_limit!r}")
     report = Report(exercise, path, seed)
-    with backend.using():  # whatever the student's code sets is undone on leaving
-        module, report.import_error = load_student(path)
-        if module is None:
+    student = StudentProcess(path, exercise, allow_library)
+    try:
+        report.import_error = student.start(time_limit)
+        if report.import_error is not None:
             return report
         for index, part in enumerate(exercise.parts):
-            with backend.using("numpy", "float64"):  # again for every part, whatever the student's code set
-                rng = np.random.default_rng([seed, exercise.number, index])
-                report.parts.append(grade_part(module, part, rng, path))
+            with backend.using("numpy", "float64"):
+                cases = part.cases(np.random.default_rng([seed, exercise.number, index]))
+            result = grade_part(student, part, cases, time_limit, path)
+            report.parts.append(result)
+            if student.gone:
+                student.close()  # the next part runs in a fresh process
+                student = StudentProcess(path, exercise, allow_library)
+                student.start(time_limit)
+    finally:
+        student.close()
     return report
 
 
-def run(exercise=None, student_file=None, seed=None, list_exercises=False):
+def run(exercise=None, student_file=None, seed=None, list_exercises=False, time_limit=DEFAULT_TIME_LIMIT,
+        json_path=None, allow_library=False):
     """What ``minikfac check`` does; prints, and returns the exit status (0, 1 or 2).
 
     ``exercise`` : a number or name (see :func:`.registry.find`); ``student_file``:
     a path, by default tutorials/exercises/NN_name.py under the working directory;
-    ``seed``: see :func:`grade`; ``list_exercises``: print the list and return 0.
+    ``seed``, ``time_limit``, ``allow_library``: see :func:`grade`; ``list_exercises``: print the
+    list and return 0; ``json_path``: also write the report there as JSON
+    (:meth:`Report.to_dict`), for grading a class by script.
     """
     if list_exercises:
         print(registry.listing())
@@ -195,6 +299,10 @@ def run(exercise=None, student_file=None, seed=None, list_exercises=False):
     except registry.UsageError as err:
         print(f"minikfac check: {err}", file=sys.stderr)
         return 2
-    report = grade(found, path, seed)
+    report = grade(found, path, seed, time_limit, allow_library)
     print(report.text())
+    if json_path is not None:
+        with open(json_path, "w", encoding="utf-8") as f:
+            json.dump(report.to_dict(), f, indent=1)
+            f.write("\n")
     return report.exit_code

@@ -57,6 +57,8 @@ class Exercise:
     tutorial: str  # the tutorial to read first, e.g. "04 Fisher three ways"
     minutes: int  # rough time for a student
     parts: list = field(default_factory=list)
+    #: Library modules the student's file may not import (they hold the answer); the grader enforces it.
+    forbidden: tuple = ()
 
     @property
     def filename(self):
