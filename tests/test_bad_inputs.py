@@ -87,3 +87,23 @@ def test_a_damping_given_on_resuming_is_the_one_used_and_recorded(tmp_path):
     assert adapted != 0.5 and resumed.optimizer.steps == 4
     # Two steps after the resume, λ started at 0.5: the LM rule moves it by (19/20)^5 at most once.
     assert 0.5 * 0.95 ** 5 <= resumed.report["kfac"]["damping"] <= 0.5 / 0.95 ** 5
+
+
+def test_hyper_parameter_assignments_are_checked_and_take_effect():
+    net = _net()
+    sgd = mk.optim.SGD(net.parameters(), lr=0.1)
+    sgd.hyper["lr"] = 0.05  # a schedule: checked, and used by the next step
+    assert sgd.hyper["lr"] == 0.05
+    with pytest.raises(ValueError, match="lr must be > 0"):
+        sgd.hyper["lr"] = -1.0
+    assert sgd.hyper["lr"] == 0.05
+    with pytest.raises(KeyError, match="has no 'learning_rate'"):
+        sgd.hyper["learning_rate"] = 0.1
+    with pytest.raises(TypeError, match="names cannot be removed"):
+        del sgd.hyper["lr"]
+    kfac = mk.optim.KFAC(net, nn.CrossEntropyLoss())
+    kfac.hyper["damping"] = 0.5  # before: only the recorded starting value changed, silently
+    assert kfac.damping == 0.5
+    with pytest.raises(ValueError, match="min_damping=0.001 is above damping=0.0001"):
+        kfac.hyper["damping"] = 1e-4
+    assert kfac.damping == 0.5 and kfac.hyper["damping"] == 0.5

@@ -220,6 +220,11 @@ class KFAC(Optimizer):
         """
         return self.state["global"]["damping"]
 
+    def _hyper_changed(self, name, value):
+        """``hyper["damping"] = x`` sets the current λ too (``damping`` is λ's starting value)."""
+        if name == "damping":
+            self.damping = value
+
     @damping.setter
     def damping(self, value):
         value = positive("KFAC", "damping", value)

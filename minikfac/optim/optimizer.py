@@ -131,6 +131,39 @@ def _host_copy(x):
     return x.copy() if backend.backend_of(x) == "numpy" else backend.to_numpy(x)
 
 
+class HyperParameters(dict):
+    """An optimizer's hyper-parameters: a dict whose every assignment is checked, and takes effect.
+
+    ``opt.hyper["lr"] = 0.01`` runs the optimizer's rule for ``lr`` and its
+    cross-checks (a bad value raises and changes nothing), then tells the
+    optimizer (K-FAC resets its current λ when ``damping`` is assigned). Names
+    cannot be added or removed.
+    """
+
+    def __init__(self, owner, values):
+        super().__init__(values)
+        self._owner = owner
+
+    def __setitem__(self, name, value):
+        if name not in self:
+            raise KeyError(f"{type(self._owner).__name__}.hyper has no {name!r}; expected one of {sorted(self)}")
+        checked = self._owner._check_hyper({**self, name: value})
+        super().__setitem__(name, checked[name])
+        self._owner._hyper_changed(name, checked[name])
+
+    def update(self, *args, **kwargs):
+        for name, value in dict(*args, **kwargs).items():
+            self[name] = value
+
+    def _refuse(self, *args, **kwargs):
+        raise TypeError(f"{type(self._owner).__name__}.hyper keeps every hyper-parameter: names cannot be removed")
+
+    __delitem__ = pop = popitem = clear = setdefault = _refuse
+
+    def __reduce__(self):  # copies and pickles are plain dicts
+        return dict, (dict(self),)
+
+
 class Optimizer:
     """Base class: holds parameters, hyper-parameters and state; subclasses implement ``step()``.
 
@@ -145,8 +178,9 @@ class Optimizer:
     ----------
     params : list of Parameter, in the order given (``net.parameters()`` is
         network order, weight before bias).
-    hyper : dict name -> Python value (float, bool, tuple of floats). It may be
-        edited between steps (e.g. a learning-rate schedule).
+    hyper : :class:`HyperParameters`, name -> Python value (float, bool, tuple
+        of floats). It may be edited between steps (e.g. a learning-rate
+        schedule): every assignment is checked and takes effect.
     state : dict key -> {name: array or Python number}; keys are positions in
         ``params``. Arrays have their parameter's shape, backend and dtype.
     steps : int, the number of completed ``step()`` calls.
@@ -169,9 +203,24 @@ class Optimizer:
 
     def __init__(self, params, **hyper):
         self.params = self._parameter_list(params)
-        self.hyper = self._check_hyper(hyper)
+        self._hyper = HyperParameters(self, self._check_hyper(hyper))
         self.state = {}
         self.steps = 0
+
+    @property
+    def hyper(self):
+        """The hyper-parameters (:class:`HyperParameters`: assignments are checked and take effect)."""
+        return self._hyper
+
+    @hyper.setter
+    def hyper(self, values):
+        if set(values) != set(self._hyper):
+            raise ValueError(f"{type(self).__name__}.hyper: expected the names {sorted(self._hyper)}, "
+                             f"got {sorted(values)}")
+        self._hyper = HyperParameters(self, self._check_hyper(dict(values)))
+
+    def _hyper_changed(self, name, value):
+        """Called after ``hyper[name]`` was assigned ``value`` (checked); first-order methods read it each step."""
 
     # ------------------------------------------------------------------ #
     # Construction and validation
@@ -298,7 +347,7 @@ class Optimizer:
             if not isinstance(entry, dict):
                 raise TypeError(f"{owner}.load_state_dict: state[{key!r}] must be a dict, got {type(entry).__name__}")
             new_state[key] = {name: self._load_state_entry(key, name, value) for name, value in entry.items()}
-        self.hyper, self.steps, self.state = hyper, int(steps), new_state
+        self._hyper, self.steps, self.state = HyperParameters(self, hyper), int(steps), new_state
         return self
 
     def _load_state_entry(self, key, name, value):
