@@ -107,3 +107,24 @@ def test_hyper_parameter_assignments_are_checked_and_take_effect():
     with pytest.raises(ValueError, match="min_damping=0.001 is above damping=0.0001"):
         kfac.hyper["damping"] = 1e-4
     assert kfac.damping == 0.5 and kfac.hyper["damping"] == 0.5
+
+
+@pytest.mark.parametrize("kind", ["sgd", "adam", "kfac"])
+def test_an_optimizer_made_before_the_net_moved_says_so_and_how_to_mend_it(kind):
+    net, loss_fn = _net(), nn.CrossEntropyLoss()
+    opt = {"sgd": lambda: mk.optim.SGD(net.parameters(), lr=0.1, momentum=0.9),
+           "adam": lambda: mk.optim.Adam(net.parameters()), "kfac": lambda: mk.optim.KFAC(net, loss_fn)}[kind]()
+
+    def step(X_step, y_step):
+        opt.zero_grad()
+        loss_fn(net(X_step), y_step)
+        net.backward(loss_fn.backward())
+        opt.step(X_step, y_step) if opt.needs_batch else opt.step()
+    step(X, Y)  # state made on NumPy
+    net.to("fakegpu")
+    X_device, Y_device = mk.asarray(X, backend="fakegpu"), mk.asarray(Y, backend="fakegpu")
+    with pytest.raises(ValueError, match="is on numpy but the parameters are on fakegpu: the net was moved"):
+        step(X_device, Y_device)
+    opt.load_state_dict(opt.state_dict())  # the mend the message gives
+    step(X_device, Y_device)
+    assert opt.steps == 2

@@ -264,6 +264,8 @@ class KFAC(Optimizer):
                                 f"(an array with N rows, as given to the loss), got {type(value).__name__}")
         if y.shape[0] != X.shape[0]:
             raise ValueError(f"KFAC.step: X has {X.shape[0]} rows but y has {y.shape[0]}")
+        for index, layer in enumerate(self.layers):
+            self._check_placement(index, layer.weight.data)
         with threads.for_step():
             return self._step(X, y)
 

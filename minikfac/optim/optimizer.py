@@ -286,7 +286,19 @@ class Optimizer:
                     f"{owner}: params[{i}].grad has shape {tuple(g.shape)}, expected {tuple(p.data.shape)}"
                 )
             backend.get_array_module(p.data, g)  # raises, naming both, if the backends differ
+            self._check_placement(i, p.data)
             yield i, p, g
+
+    def _check_placement(self, key, data):
+        """ValueError unless the state arrays of ``key`` live where ``data`` (the parameter's array) lives:
+        a net moved with ``net.to(...)`` after its optimizer was made leaves the state behind."""
+        for name, value in self.state.get(key, {}).items():
+            if backend.is_array(value) and backend.backend_of(value) != backend.backend_of(data):
+                owner = type(self).__name__
+                raise ValueError(f"{owner}: its state {name!r} is on {backend.backend_of(value)} but the parameters "
+                                 f"are on {backend.backend_of(data)}: the net was moved after the optimizer was "
+                                 f"made; make the optimizer after net.to(...), or move it with "
+                                 f"{owner}.load_state_dict({owner.lower()}.state_dict())")
 
     def step(self):
         """Update every parameter that has a gradient, in place."""
