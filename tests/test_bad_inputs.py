@@ -128,3 +128,14 @@ def test_an_optimizer_made_before_the_net_moved_says_so_and_how_to_mend_it(kind)
     opt.load_state_dict(opt.state_dict())  # the mend the message gives
     step(X_device, Y_device)
     assert opt.steps == 2
+
+
+def test_an_input_changed_in_place_between_forward_and_backward_is_refused():
+    net, loss_fn = _net(), nn.CrossEntropyLoss()
+    X_mine = X.copy()
+    loss_fn(net(X_mine), Y)
+    X_mine[0, 0] += 1.0  # the first layer kept X_mine itself, not a copy
+    with pytest.raises(ValueError, match=r"Linear\(4, 5.*its input was changed in place after the forward"):
+        net.backward(loss_fn.backward())
+    loss_fn(net(X_mine), Y)  # the forward again: fine
+    net.backward(loss_fn.backward())

@@ -22,6 +22,8 @@ from minikfac.nn.module import (
     Module,
     check_grad_output,
     check_input,
+    check_unchanged,
+    input_stamp,
     new_parameter,
     parameter_grads_enabled,
 )
@@ -57,6 +59,7 @@ class Linear(Module):
             initializers.initial_weight(init, shape, in_features, out_features, rng, dtype))
         self.bias = new_parameter(np.zeros(out_features)) if bias else None
         self.cache_input = None
+        self._input_stamp = None
         self.cache_grad_output = None
 
     def forward(self, x):
@@ -67,6 +70,7 @@ class Linear(Module):
             out += self.bias.data  # in place: out is the product's fresh array
         if self.training:
             self.cache_input = x
+            self._input_stamp = input_stamp(x)  # a guard, not a cache: backward checks x is unchanged
         return out
 
     def backward(self, dout, input_grad=True):
@@ -74,6 +78,7 @@ class Linear(Module):
         accumulates dW (D_out, D_in), db (D_out,) (unless inside :func:`~minikfac.nn.module.no_parameter_grads`)."""
         self._check_cached("cache_input")
         a = self.cache_input
+        check_unchanged(self, a, self._input_stamp)
         check_grad_output(self, dout, (a.shape[0], self.out_features))
         self.cache_grad_output = dout
         if parameter_grads_enabled():

@@ -321,6 +321,31 @@ def check_input(layer, x, trailing):
         raise ValueError(f"{layer!r}: {err}") from None
 
 
+def input_stamp(x):
+    """A cheap stamp of an input a layer keeps by reference (not a copy): (Σx, Σx²) on the host, or None.
+
+    The layer's gradients are computed later from that very array; if the
+    caller changes it in place in between, they would silently be wrong
+    (PyTorch refuses the same through the version counters of saved tensors).
+    The stamp is two passes over x, small next to the layer's product; it is
+    taken on NumPy only, where reading it back costs no device sync.
+    """
+    if backend.backend_of(x) != "numpy":
+        return None
+    return float(np.sum(x)), float(np.vdot(x, x))
+
+
+def check_unchanged(layer, x, stamp):
+    """ValueError if ``x`` no longer matches the :func:`input_stamp` taken at the forward."""
+    if stamp is None:
+        return
+    now = input_stamp(x)
+    if not all(a == b or (a != a and b != b) for a, b in zip(now, stamp)):  # NaN equals NaN here
+        raise ValueError(f"{layer!r}: its input was changed in place after the forward (sum {stamp[0]:.6g} → "
+                         f"{now[0]:.6g}), so the gradients would be wrong; copy the input before changing it "
+                         "(x = x.copy()), or run the forward again")
+
+
 def check_grad_output(layer, dout, output_shape):
     """Raise ValueError unless ``dout`` is (..., *output_shape) (leading axes are stacked cotangents)."""
     n = len(output_shape)
