@@ -66,8 +66,8 @@ from minikfac.curvature.params import augmented_matrix, parametrised_layers, spl
 from minikfac.nn.loss import Loss
 from minikfac.optim import kfac_state
 from minikfac.optim.kfac_state import MAX_DAMPING, layer_state_names
-from minikfac.optim.optimizer import (Optimizer, choice, flag, fraction, nonnegative, nonnegative_int, optional,
-                                       positive, positive_int, unit_interval)
+from minikfac.optim.optimizer import (Optimizer, check_batch, choice, flag, fraction, nonnegative, nonnegative_int,
+                                       optional, positive, positive_int, unit_interval)
 
 #: λ is multiplied by this when a step is refused.
 REFUSED_DAMPING_FACTOR = 10.0
@@ -148,26 +148,13 @@ class KFAC(Optimizer):
     #: K-FAC's step needs the batch (``step(X, y)``); first-order optimizers do not.
     needs_batch = True
     hyper_rules: ClassVar[dict] = {
-        "damping": positive,
-        "min_damping": positive,
-        "weight_decay": nonnegative,
-        "update": choice(UPDATES),
-        "lr": optional(positive),
-        "momentum": optional(unit_interval),
-        "kl_clip": positive,
-        "max_momentum": unit_interval,
-        "kl_per_example": positive,
-        "kind": choice(statistics.KINDS),
-        "samples": positive_int,
-        "stats_fraction": fraction,
-        "min_stats_examples": positive_int,
-        "factor_decay": unit_interval,
-        "inverse_interval": positive_int,
-        "adapt_damping": flag,
-        "damping_interval": positive_int,
-        "factored": flag,
-        "preconditioner": choice(PRECONDITIONERS),
-        "seed": nonnegative_int,
+        "damping": positive, "min_damping": positive, "weight_decay": nonnegative,
+        "update": choice(UPDATES), "lr": optional(positive), "momentum": optional(unit_interval),
+        "kl_clip": positive, "max_momentum": unit_interval, "kl_per_example": positive,
+        "kind": choice(statistics.KINDS), "samples": positive_int, "stats_fraction": fraction,
+        "min_stats_examples": positive_int, "factor_decay": unit_interval, "inverse_interval": positive_int,
+        "adapt_damping": flag, "damping_interval": positive_int, "factored": flag,
+        "preconditioner": choice(PRECONDITIONERS), "seed": nonnegative_int,
     }
 
     def __init__(self, net, loss_fn, damping=0.01, min_damping=1e-3, weight_decay=0.0, update="quadratic", lr=None,
@@ -220,17 +207,15 @@ class KFAC(Optimizer):
         """
         return self.state["global"]["damping"]
 
-    def _hyper_changed(self, name, value):
-        """``hyper["damping"] = x`` sets the current λ too (``damping`` is λ's starting value)."""
-        if name == "damping":
-            self.damping = value
-
     @damping.setter
     def damping(self, value):
-        value = positive("KFAC", "damping", value)
-        if value > MAX_DAMPING:
+        if positive("KFAC", "damping", value) > MAX_DAMPING:
             raise ValueError(f"KFAC: damping must be at most {MAX_DAMPING:g}, got {value!r}")
         self.state["global"]["damping"] = float(value)
+
+    def _hyper_changed(self, name, value):  # hyper["damping"] = x sets the current λ too
+        if name == "damping":
+            self.damping = value
 
     @property
     def refused(self):
@@ -258,12 +243,7 @@ class KFAC(Optimizer):
         parameters' ``.grad`` are left as they were. Runs with one BLAS
         thread (:func:`minikfac.threads.for_step`): its products are small.
         """
-        for name, value in (("X", X), ("y", y)):
-            if not backend.is_array(value) or value.ndim == 0:
-                raise TypeError(f"KFAC.step: {name} must be the batch's {'inputs' if name == 'X' else 'targets'} "
-                                f"(an array with N rows, as given to the loss), got {type(value).__name__}")
-        if y.shape[0] != X.shape[0]:
-            raise ValueError(f"KFAC.step: X has {X.shape[0]} rows but y has {y.shape[0]}")
+        check_batch("KFAC.step", X, y)
         for index, layer in enumerate(self.layers):
             self._check_placement(index, layer.weight.data)
         with threads.for_step():

@@ -131,6 +131,16 @@ def _host_copy(x):
     return x.copy() if backend.backend_of(x) == "numpy" else backend.to_numpy(x)
 
 
+def check_batch(caller, X, y):
+    """TypeError/ValueError unless X and y are arrays with the same number N >= 1 of rows (a step's batch)."""
+    for name, value in (("X", X), ("y", y)):
+        if not backend.is_array(value) or value.ndim == 0:
+            raise TypeError(f"{caller}: {name} must be the batch's {'inputs' if name == 'X' else 'targets'} "
+                            f"(an array with N rows, as given to the loss), got {type(value).__name__}")
+    if y.shape[0] != X.shape[0]:
+        raise ValueError(f"{caller}: X has {X.shape[0]} rows but y has {y.shape[0]}")
+
+
 class HyperParameters(dict):
     """An optimizer's hyper-parameters: a dict whose every assignment is checked, and takes effect.
 
