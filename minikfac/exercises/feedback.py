@@ -6,7 +6,10 @@ the messages name the mistakes that come up again and again: a transposed
 result, a result off by a constant factor (a missing 1/N, a flipped sign),
 the right numbers in the wrong order (row-major reshape instead of
 column-stacking vec), NaN or inf from an overflowing exp, one column too many
-or too few (the bias column of W̄ = [W | b]).
+or too few (the bias column of W̄ = [W | b]), a float32 result (or one with
+float32's rounding error) where float64 is needed. Known mistakes that are
+specific to one exercise ("G X A where G X Aᵀ belongs") are wrong answers a
+:class:`.spec.Case` carries; the grader compares a failing result with them.
 
 Tolerance: entries agree when |got − expected| <= ATOL + RTOL·max|expected|,
 in float64; different but correct orders of summation differ by ~1e-15.
@@ -29,6 +32,18 @@ def as_host_array(got):
     except (TypeError, ValueError):
         return None
     return array
+
+
+#: Low-precision float types, with their unit roundoff: a result of that dtype cannot meet RTOL.
+LOW_PRECISION = {"float32": 2.0 ** -24, "float16": 2.0 ** -11}
+#: A float64 result whose relative error is at most this, with no other diagnosis, is told it is float32-sized.
+FLOAT32_SIZED = 1e-5
+
+
+def dtype_name(got):
+    """The dtype of ``got`` as a string ("float32"), or None for lists, numbers and other types."""
+    dtype = getattr(got, "dtype", None)
+    return None if dtype is None else str(dtype)
 
 
 def _close(a, b, scale):
@@ -83,12 +98,43 @@ def _scale_diagnosis(expected, got, scale, known):
     return f"your result is {c:.6g} times the expected one (a missing or extra constant factor?)"
 
 
+def _two_numbers(expected, got):
+    """expected and got printed with enough digits to tell them apart ("2.18573" and "2.185730159")."""
+    for digits in (6, 10, 17):
+        first, second = f"{expected:.{digits}g}", f"{got:.{digits}g}"
+        if first != second:
+            break
+    return first, second
+
+
+def _precision_message(what, expected, got, scale, dtype):
+    """The message for a result that is wrong only by float32-sized rounding, or None if it is not that."""
+    error = float(np.max(np.abs(got - expected)))
+    relative = error / scale if scale > 0 else error
+    tolerance = ATOL + RTOL * scale
+    if dtype in LOW_PRECISION:
+        if relative > 1e4 * LOW_PRECISION[dtype]:  # more than rounding: a real mistake, said by the usual message
+            return None
+        return (f"{what}: your result is {dtype} ({dtype} keeps about {int(-np.log10(LOW_PRECISION[dtype]))} "
+                f"significant digits; its error {error:.2g} is over the tolerance {tolerance:.2g}); compute in "
+                f"float64 (NumPy's default; look for an astype or a dtype={dtype} in your code)")
+    if relative > FLOAT32_SIZED:
+        return None
+    representable = bool(np.all(got.astype(np.float32).astype(np.float64) == got))
+    if representable:
+        return (f"{what}: every entry of your result is a float32 number, with float32's error (relative "
+                f"{relative:.2g}, tolerance {tolerance:.2g}): part of the computation ran in float32; compute in "
+                f"float64")
+    return None
+
+
 def _value_message(what, expected, got, scale, known):
     error = np.abs(got - expected)
     tolerance = ATOL + RTOL * scale
     worst = np.unravel_index(np.argmax(error), error.shape) if error.ndim else ()
     where = f" at index {tuple(int(i) for i in worst)}" if worst != () else ""
-    lines = [f"{what}: wrong values; worst entry{where}: expected {expected[worst]:.6g}, got {got[worst]:.6g} "
+    want, have = _two_numbers(expected[worst], got[worst])
+    lines = [f"{what}: wrong values; worst entry{where}: expected {want}, got {have} "
              f"(error {error[worst]:.2g}, tolerance {tolerance:.2g})"]
     if got.ndim >= 2 and got.shape[-1] == got.shape[-2] and _close(np.swapaxes(got, -1, -2), expected, scale):
         lines.append("it is the transpose of the expected result")
@@ -101,6 +147,9 @@ def _value_message(what, expected, got, scale, known):
             lines.append("every row is off by the same vector (a missing or extra bias?)")
         elif got.size > 1 and _close(np.sort(got, axis=None), np.sort(expected, axis=None), scale):
             lines.append("the entries are right but in the wrong places (the order of vec, a reshape or a transpose?)")
+        elif scale > 0 and float(np.max(error)) <= FLOAT32_SIZED * scale:
+            lines.append(f"the error is small (relative {float(np.max(error)) / scale:.2g}), the size of float32's "
+                         f"rounding: did part of the computation run in float32? Compute in float64")
     return "\n".join(lines)
 
 
@@ -116,6 +165,7 @@ def compare_arrays(expected, got, what="result", shape_names=None, known=None):
     known : sizes that scale mistakes are named after, e.g. {"N": 5}.
     """
     expected = np.asarray(expected, dtype=np.float64)
+    dtype = dtype_name(got)
     if got is None:
         return f"{what}: got None, expected an array of shape {_format_shape(expected.shape)} (a missing return?)"
     array = as_host_array(got)
@@ -129,7 +179,12 @@ def compare_arrays(expected, got, what="result", shape_names=None, known=None):
     scale = float(np.max(np.abs(expected), initial=0.0))
     if _close(array, expected, scale):
         return None
-    return _value_message(what, expected, array, scale, known)
+    message = _precision_message(what, expected, array, scale, dtype)
+    if message is None:
+        message = _value_message(what, expected, array, scale, known)
+        if dtype in LOW_PRECISION:
+            message += f"\nyour result is {dtype}: compute in float64 too"
+    return message
 
 
 def arrays(shape_names=None, known=None, what="result"):

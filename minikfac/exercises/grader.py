@@ -4,8 +4,11 @@ The grader never compares with stored answers: each part draws fresh random
 inputs from ``seed`` and asks the library for the expected result, so the same
 seed reproduces a run exactly and a new seed gives new numbers. A part passes
 when all its cases pass; the first failing case is reported with the worst
-entry and a hint. Exit status: 0 all parts passed, 1 some failed (or the file
-could not be imported), 2 a usage error (see :func:`run`).
+entry, the known mistake it matches if any (:meth:`.spec.Case.recognise`) and
+the hints of the tier asked for (``hints`` 0, 1 or 2; ``graded`` mode shows
+none). Several files graded on the same seed make a :class:`ClassReport`, one
+line per file and a count per part. Exit status: 0 all parts passed (of every
+file), 1 some failed (or a file could not be imported), 2 a usage error (see :func:`run`).
 
 The grader trusts no student file. The file runs in a separate process
 (:mod:`.student_process`), in an empty temporary working folder, with its own
@@ -38,6 +41,7 @@ import numpy as np
 
 from minikfac import backend, checkpoint
 from minikfac.exercises import registry
+from minikfac.exercises.spec import DEFAULT_HINTS, HINT_TIERS
 
 #: Seconds a part may take, all its cases together, before it fails as "timed out" (``--time-limit``).
 DEFAULT_TIME_LIMIT = 10.0
@@ -61,13 +65,19 @@ class PartResult:
 
 @dataclass
 class Report:
-    """The outcome of grading one file; ``text()`` is what the command prints."""
+    """The outcome of grading one file; ``text()`` is what the command prints.
+
+    ``hints`` is the tier of the hints in the messages (0, 1 or 2); ``graded``
+    is True for a graded run (no hints at all).
+    """
 
     exercise: object
     path: str
     seed: int
     parts: list = field(default_factory=list)
     import_error: str = None
+    hints: int = DEFAULT_HINTS
+    graded: bool = False
 
     @property
     def passed(self):
@@ -78,18 +88,27 @@ class Report:
         return 0 if self.passed else 1
 
     def to_dict(self):
-        """The report as JSON-ready data: exercise, file, seed, passed, import_error, and per part its
-        number, function, status, cases passed of cases, and the message lines."""
+        """The report as JSON-ready data: exercise, file, seed, graded, hints, passed, import_error, and per
+        part its number, function, status, cases passed of cases, and the message lines."""
         return {"exercise": self.exercise.number, "name": self.exercise.name, "file": self.path, "seed": self.seed,
+                "graded": self.graded, "hints": self.hints,
                 "passed": self.passed, "import_error": self.import_error,
                 "parts": [{"part": r.part.number, "function": r.part.function, "status": r.status,
                            "cases_passed": r.cases_passed, "cases": r.cases, "lines": list(r.lines)}
                           for r in self.parts]}
 
+    def options(self):
+        """The command-line options that reproduce this run's output: "--seed S", plus --hints or --graded."""
+        text = f"--seed {self.seed}"
+        if self.graded:
+            return text + " --graded"
+        return text + ("" if self.hints == DEFAULT_HINTS else f" --hints {self.hints}")
+
     def text(self):
         e = self.exercise
+        mode = ", graded (no hints)" if self.graded else ""
         lines = [f"Exercise {e.number}: {e.title}",
-                 f"file {self.path}, seed {self.seed} (read first: tutorial {e.tutorial})", ""]
+                 f"file {self.path}, seed {self.seed}{mode} (read first: tutorial {e.tutorial})", ""]
         if self.import_error is not None:
             lines += ["  The file could not be imported, so no part was checked:"]
             lines += ["    " + line for line in self.import_error.splitlines()]
@@ -110,7 +129,72 @@ class Report:
         if self.import_error is None:
             verdict = "all passed" if self.passed else "not all passed"
             lines.append(f"{passed} of {len(e.parts)} parts passed ({verdict}).")
-        lines.append(f"Reproduce this run: minikfac check {e.number} {self.path} --seed {self.seed}")
+        if not self.graded and 0 < self.hints < max(HINT_TIERS) and any(r.status == FAILED for r in self.parts):
+            lines.append(f"Stuck? --hints {self.hints + 1} adds the formula to each hint.")
+        lines.append(f"Reproduce this run: minikfac check {e.number} {self.path} {self.options()}")
+        return "\n".join(lines)
+
+    def summary_line(self, width):
+        """One line for a class report: the file, then every part's status (or why the file did not import)."""
+        head = f"  {self.path} "
+        if self.import_error is not None:
+            first = self.import_error.strip().splitlines()[-1] if self.import_error.strip() else ""
+            return f"{head:.<{width}} does not import ({first.strip()[:80]})"
+        statuses = ", ".join(f"{r.part.number} {r.status}" for r in self.parts)
+        passed = sum(r.status == PASSED for r in self.parts)
+        return f"{head:.<{width}} {statuses}  [{passed} of {len(self.parts)}]"
+
+
+@dataclass
+class ClassReport:
+    """The reports of several files graded for one exercise on the same seed (``minikfac check N F1 F2 ...``)."""
+
+    exercise: object
+    seed: int
+    reports: list = field(default_factory=list)
+    hints: int = DEFAULT_HINTS
+    graded: bool = False
+
+    @property
+    def passed(self):
+        return bool(self.reports) and all(r.passed for r in self.reports)
+
+    @property
+    def exit_code(self):
+        return 0 if self.passed else 1
+
+    def summary(self):
+        """{"files", "passed" (files that passed every part), "import_errors", "parts": {"N.M": {"passed",
+        "failed", "not implemented"}}} — a file that did not import counts as failed in every part."""
+        parts = {}
+        for part in self.exercise.parts:
+            statuses = [next((r.status for r in report.parts if r.part.number == part.number), FAILED)
+                        for report in self.reports]
+            parts[part.number] = {"function": part.function, "passed": statuses.count(PASSED),
+                                  "failed": statuses.count(FAILED), "not implemented": statuses.count(NOT_IMPLEMENTED)}
+        return {"files": len(self.reports), "passed": sum(r.passed for r in self.reports),
+                "import_errors": sum(r.import_error is not None for r in self.reports), "parts": parts}
+
+    def to_dict(self):
+        """JSON-ready: exercise, name, seed, graded, hints, passed, summary (:meth:`summary`) and files (every
+        file's :meth:`Report.to_dict`, in the order graded)."""
+        return {"exercise": self.exercise.number, "name": self.exercise.name, "seed": self.seed,
+                "graded": self.graded, "hints": self.hints, "passed": self.passed, "summary": self.summary(),
+                "files": [report.to_dict() for report in self.reports]}
+
+    def text(self):
+        e = self.exercise
+        mode = ", graded (no hints)" if self.graded else ""
+        lines = [f"Exercise {e.number}: {e.title}", f"{len(self.reports)} files, seed {self.seed}{mode}", ""]
+        width = min(60, max(len(r.path) for r in self.reports) + 4)
+        lines += [report.summary_line(width) for report in self.reports]
+        summary = self.summary()
+        lines.append("")
+        lines.append("Per part: " + ", ".join(f"{number} {counts['passed']} of {summary['files']} passed"
+                                              for number, counts in summary["parts"].items()) + ".")
+        lines.append(f"{summary['passed']} of {summary['files']} files passed every part.")
+        options = self.reports[0].options() if self.reports else f"--seed {self.seed}"
+        lines.append(f"One file's full report: minikfac check {e.number} FILE {options}")
         return "\n".join(lines)
 
 
@@ -199,11 +283,14 @@ class StudentProcess:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def grade_part(student, part, cases, time_limit, path):
+def grade_part(student, part, cases, time_limit, path, hints=DEFAULT_HINTS):
     """Call ``part``'s function in the student's process on every case; compare here. A :class:`PartResult`.
 
+    ``hints``: the tier of hints added to a failure's lines (0 none, 1 the nudge, 2 and the formula).
+    A failing result that matches one of the case's known mistakes says which.
     Raises nothing: an exit, a crash or the time limit fail the part (and leave ``student`` unusable).
     """
+    hint_lines = part.hint_lines(hints)
     deadline = time.monotonic() + time_limit
     for index, case in enumerate(cases):
         where = f"case {index + 1} of {len(cases)} ({case.label})"
@@ -214,7 +301,7 @@ def grade_part(student, part, cases, time_limit, path):
                 reason = f"did not finish within {time_limit:g} s, the time limit of a part (an endless loop?)"
             else:
                 reason = f"ended the grading process ({student.exit_status()}): sys.exit, os._exit or a crash"
-            return PartResult(part, FAILED, index, len(cases), [f"{where}: {reason}", f"hint: {part.hint}"])
+            return PartResult(part, FAILED, index, len(cases), [f"{where}: {reason}"] + hint_lines)
         status = header["status"]
         if status == "missing":
             return PartResult(part, FAILED, 0, 0, [f"no function {part.function}(...) in {path}; the exercise asks "
@@ -223,8 +310,8 @@ def grade_part(student, part, cases, time_limit, path):
             return PartResult(part, NOT_IMPLEMENTED, index, len(cases), [header["message"] or part.task])
         if status == "raised":
             return PartResult(part, FAILED, index, len(cases),
-                              [f"{where}: raised {header['type']}: {header['message']}{header['line']}",
-                               f"hint: {part.hint}"])
+                              [f"{where}: raised {header['type']}: {header['message']}{header['line']}"]
+                              + hint_lines)
         if status == "unreadable":
             return PartResult(part, FAILED, index, len(cases), [f"{where}: {header['message']}"])
         try:
@@ -232,25 +319,39 @@ def grade_part(student, part, cases, time_limit, path):
         except Exception as err:  # a result of a type the comparison cannot read
             message = f"could not compare your result ({type(got).__name__}): {type(err).__name__}: {err}"
         if message:
-            lines = [f"{where}:"] + ["  " + line for line in message.splitlines()] + [f"hint: {part.hint}"]
-            return PartResult(part, FAILED, index, len(cases), lines)
+            lines = [f"{where}:"] + ["  " + line for line in message.splitlines()]
+            lines += [f"  your result equals {name}" for name in case.recognise(got)]
+            return PartResult(part, FAILED, index, len(cases), lines + hint_lines)
     return PartResult(part, PASSED, len(cases), len(cases))
 
 
-def grade(exercise, path, seed=None, time_limit=DEFAULT_TIME_LIMIT, allow_library=False):
+def check_hints(hints, graded):
+    """The hint tier to use: 0 in graded mode, else ``hints`` (0, 1 or 2). Raises ValueError otherwise."""
+    if hints not in HINT_TIERS or isinstance(hints, bool):
+        raise ValueError(f"hints must be one of {', '.join(map(str, HINT_TIERS))} (0 none, 1 a nudge, 2 the "
+                         f"formula), got {hints!r}")
+    return 0 if graded else hints
+
+
+def grade(exercise, path, seed=None, time_limit=DEFAULT_TIME_LIMIT, allow_library=False, hints=DEFAULT_HINTS,
+          graded=False):
     """Grade the file at ``path`` for ``exercise`` (an :class:`.spec.Exercise`); return a :class:`Report`.
 
     ``seed`` (an int >= 0) fixes every random case; None draws a fresh one
     (printed in the report). ``time_limit``: seconds per part. The file runs
     in its own process (module docstring); ``allow_library=True`` lets it
     import the modules the exercise forbids (the test suite grades solutions
-    built from the library that way). Cases and expected results are computed
-    here, on NumPy in float64, leaving the caller's backend and dtype as they were.
+    built from the library that way). ``hints``: the tier of hints in the
+    messages (0 none, 1 a nudge, 2 the formula too); ``graded=True`` shows no
+    hints whatever ``hints`` says, and the report records it. Cases and expected
+    results are computed here, on NumPy in float64, leaving the caller's backend
+    and dtype as they were.
     """
     seed = secrets.randbelow(10**6) if seed is None else int(seed)
     if not time_limit > 0:
         raise ValueError(f"grade: time_limit must be a number of seconds > 0, got {time_limit!r}")
-    report = Report(exercise, path, seed)
+    tier = check_hints(hints, graded)
+    report = Report(exercise, path, seed, hints=tier, graded=bool(graded))
     student = StudentProcess(path, exercise, allow_library)
     try:
         report.import_error = student.start(time_limit)
@@ -259,7 +360,7 @@ def grade(exercise, path, seed=None, time_limit=DEFAULT_TIME_LIMIT, allow_librar
         for index, part in enumerate(exercise.parts):
             with backend.using("numpy", "float64"):
                 cases = part.cases(np.random.default_rng([seed, exercise.number, index]))
-            result = grade_part(student, part, cases, time_limit, path)
+            result = grade_part(student, part, cases, time_limit, path, tier)
             report.parts.append(result)
             if student.gone:
                 student.close()  # the next part runs in a fresh process
@@ -270,32 +371,56 @@ def grade(exercise, path, seed=None, time_limit=DEFAULT_TIME_LIMIT, allow_librar
     return report
 
 
+def grade_class(exercise, paths, seed=None, time_limit=DEFAULT_TIME_LIMIT, allow_library=False,
+                hints=DEFAULT_HINTS, graded=False):
+    """Grade every file of ``paths`` in turn on the same seed (a fresh one if None): a :class:`ClassReport`.
+
+    The other parameters are :func:`grade`'s; nothing is printed.
+    """
+    seed = secrets.randbelow(10**6) if seed is None else int(seed)
+    tier = check_hints(hints, graded)
+    reports = [grade(exercise, path, seed, time_limit, allow_library, hints, graded) for path in paths]
+    return ClassReport(exercise, seed, reports, hints=tier, graded=bool(graded))
+
+
+def _write_json(json_path, data):
+    with open(json_path, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=1)
+        f.write("\n")
+
+
 def run(exercise=None, student_file=None, seed=None, list_exercises=False, time_limit=DEFAULT_TIME_LIMIT,
-        json_path=None, allow_library=False):
+        json_path=None, allow_library=False, hints=DEFAULT_HINTS, graded=False):
     """What ``minikfac check`` does; prints, and returns the exit status (0, 1 or 2).
 
     ``exercise`` : a number or name (see :func:`.registry.find`); ``student_file``:
-    a path, by default tutorials/exercises/NN_name.py under the working directory;
-    ``seed``, ``time_limit``, ``allow_library``: see :func:`grade`; ``list_exercises``: print the
-    list and return 0; ``json_path``: also write the report there as JSON
-    (:meth:`Report.to_dict`), for grading a class by script.
+    a path, by default tutorials/exercises/NN_name.py under the working directory,
+    or a list of paths — one path gives the full report, several a class report
+    (:class:`ClassReport`: one line per file, graded on the same seed);
+    ``seed``, ``time_limit``, ``allow_library``, ``hints``, ``graded``: see :func:`grade`;
+    ``list_exercises``: print the list and return 0; ``json_path``: also write the
+    report there as JSON (:meth:`Report.to_dict` for one file, :meth:`ClassReport.to_dict`
+    for several), for grading a class by script.
     """
     if list_exercises:
         print(registry.listing())
         return 0
+    files = list(student_file) if isinstance(student_file, (list, tuple)) else [student_file]
     try:
         if exercise is None:
             raise registry.UsageError("which exercise? Give its number or name, e.g. 'minikfac check 3' "
                                       "(minikfac check --list shows them all)")
         found = registry.find(exercise)
-        path = registry.student_path(found, student_file)
-    except registry.UsageError as err:
+        paths = [registry.student_path(found, path) for path in (files or [None])]
+        tier = check_hints(hints, graded)
+    except (registry.UsageError, ValueError) as err:
         print(f"minikfac check: {err}", file=sys.stderr)
         return 2
-    report = grade(found, path, seed, time_limit, allow_library)
+    if len(paths) > 1:
+        report = grade_class(found, paths, seed, time_limit, allow_library, tier, graded)
+    else:
+        report = grade(found, paths[0], seed, time_limit, allow_library, tier, graded)
     print(report.text())
     if json_path is not None:
-        with open(json_path, "w", encoding="utf-8") as f:
-            json.dump(report.to_dict(), f, indent=1)
-            f.write("\n")
+        _write_json(json_path, report.to_dict())
     return report.exit_code

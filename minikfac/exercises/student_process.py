@@ -90,6 +90,17 @@ def _import_student(path):
     return module, None
 
 
+def _keep_dtypes(obj, np):
+    """``obj`` with every NumPy scalar made a 0-d array, so that its dtype (float32, say) reaches the grader."""
+    if isinstance(obj, np.generic) and not isinstance(obj, np.bool_):
+        return np.asarray(obj)
+    if isinstance(obj, tuple):
+        return tuple(_keep_dtypes(v, np) for v in obj)
+    if isinstance(obj, list):
+        return [_keep_dtypes(v, np) for v in obj]
+    return obj
+
+
 def main(argv):
     result_fd, path, exercise, forbidden = int(argv[1]), argv[2], argv[3], [f for f in argv[4].split(",") if f]
     import numpy as np
@@ -144,7 +155,7 @@ def main(argv):
             continue
         arrays = {}
         try:
-            document = checkpoint.encode(got, arrays)
+            document = checkpoint.encode(_keep_dtypes(got, np), arrays)
             json.dumps(document)
         except (TypeError, ValueError) as err:
             send({"status": "unreadable", "message": f"returned a {type(got).__name__}, which the grader cannot "

@@ -1,26 +1,26 @@
 """Exercise 1: a Linear layer, forward and backward.
 
-Read first: tutorial 02 (layers and caches).
+Read first: tutorial 02 (layers and caches), sections "Forward: what each layer
+keeps" and "One Linear layer's backward, by hand".
 
 A Linear layer computes s = W a + b for one input column a. minikfac stores W with
 shape (D_out, D_in), exactly as written in that formula, and processes a batch of
-N inputs stacked as the *rows* of x (N, D_in):
+N inputs stacked as the *rows* of x (N, D_in); the outputs are the rows of
+s (N, D_out), and b (D_out,) is added to every one of them.
 
-    s = x Wᵀ + b            s: (N, D_out),  b: (D_out,) broadcast over the rows.
+1.1 computes the batch of outputs. 1.2 is the backward pass: given
+dout = dL/ds (N, D_out), the gradient of the loss with respect to the layer's
+output, return the gradients of the loss with respect to the input x, the weight
+W and the bias b. Derive them with the chain rule, entry by entry. Two facts to
+use: every gradient has the shape of the thing it is the gradient of, and for a
+mean loss L = (1/N) Σ_n ℓ_n, dout already contains the 1/N.
 
-Backward receives dout = dL/ds (N, D_out) — for a mean loss it already contains
-the 1/N — and returns the three gradients of the chain rule:
-
-    dL/dx = dout W          (N, D_in)
-    dL/dW = doutᵀ x         (D_out, D_in)   the shape of W
-    dL/db = Σ_n dout[n]     (D_out,)        a sum over the batch, not a mean
-
-These are the quantities K-FAC works with: dL/dW is a sum over examples of outer
-products g_n a_nᵀ of the output gradient g_n and the input a_n.
+These are the quantities K-FAC works with: the weight gradient, written out per
+example, is what its factors are built from (tutorial 05).
 
 Use NumPy only (not minikfac's Linear). Check your work with
 
-    minikfac check 1            (from the repository root)
+    minikfac check 1            (from the repository root; --hints 2 for more help)
     python tutorials/exercises/01_linear_backward.py
 
 The checker calls your functions on random shapes (D_in ≠ D_out, so a transposed
@@ -31,7 +31,7 @@ import numpy as np  # noqa: F401  (you will need it)
 
 
 def linear_forward(x, W, b):
-    """The output s = x Wᵀ + b of a Linear layer for a batch.
+    """The output s of a Linear layer, s = W a + b, for every input row a of x.
 
     Parameters
     ----------
@@ -41,15 +41,13 @@ def linear_forward(x, W, b):
 
     Returns
     -------
-    s : (N, D_out) array.
-
-    Hint: ``x @ W.T``; add b only when it is not None.
+    s : (N, D_out) array; row n is W x[n] + b.
     """
-    raise NotImplementedError("Exercise 1.1: return the layer's output s = x Wᵀ + b, shape (N, D_out)")
+    raise NotImplementedError("Exercise 1.1: return the layer's outputs s (N, D_out), one row per input row")
 
 
 def linear_backward(dout, x, W, b):
-    """The gradients of a Linear layer, given dout = dL/ds.
+    """The gradients of the loss w.r.t. a Linear layer's input, weight and bias, given dout = dL/ds.
 
     Parameters
     ----------
@@ -60,11 +58,10 @@ def linear_backward(dout, x, W, b):
 
     Returns
     -------
-    (dx, dW, db) : dx (N, D_in), dW (D_out, D_in), db (D_out,) — db is None when b is None.
+    (dx, dW, db) : dL/dx (N, D_in), dL/dW (D_out, D_in), dL/db (D_out,) — db is None when b is None.
 
-    Hints: write s_no = Σ_i W[o, i] x[n, i] + b[o] and differentiate entry by
-    entry; every gradient has the shape of the thing it is the gradient of. db
-    sums over the batch: dout already holds the loss's 1/N.
+    Write one entry of the output, s[n, o] = Σ_i W[o, i] x[n, i] + b[o], and
+    differentiate it with the chain rule.
     """
     raise NotImplementedError("Exercise 1.2: return (dx, dW, db), the gradients of the loss w.r.t. x, W and b "
                               "(db None without bias)")

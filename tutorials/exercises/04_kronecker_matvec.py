@@ -1,25 +1,26 @@
 """Exercise 4: the Kronecker product without forming it.
 
-Read first: tutorial 01 (the Kronecker product).
+Read first: tutorial 01 (the Kronecker product), sections "vec stacks columns",
+"The product rule" and "Inverse and eigenpairs come from the factors".
 
 K-FAC approximates a layer's Fisher block, a (D_out·D_in)² matrix, by a Kronecker
 product A ⊗ G of two small factors: A (n, n) from the layer's inputs and G (m, m)
-from its output gradients. The whole point is never to form A ⊗ G, which needs
-the identity (Van Loan 2000; Martens & Grosse 2015, §3)
+from its output gradients. The whole point is never to form A ⊗ G, a matrix of
+(m·n)² numbers: its products and solves can be computed from A and G alone
+(Van Loan 2000; Martens & Grosse 2015, §3). This exercise finds out how.
 
-    (A ⊗ G) vec(X) = vec(G X Aᵀ)         X: (m, n),
-
-with **vec stacking columns**: vec(X)[j·m + i] = X[i, j]. This is the convention
-of the papers and of minikfac; NumPy is row-major, so ``X.reshape(-1)`` stacks
-*rows* and gives the wrong order.
+Conventions: A ⊗ G is the block matrix whose block (i, j) is A[i, j]·G (np.kron(A, G)).
+**vec stacks columns**: vec(X)[j·m + i] = X[i, j] for X (m, n). This is the
+convention of the papers and of minikfac; NumPy is row-major, so
+``X.reshape(-1)`` stacks *rows* and gives the wrong order.
 
 Shapes: A (n, n), G (m, m), X (m, n), vec(X) (m·n,). In K-FAC, X is a layer's
 gradient matrix ∇W̄ of shape (D_out, D_in + 1): m = D_out, n = D_in + 1.
 
 Use NumPy, but not ``np.kron`` in 4.3 and 4.4 (use it to test your answers on
-small cases!) and not ``minikfac.curvature.kron``. Check with ``minikfac check 4``.
-The checker uses non-square X and non-symmetric A and G, so A and Aᵀ (or G X Aᵀ and
-Aᵀ X G) give different results.
+small cases!) and not ``minikfac.curvature.kron``. Check with ``minikfac check 4``
+(``--hints 2`` for more help). The checker uses non-square X and non-symmetric A
+and G, so a transposed factor gives a different result (or shape).
 """
 
 import numpy as np  # noqa: F401  (you will need it)
@@ -65,9 +66,8 @@ def kron_matvec(A, G, X):
     -------
     (m, n) array Y with vec(Y) = (A ⊗ G) vec(X).
 
-    Hint: block (i, j) of A ⊗ G is A[i, j]·G. Work out column j of Y from
-    that, then recognise a product of three matrices. Costs O(m·n·(m + n))
-    instead of O(m²n²).
+    It can be done in O(m·n·(m + n)) operations instead of the O(m²n²) of
+    the product with A ⊗ G.
     """
     raise NotImplementedError("Exercise 4.3: return Y (m, n) with vec(Y) = (A ⊗ G) vec(X), without np.kron")
 
@@ -85,9 +85,8 @@ def kron_solve(A, G, X):
     -------
     (m, n) array Y with (A ⊗ G) vec(Y) = vec(X).
 
-    Hints: (A ⊗ G)⁻¹ = A⁻¹ ⊗ G⁻¹, then use 4.3. Prefer ``np.linalg.solve`` to
-    ``np.linalg.inv``; solving from the right, Y = Z A⁻¹, is
-    ``np.linalg.solve(A.T, Z.T).T``.
+    Prefer ``np.linalg.solve`` to ``np.linalg.inv``; solving from the right,
+    Y = Z B⁻¹, is ``np.linalg.solve(B.T, Z.T).T``.
     """
     raise NotImplementedError("Exercise 4.4: return Y (m, n) with (A ⊗ G) vec(Y) = vec(X), without np.kron")
 

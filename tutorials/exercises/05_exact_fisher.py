@@ -1,32 +1,32 @@
 """Exercise 5: the exact Fisher of a tiny network.
 
-Read first: tutorial 04 (Fisher three ways); tutorial 06 puts the result next to K-FAC.
+Read first: tutorial 04 (Fisher three ways), sections "Four matrices from one
+formula" and "Where the empirical Fisher goes wrong"; tutorial 06 puts the
+result next to K-FAC.
 
 The Fisher of a network with parameters θ (P numbers) and a loss that is a
 negative log-likelihood is (docs/design.md, "Fisher normalisation")
 
-    F = (1/N) Σ_n E_{y ~ p(y|x_n)} [∇_θ ℓ_n ∇_θ ℓ_nᵀ]          (P, P).
+    F = (1/N) Σ_n E_{y ~ p(y|x_n)} [∇_θ ℓ_n(y) ∇_θ ℓ_n(y)ᵀ]          (P, P),
 
-By the chain rule ∇_θ ℓ_n = J_nᵀ ∇_f ℓ_n, with J_n = ∂f(x_n)/∂θ (D_out, P) the
-Jacobian of the network's output, so the expectation only acts on the output
-gradient and gives the output Fisher F_out,n of exercise 3:
+the expectation taken over labels drawn from the model itself. You get it
+without sampling from two ingredients: the Jacobian J_n = ∂f(x_n)/∂θ (D_out, P)
+of the network's output f, and the output Fisher F_out,n (D_out, D_out) of
+exercise 3 — the same expectation, taken w.r.t. the output f instead of θ.
 
-    F = (1/N) Σ_n J_nᵀ F_out,n J_n.
-
-The *empirical* Fisher puts the data labels in place of the expectation:
+The *empirical* Fisher puts the data labels y_n in place of the expectation:
 (1/N) Σ_n ∇ℓ_n(y_n) ∇ℓ_n(y_n)ᵀ — a different matrix (Kunstner et al. 2019).
 
 The parameter order (the rows and columns of F) is minikfac's canonical one:
 layer by layer, each layer as vec(W̄) with W̄ = [W | b] (the bias is the last
-column) and vec stacking columns. For one Linear layer with input a_n (D_in,) and
-output gradient g_n = ∂ℓ_n/∂s (D_out,), the gradient of W̄ is g_n ā_nᵀ with
-ā_n = [a_n; 1], and
+column) and vec stacking columns (exercise 4). For one Linear layer with input
+a_n (D_in,) and output gradient g_n = ∂ℓ_n/∂s (D_out,), the gradient of W̄ is the
+outer product g_n ā_nᵀ (D_out, D_in + 1), with ā_n = [a_n; 1] the input with a 1
+appended for the bias.
 
-    vec(g āᵀ) = ā ⊗ g:   entry i·D_out + o is ā[i]·g[o].
-
-Use NumPy only (not ``minikfac.curvature``). Check with ``minikfac check 5``: the
-checker builds small tanh networks with random sizes (batches of one, layers
-without bias) and compares with minikfac's exact Fisher.
+Use NumPy only (not ``minikfac.curvature``). Check with ``minikfac check 5``
+(``--hints 2`` for more help): the checker builds small tanh networks with random
+sizes (batches of one, layers without bias) and compares with minikfac's exact Fisher.
 """
 
 import numpy as np  # noqa: F401  (you will need it)
@@ -45,16 +45,15 @@ def per_example_gradient(a, g, bias):
     Returns
     -------
     (N, (D_in + 1)·D_out) array — (N, D_in·D_out) without bias — whose row n is
-    vec(g_n ā_nᵀ) = ā_n ⊗ g_n.
+    vec(g_n ā_nᵀ), vec stacking the columns of the (D_out, D_in + 1) matrix.
 
-    Hint: build the (N, D_in + 1, D_out) array of products ā[n, i]·g[n, o] with
-    broadcasting or np.einsum, then reshape; check one row against np.kron.
+    Check one row by hand: build g_n ā_nᵀ, then vec it with your exercise 4.1.
     """
     raise NotImplementedError("Exercise 5.1: return the rows vec(g_n ā_nᵀ), shape (N, (D_in + 1)·D_out)")
 
 
 def fisher_from_jacobians(J, output_fisher):
-    """The exact Fisher F = (1/N) Σ_n J_nᵀ F_out,n J_n.
+    """The exact Fisher F (P, P) from the output Jacobians and the output Fishers.
 
     Parameters
     ----------
@@ -64,15 +63,13 @@ def fisher_from_jacobians(J, output_fisher):
 
     Returns
     -------
-    (P, P) symmetric positive semi-definite array.
-
-    Hint: np.einsum can do the sum over n, k and l in one call; or loop over n.
+    (P, P) symmetric positive semi-definite array: F as defined in the module docstring.
     """
-    raise NotImplementedError("Exercise 5.2: return F = (1/N) sum_n J_nᵀ F_out,n J_n, shape (P, P)")
+    raise NotImplementedError("Exercise 5.2: return the exact Fisher F, shape (P, P)")
 
 
 def empirical_fisher(grads):
-    """The empirical Fisher (1/N) Σ_n ∇ℓ_n ∇ℓ_nᵀ from per-example gradients.
+    """The empirical Fisher from per-example gradients.
 
     Parameters
     ----------
@@ -80,11 +77,9 @@ def empirical_fisher(grads):
 
     Returns
     -------
-    (P, P) array.
-
-    Hint: a second moment, not a covariance (np.cov is wrong twice).
+    (P, P) array, (1/N) Σ_n ∇ℓ_n ∇ℓ_nᵀ.
     """
-    raise NotImplementedError("Exercise 5.3: return (1/N) sum_n grads[n] grads[n]ᵀ, shape (P, P)")
+    raise NotImplementedError("Exercise 5.3: return the empirical Fisher, shape (P, P)")
 
 
 if __name__ == "__main__":

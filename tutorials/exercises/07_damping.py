@@ -1,31 +1,33 @@
 """Exercise 7: Tikhonov damping, exact and factored with π.
 
-Read first: tutorial 07 (cheap inversion).
+Read first: tutorial 07 (cheap inversion), section "Damping: exact Tikhonov vs
+factored"; tutorial 01, section "Inverse and eigenpairs come from the factors".
 
 K-FAC's factors A (n, n) and G (m, m) are often (nearly) singular — a layer with
 more inputs than the batch has examples gives a rank-deficient A — so the
-natural-gradient step solves a *damped* system (Martens & Grosse 2015, §6.3):
+natural-gradient step solves a *damped* system (Martens & Grosse 2015, §6.3),
+either
 
     exact:     (A ⊗ G + λ I)⁻¹ vec(V)
     factored:  ((A + π√λ I) ⊗ (G + (√λ/π) I))⁻¹ vec(V)
-               = vec((G + (√λ/π) I)⁻¹ V (A + π√λ I)⁻¹)
 
-The factored form keeps the Kronecker structure, so it costs two small solves;
-its product expands to A ⊗ G + λ I plus two cross terms, π√λ I ⊗ G + (√λ/π) A ⊗ I.
-π splits the damping between the factors according to their scale; Martens &
-Grosse's trace-norm choice is
+The factored form keeps the Kronecker structure, so exercise 4 applies to it; it
+is not the same matrix as the exact one (expand the product to see the extra
+terms). π splits the damping between the factors according to their scale;
+Martens & Grosse's trace-norm choice is
 
     π = sqrt( (tr(A) / n) / (tr(G) / m) ).
 
-The exact form has no Kronecker inverse, but it can still be computed through the
-factors' eigendecompositions A = U_A diag(a) U_Aᵀ, G = U_G diag(g) U_Gᵀ: the
-eigenvectors of A ⊗ G are U_A ⊗ U_G and its eigenvalues all products a_j·g_i.
+The exact form is no Kronecker product, but it can still be computed from the
+factors alone, through their eigendecompositions A = U_A diag(a) U_Aᵀ and
+G = U_G diag(g) U_Gᵀ (``np.linalg.eigh``).
 
 Shapes: A (n, n) and G (m, m) symmetric positive semi-definite, V (m, n), λ > 0.
 vec stacks columns (exercise 4). Use NumPy, not ``minikfac.curvature``; do not
 form A ⊗ G (np.kron is fine to test your answers by hand). Check with
-``minikfac check 7``. The checker's A and G have very different scales (π far
-from 1, so π and 1/π cannot be swapped unnoticed), and some are singular.
+``minikfac check 7`` (``--hints 2`` for more help). The checker's A and G have
+very different scales (π far from 1, so π and 1/π cannot be swapped unnoticed),
+and some are singular.
 """
 
 import numpy as np  # noqa: F401  (you will need it)
@@ -85,10 +87,7 @@ def exact_damped_solve(A, G, V, damping):
     -------
     (m, n) array Y with (A ⊗ G + λ I) vec(Y) = vec(V).
 
-    Hints: ``a, U_A = np.linalg.eigh(A)``. In the eigenbasis, V becomes
-    U_Gᵀ V U_A, and A ⊗ G + λ I acts on it entrywise: entry (i, j) is multiplied by
-    g_i a_j + λ. Divide instead, and rotate back. Check against
-    ``np.linalg.solve(np.kron(A, G) + λ I, vec(V))`` on a small case.
+    Check against ``np.linalg.solve(np.kron(A, G) + λ I, vec(V))`` on a small case.
     """
     raise NotImplementedError("Exercise 7.4: return the exact damped solve (A ⊗ G + λI)⁻¹ vec(V) as an (m, n) matrix")
 

@@ -1,21 +1,19 @@
 """Exercise 8: one K-FAC step.
 
-Read first: tutorial 08 (one natural-gradient step); exercises 6 and 7 help.
+Read first: tutorial 08 (one natural-gradient step), section "Seven methods,
+eight directions"; exercises 4, 6 and 7 help.
 
 K-FAC preconditions each layer's gradient separately. With W̄ = [W | b] (the bias
-as the last column, shape (D_out, D_in + 1)) and the layer's factors A and G,
-the natural-gradient direction is (Martens & Grosse 2015, §4.2 and §6.3)
+as the last column, shape (D_out, D_in + 1)) and the layer's factors A and G, the
+natural-gradient direction is (Martens & Grosse 2015, §4.2 and §6.3) the solve
+with the factored-damped Kronecker product of exercise 7,
 
-    Δ = (A ⊗ G)⁻¹ vec(∇W̄)   ⇔   Δ = G⁻¹ ∇W̄ A⁻¹     as a (D_out, D_in + 1) matrix,
+    vec(Δ) = ((A + π√λ I) ⊗ (G + (√λ/π) I))⁻¹ vec(∇W̄),     π = sqrt((tr(A)/n) / (tr(G)/m)),
 
-damped with the factored Tikhonov damping of exercise 7:
-
-    Δ = (G + (√λ/π) I)⁻¹ ∇W̄ (A + π√λ I)⁻¹,     π = sqrt((tr(A)/n) / (tr(G)/m)),
-
-with n = D_in + 1 and m = D_out (each layer has its own π). One step then updates
-every layer: W̄ ← W̄ − lr · Δ. (The full optimizer, ``mk.optim.KFAC``, also keeps
-running averages of A and G, adapts λ and rescales the step with a quadratic
-model; this is its core.)
+returned as a (D_out, D_in + 1) matrix, with n = D_in + 1 and m = D_out (each
+layer has its own π). One step then updates every layer: W̄ ← W̄ − lr · Δ. (The
+full optimizer, ``mk.optim.KFAC``, also keeps running averages of A and G, adapts
+λ and rescales the step with a quadratic model; this is its core.)
 
 The parameters: ``layer.weight.data`` (D_out, D_in) and ``layer.bias.data``
 (D_out,) or ``layer.bias is None``; after a backward, ``layer.weight.grad`` and
@@ -23,7 +21,8 @@ The parameters: ``layer.weight.data`` (D_out, D_in) and ``layer.bias.data``
 
 Use NumPy; in 8.3 you may also use minikfac to run the net and the loss and
 ``mk.curvature.kfac_factors`` for the factors (exercise 6 did that by hand), but
-not ``mk.curvature.KFACBlockDiagonal`` or ``mk.optim.KFAC``. Check with ``minikfac check 8``.
+not ``mk.curvature.KFACBlockDiagonal`` or ``mk.optim.KFAC``. Check with
+``minikfac check 8`` (``--hints 2`` for more help).
 """
 
 import numpy as np  # noqa: F401  (you will need it)
@@ -49,7 +48,7 @@ def augmented_gradient(weight_grad, bias_grad):
 
 
 def natural_gradients(factors, gradients, damping):
-    """The damped K-FAC direction of every layer.
+    """The factored-damped K-FAC direction Δ of every layer.
 
     Parameters
     ----------
@@ -59,9 +58,9 @@ def natural_gradients(factors, gradients, damping):
 
     Returns
     -------
-    list of (D_out, D_in + 1) arrays: (G + (√λ/π) I)⁻¹ ∇W̄ (A + π√λ I)⁻¹ per layer.
+    list of (D_out, D_in + 1) arrays: Δ with vec(Δ) = ((A + π√λ I) ⊗ (G + (√λ/π) I))⁻¹ vec(∇W̄), per layer.
     """
-    raise NotImplementedError("Exercise 8.2: return [(G + √λ/π I)⁻¹ ∇W̄ (A + π√λ I)⁻¹ for each layer]")
+    raise NotImplementedError("Exercise 8.2: return the factored-damped K-FAC direction of each layer")
 
 
 def kfac_step(net, loss_fn, X, y, lr, damping):
@@ -79,11 +78,9 @@ def kfac_step(net, loss_fn, X, y, lr, damping):
     -------
     float, the loss on (X, y) *before* the step.
 
-    Steps: zero the gradients (they accumulate); forward, loss, backward; the
-    factors ``mk.curvature.kfac_factors(net, loss_fn, X, kind="true")`` (one
-    (A, G) per Linear layer, in order); ∇W̄ of each Linear layer (8.1); the
-    directions (8.2); W̄ ← W̄ − lr · Δ, written back into ``weight.data`` and
-    ``bias.data``.
+    The factors: ``mk.curvature.kfac_factors(net, loss_fn, X, kind="true")``
+    (one (A, G) per Linear layer, in order), taken after the backward. The new
+    W̄ of each layer goes back into ``weight.data`` and ``bias.data``.
     """
     raise NotImplementedError("Exercise 8.3: update every Linear layer by W̄ ← W̄ − lr · Δ and return the loss before")
 
