@@ -239,8 +239,9 @@ def two_moons(n=200, noise=0.1, seed=0, dtype=None):
 def kunstner_linear_regression(n=1000, seed=0, dtype=None):
     """The linear-regression problem of Kunstner et al. 2019, Fig. 1.
 
-    Their vector-field figure compares gradient descent, natural gradient and
-    empirical-Fisher steps on it. As in their code (limitations-empirical-fisher,
+    Their vector-field figure compares the directions of gradient descent,
+    natural gradient and the empirical-Fisher method on it. As in their code
+    (fKunstner/limitations-empirical-fisher,
     ``eftk.toydata.gradient_field_problem``): x ~ LogNormal(0, 0.75),
     y = θ*ᵀ(1, x) + ε with θ* = (2, 2) (intercept, slope) and ε ~ N(0, 1);
     the model is y ~ N(θᵀ(1, x), 1) (our MSELoss), N = 1000.
@@ -250,9 +251,16 @@ def kunstner_linear_regression(n=1000, seed=0, dtype=None):
     ``X[:, 1:]`` with ``Linear(1, 1)`` for θ in our [W | b] order (slope,
     intercept) — and y (n, 1) float. Differences from the paper: we draw with
     ``default_rng(seed)``, they with ``np.random.seed(0)``, so the points differ
-    (same distribution). Their loss also adds a Gaussian prior of variance 0.1,
-    i.e. ‖θ‖²/(2·0.1·N); their figure starts from θ ∈ {(2, 4.5), (1, 0),
-    (4.5, 3), (−0.5, 3)} with step sizes 1/3 (GD), 1 (NGD), 3 (EF).
+    (same distribution). What their figure does with it (``experiments/vecfield``
+    in their code), for whoever redraws it (tutorial 04): the loss adds a
+    Gaussian prior of variance 0.1, i.e. ‖θ‖²/(2·0.1·N); the three vector fields
+    are −∇L, −(F + I/(0.1·N))⁻¹∇L (the Fisher plus the prior's Hessian, which is
+    ∇²L) and −F_emp⁻¹∇L (the empirical Fisher of the data term alone), each
+    matrix damped by 1e-8·I, and the fields are *scaled* by 1/3 (GD), 1 (NGD)
+    and 3 (EF) — these factors are not step sizes of a few discrete steps. Each
+    path is the flow of its scaled field from θ ∈ {(2, 4.5), (1, 0), (4.5, 3),
+    (−0.5, 3)}, traced with 49,999 Euler steps of size 0.001, so every path
+    reaches the optimum.
     """
     n = _check_count(n, "n")
     rng = np.random.default_rng(seed)
@@ -272,7 +280,7 @@ _KUNSTNER_LOGREG = {
 
 
 def kunstner_logistic_regression(n=1000, variant="correct", seed=0, dtype=None):
-    """The 2-D logistic-regression problems of Kunstner et al. 2019, Fig. 3.
+    """The 2-D logistic-regression problems of Kunstner et al. 2019, Fig. 2.
 
     Two Gaussian classes, n // 2 points each; class 0 centred at (m, m), class 1
     at (−m, −m); points are x = centre + z M with z ~ N(0, I₂) (so Cov = MᵀM),
@@ -285,7 +293,10 @@ def kunstner_logistic_regression(n=1000, variant="correct", seed=0, dtype=None):
     In the paper these show how the empirical Fisher's quadratic model at the
     minimum departs from the Fisher's as the model becomes misspecified.
     Returns X (2·(n // 2), 2) float and y (2·(n // 2),) int64, class 0 first.
-    We draw with ``default_rng(seed)`` (they use ``np.random.seed(0)``).
+    We draw with ``default_rng(seed)`` (they use ``np.random.seed(0)``). Their
+    code (``experiments/misspec``; its README calls the figure Fig. 2) fits
+    these without a prior and draws the Fisher's and the empirical Fisher's
+    quadratic models at the minimum.
     """
     n = _check_count(n, "n", minimum=2)
     if variant not in _KUNSTNER_LOGREG:

@@ -221,7 +221,7 @@ ax.loglog(steps, 1e-16 / steps, "k--", label="∝ ε/h (rounding)")
 ax.axhline(1e-7, color="tab:red", linewidth=0.8)
 ax.text(1e-13, 2e-7, "accepted: < 1e-7", color="tab:red", fontsize=8)
 ax.set_ylim(1e-13, 1)
-ax.set_xlabel("finite-difference step h")
+ax.set_xlabel("finite-difference step h (parameter units)")
 ax.set_ylabel("relative error of the gradient")
 ax.set_title("Central differences: the V curve")
 ax.legend(fontsize=7)
@@ -232,7 +232,8 @@ for ax, matrix, title in ((axes[1], net[2].cache_input, "cached a of Linear 2 (N
     ax.set_xlabel("unit")
     ax.set_ylabel("example n")
     ax.set_title(title, fontsize=10)
-    fig.colorbar(image, ax=ax, shrink=0.8)
+    fig.colorbar(image, ax=ax, shrink=0.8, label="value (red > 0, blue < 0)")
+fig.suptitle("A gradient check (left) and what one layer caches for backward (right)")
 plot.show(fig, "02_gradient_check_and_caches")
 
 # %% [markdown]

@@ -240,9 +240,18 @@ axes["patches"].add_patch(Rectangle((mark_row - 0.5, -0.5), 1, 9, fill=False, ed
 axes["patches"].set_xlabel("patch index l = oh·16 + ow (one of the 256 output positions)")
 axes["patches"].set_ylabel("pixel in the 3 × 3 patch")
 axes["patches"].set_title("the patches matrix Pᵀ (9 × 256): feature map c = (row c of W_mat, 1 × 9) @ Pᵀ")
+fig.suptitle("im2col: one digit, its 256 patches, and four feature maps computed from them "
+             "(maps: red > 0, blue < 0, each on its own scale)")
 plot.show(fig, "03_im2col_patches_and_maps")
 
 # %% [markdown]
+# Look at the red square on the digit and the red column in Pᵀ below it: the nine pixels under the square
+# are that column's nine entries, read row by row. Every pixel of every feature map is one such column
+# multiplied by the kernel's nine weights — the vertical-edge map is blue along each stroke's left edge
+# and red along its right edge (the kernel computes left column minus right column), and the blur map is the
+# digit, smoothed. Pixel intensities are in [0, 1], so the
+# maps have no unit either.
+#
 # ## What this has to do with K-FAC
 #
 # For a linear layer, K-FAC's input factor is A = E[ā āᵀ] built from the layer's inputs. A conv

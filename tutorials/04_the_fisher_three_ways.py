@@ -25,9 +25,10 @@
 # - the Monte-Carlo Fisher's error falling like $1/\sqrt{k}$ (measured log-log slope −0.45, theory −0.5);
 # - the GGN equal to the true Fisher to ~1e-16, and the Hessian of the KL divergence (finite
 #   differences) equal to it to ~5e-8 (and 0.6 away from the empirical Fisher);
-# - Kunstner et al.'s linear regression: natural gradient is Newton's method and
-#   lands on the optimum in one step, while the empirical-Fisher direction is off by up to ~130°
-#   and its steps first walk *away* from the optimum.
+# - Kunstner et al.'s linear regression (their Fig. 1, redrawn as their code draws it: flows of
+#   vector fields scaled by 1/3, 1 and 3): natural gradient is Newton's method, lands on the
+#   optimum in one step and flows to it in straight lines, while the empirical-Fisher direction is
+#   off by up to ~130° and its flow first walks *away* from the optimum (1.5 times as far).
 
 # %%
 import matplotlib.pyplot as plt
@@ -223,136 +224,238 @@ print(f"‖Hessian of KL − F‖ / ‖F‖ = {error_kl:.1e}   (and to the empir
 # %% [markdown]
 # ## Where the empirical Fisher goes wrong: Kunstner et al.'s linear regression
 #
-# Kunstner et al. 2019 (Fig. 1) use the simplest model there is: $y = \theta_0 +
-# \theta_1 x + \varepsilon$, $\varepsilon \sim \mathcal N(0, 1)$, with $N = 1000$ points
-# (`mk.data.kunstner_linear_regression`; its $X$ has columns $(1, x)$). As a network this is
-# `Linear(2, 1, bias=False)` with `MSELoss` ($\ell_n = \tfrac12 (\theta^\top x_n - y_n)^2$), and
-# its canonical vector is $\theta = (\theta_0, \theta_1)$. With residuals $r_n = \theta^\top x_n -
-# y_n$, $\nabla \ell_n = r_n x_n$ and
+# Kunstner et al. 2019 (Fig. 1) use the simplest model there is: $y = \theta_0 + \theta_1 x +
+# \varepsilon$, $\varepsilon \sim \mathcal N(0, 1)$, with $N = 1000$ points, $x \sim
+# \mathrm{LogNormal}(0, 0.75)$ and true $\theta = (2, 2)$ (`mk.data.kunstner_linear_regression`; its
+# $X$ has columns $(1, x)$). As a network this is `Linear(2, 1, bias=False)` with `MSELoss`
+# ($\ell_n = \tfrac12 (\theta^\top x_n - y_n)^2$), and its canonical vector is $\theta = (\theta_0,
+# \theta_1)$. Their loss also has a Gaussian prior $\theta \sim \mathcal N(0, \sigma_0^2 I)$ with
+# $\sigma_0^2 = 0.1$, divided by $N$ like the data term (their `LinearRegression(prior_var=0.1)`):
 #
-# $$F = \frac1N\sum_n x_n x_n^\top = \nabla^2 L \quad (\text{constant}), \qquad
+# $$L(\theta) = \frac1N \sum_n \tfrac12 (\theta^\top x_n - y_n)^2 + \frac{\|\theta\|^2}{2\sigma_0^2 N},
+#   \qquad \nabla L = \frac1N\sum_n r_n x_n + \frac{\theta}{\sigma_0^2 N}, \quad r_n = \theta^\top x_n - y_n .$$
+#
+# The likelihood's Fisher and the empirical Fisher are
+#
+# $$F = \frac1N\sum_n x_n x_n^\top \quad (\text{constant}), \qquad
 #   F_{\rm emp}(\theta) = \frac1N \sum_n r_n^2\, x_n x_n^\top .$$
 #
-# The true Fisher is the Hessian of the loss, so the natural gradient step $F^{-1}\nabla L$ *is*
-# Newton's step and solves this quadratic in one step. The empirical Fisher weights each point by
-# its squared residual: far from the optimum the residuals are large and uneven, and the matrix
-# (hence the step) is distorted. Unlike the paper, we leave out their small Gaussian prior, so that
-# NGD is exactly Newton. First, the library's matrices against the formulas:
+# Their three methods precondition $\nabla L$ (prior included) with
+#
+# - GD: nothing;
+# - NGD: $F + I/(\sigma_0^2 N)$, the Fisher plus the prior's Hessian. That sum is $\nabla^2 L$ (their
+#   code computes it as the Hessian of $L$), so NGD *is* Newton's method on $L$, prior and all
+#   (the prior adds $0.01\,I$ here);
+# - EF: $F_{\rm emp}$ alone, built from the per-example gradients of the data term; the prior
+#   enters only through $\nabla L$.
+#
+# Both matrices get a damping of $10^{-8} I$ before the solve. The empirical Fisher weights each
+# point by its squared residual: far from the optimum the residuals are large and uneven, and the
+# matrix (hence the direction) is distorted. First, the library's matrices against the formulas:
 
 # %%
 Xr, yr = mk.data.kunstner_linear_regression(n=1000, seed=0)
+N_reg = len(Xr)
 reg = mk.nn.Sequential(mk.nn.Linear(2, 1, bias=False))
 mse = mk.nn.MSELoss()
-theta_star = np.linalg.lstsq(Xr, yr[:, 0], rcond=None)[0]  # the least-squares optimum
+prior_variance = 0.1                                  # their prior_var
+prior_hessian = np.eye(2) / (prior_variance * N_reg)  # ∇² of ‖θ‖² / (2 σ0² N): 0.01 I
+damping = 1e-8 * np.eye(2)                            # added to both matrices, as in their code
 
 
 def curvature_at(t):
-    """Gradient (2,), true Fisher (2, 2) and empirical Fisher (2, 2) of the regression at θ = t."""
-    mk.curvature.assign(reg, np.asarray(t, dtype=np.float64))
+    """∇L (prior included) (2,), the likelihood's Fisher (2, 2) and the empirical Fisher (2, 2) at θ = t."""
+    t = np.asarray(t, dtype=np.float64)
+    mk.curvature.assign(reg, t)
     reg.zero_grad()
     mse(reg(Xr), yr)
     reg.backward(mse.backward())
-    gradient = mk.curvature.flatten(reg, "grad").copy()
+    gradient = mk.curvature.flatten(reg, "grad") + prior_hessian @ t
     return (gradient, mk.curvature.fisher(reg, mse, Xr, kind="true"),
             mk.curvature.fisher(reg, mse, Xr, y=yr, kind="empirical"))
 
 
 start = np.array([2.0, 4.5])
 gradient, F_reg, E_reg = curvature_at(start)
+hessian_reg = F_reg + prior_hessian                   # = ∇²L, the same at every θ
+theta_star = np.linalg.solve(hessian_reg, Xr.T @ yr[:, 0] / N_reg)  # the minimiser of L
+theta_ls = np.linalg.lstsq(Xr, yr[:, 0], rcond=None)[0]            # without the prior
 residuals = Xr @ start - yr[:, 0]
-error_F_formula = relative(F_reg, Xr.T @ Xr / len(Xr))
-error_E_formula = relative(E_reg, (Xr * residuals[:, None] ** 2).T @ Xr / len(Xr))
-print(f"θ* = {np.round(theta_star, 4)}; at θ = {start}:")
+error_F_formula = relative(F_reg, Xr.T @ Xr / N_reg)
+error_E_formula = relative(E_reg, (Xr * residuals[:, None] ** 2).T @ Xr / N_reg)
+print(f"θ* = {np.round(theta_star, 4)} (without the prior {np.round(theta_ls, 4)}); at θ = {start}:")
 print(f"  library F vs Xᵀ X / N: {error_F_formula:.1e};  library F_emp vs Σ r² x xᵀ / N: {error_E_formula:.1e}")
 print(f"  F =\n{np.round(F_reg, 3)}\n  F_emp =\n{np.round(E_reg, 3)}")
+print(f"eigenvalues of F: {np.round(np.linalg.eigvalsh(F_reg), 3)}; the prior adds {prior_hessian[0, 0]:.2f}")
 _, F_other, E_star = curvature_at(theta_star)
 print(f"F at another θ differs by {relative(F_other, F_reg):.1e}; at θ*, F_emp is within "
       f"{relative(E_star, F_reg):.0%} of F (the model is well specified: E[r²] = σ² = 1)")
 
 # %% [markdown]
-# Natural gradient from four starting points (those of the paper), step size 1: one step each.
+# Newton's method solves a quadratic in one step of size 1, so one NGD step from each of the four
+# starting points of the figure lands on $\theta^*$:
 
 # %%
-starts = np.array([[2.0, 4.5], [1.0, 0.0], [4.5, 3.0], [-0.5, 3.0]])
+starts = np.array([[2.0, 4.5], [1.0, 0.0], [4.5, 3.0], [-0.5, 3.0]])  # those of their figure
 ngd_misses = []
 for t0 in starts:
-    g0, F0, _ = curvature_at(t0)
-    t1 = t0 - np.linalg.solve(F0, g0)
+    g0, _, _ = curvature_at(t0)
+    t1 = t0 - np.linalg.solve(hessian_reg + damping, g0)
     ngd_misses.append(float(np.linalg.norm(t1 - theta_star)))
     print(f"from {t0}: one NGD step lands at {np.round(t1, 6)}, distance to θ* {ngd_misses[-1]:.1e}")
 
 # %% [markdown]
-# Now the three vector fields over the loss contours — the normalised directions $-\nabla L$,
-# $-F^{-1}\nabla L$ and $-F_{\rm emp}^{-1}\nabla L$ on a grid — and 40 steps from each start:
-# gradient descent with step size 1/3 (as in the paper; the largest stable one is $2/\lambda_{\max}(F)$,
-# printed below), NGD and the empirical-Fisher method with step size 1. We also measure, at each
-# grid point, the angle between each direction and Newton's.
+# ### How the figure is made: flows of scaled vector fields
+#
+# The factors $1/3$, $1$ and $3$ attached to GD, NGD and EF in the figure are not step sizes of a
+# few discrete steps, although their code calls them `gammas`, the paper's symbol for a step size.
+# In the authors' code (`experiments/vecfield` in their repository
+# `fKunstner/limitations-empirical-fisher`) they *scale the vector fields*,
+#
+# $$v_{\rm GD} = -\tfrac13 \nabla L, \qquad v_{\rm NGD} = -\big(F + I/(\sigma_0^2N) + 10^{-8}I\big)^{-1}\nabla L,
+#   \qquad v_{\rm EF} = -3\,\big(F_{\rm emp} + 10^{-8} I\big)^{-1}\nabla L,$$
+#
+# and trace each flow $\dot\theta = v(\theta)$ with 50,000 points: 49,999 Euler steps
+# $\theta \leftarrow \theta + 0.001\, v(\theta)$, i.e. steps of $0.001 \times$ the factor along the
+# preconditioned direction, up to time $50$. Steps this small follow the continuous curve, and
+# every path reaches the optimum; a factor only sets how fast a path is travelled (the flows of
+# $v$ and $3v$ are the same curves). So the figure shows the *directions* each preconditioner
+# gives everywhere, not how large a step it tolerates. (The slowest, GD, ends within 0.01 of
+# $\theta^*$; NGD and EF end on it to 1e-12.)
+#
+# We trace the same flows, all four starting points at once. $F_{\rm emp}(\theta)$ is a quadratic
+# polynomial in $\theta$ — expand $r_n^2 = (x_n^\top\theta)^2 - 2 y_n x_n^\top\theta + y_n^2$ — so its
+# coefficients (sums of $x_i x_j x_k x_l$, $y\, x_i x_j x_k$ and $y^2 x_i x_j$ over the data) are
+# computed once and each step costs a few $2 \times 2$ operations. We check the polynomial against
+# the library's $F_{\rm emp}$ first.
+
+# %%
+moment4 = np.einsum("ni,nj,nk,nl->ijkl", Xr, Xr, Xr, Xr) / N_reg
+moment3 = np.einsum("n,ni,nj,nk->ijk", yr[:, 0], Xr, Xr, Xr) / N_reg
+moment2 = np.einsum("n,ni,nj->ij", yr[:, 0] ** 2, Xr, Xr) / N_reg
+b_reg = Xr.T @ yr[:, 0] / N_reg
+
+
+def empirical_fishers(T):
+    """F_emp at each row of T (S, 2): (S, 2, 2), from the polynomial's coefficients."""
+    return np.einsum("ijkl,sk,sl->sij", moment4, T, T) - 2 * np.einsum("ijk,sk->sij", moment3, T) + moment2
+
+
+def gradients(T):
+    """∇L at each row of T (S, 2): (S, 2)."""
+    return T @ hessian_reg.T - b_reg
+
+
+check_points = np.array([[2.0, 4.5], [-1.0, 5.0], [theta_star[0], theta_star[1]]])
+error_polynomial = max(relative(E, curvature_at(t)[2]) for E, t in zip(empirical_fishers(check_points), check_points))
+error_gradient = max(float(np.abs(g - curvature_at(t)[0]).max()) for g, t in zip(gradients(check_points), check_points))
+print(f"polynomial F_emp vs the library: {error_polynomial:.1e} (relative); "
+      f"∇L by formula vs the library: {error_gradient:.1e} (absolute)")
+
+factors = {"GD": 1 / 3, "NGD": 1.0, "EF": 3.0}
+
+
+def field(method, T):
+    """The scaled vector field v(θ) of `method` at each row of T (S, 2)."""
+    g = gradients(T)
+    if method == "GD":
+        return -factors[method] * g
+    matrix = hessian_reg if method == "NGD" else empirical_fishers(T)
+    return -factors[method] * np.linalg.solve(matrix + damping, g[..., None])[..., 0]
+
+
+POINTS, H_STEP = 50_000, 0.001
+flows = {}
+for method in factors:
+    path = np.empty((POINTS, len(starts), 2))
+    path[0] = starts
+    for k in range(1, POINTS):
+        path[k] = path[k - 1] + H_STEP * field(method, path[k - 1])
+    flows[method] = path
+distance = {m: np.linalg.norm(p - theta_star, axis=2) for m, p in flows.items()}          # (POINTS, 4)
+length = {m: np.linalg.norm(np.diff(p, axis=0), axis=2).sum(axis=0) for m, p in flows.items()}
+for method in factors:
+    print(f"{method:3s} (factor {factors[method]:.2f}): distance to θ* at the end "
+          f"{np.array2string(distance[method][-1], formatter={'float': '{:.1e}'.format})}; path length / straight distance "
+          f"{np.array2string(length[method] / distance[method][0], precision=2)}")
+# NGD's field is −(θ − θ*) (up to the 1e-8 damping): Euler follows the straight line θ* + 0.999^k (θ0 − θ*).
+straight = theta_star + (1 - H_STEP) ** np.arange(POINTS)[:, None, None] * (starts - theta_star)
+error_straight = float(np.abs(flows["NGD"] - straight).max())
+print(f"NGD flow vs the straight line to θ*: max deviation {error_straight:.1e}")
+away = distance["EF"].max(axis=0) / distance["EF"][0]  # farthest distance / starting distance, per start
+for s in range(len(starts)):
+    print(f"EF from {starts[s]}: distance to θ* {distance['EF'][0, s]:.2f} at the start, "
+          f"{distance['EF'][:, s].max():.2f} at its farthest ({away[s]:.2f} times the start)")
+
+# %% [markdown]
+# The three fields on their grid (15 × 15 points on $[-1, 5]^2$, arrows of the scaled fields drawn
+# to one scale), and at each grid point the angle between each direction and Newton's:
 
 
 # %%
 def angle(u, v):
-    """Angle between vectors u and v in degrees."""
-    return float(np.degrees(np.arccos(np.clip(u @ v / (np.linalg.norm(u) * np.linalg.norm(v)), -1, 1))))
+    """Angles between the rows of u and v (S, 2), in degrees."""
+    cosine = np.sum(u * v, axis=1) / (np.linalg.norm(u, axis=1) * np.linalg.norm(v, axis=1))
+    return np.degrees(np.arccos(np.clip(cosine, -1, 1)))
 
 
-print(f"largest stable gradient-descent step 2 / λ_max(F) = {2 / np.linalg.eigvalsh(F_reg).max():.2f}")
-grid = np.linspace(-1.0, 5.0, 17)
+grid = np.linspace(-1.0, 5.0, 15)
 T0, T1 = np.meshgrid(grid, grid)
-fields = {name: np.zeros(T0.shape + (2,)) for name in ("GD", "NGD", "EF")}
-angles = {name: [] for name in fields}
-for idx in np.ndindex(T0.shape):
-    g_, F_, E_ = curvature_at([T0[idx], T1[idx]])
-    newton = -np.linalg.solve(F_, g_)
-    for name, direction in (("GD", -g_), ("NGD", newton), ("EF", -np.linalg.solve(E_, g_))):
-        fields[name][idx] = direction / np.linalg.norm(direction)
-        angles[name].append(angle(direction, newton))
-for name in fields:
-    print(f"{name:3s}: angle to the Newton direction over the grid: median {np.median(angles[name]):5.1f}°, "
-          f"max {np.max(angles[name]):5.1f}°")
+grid_points = np.stack([T0.ravel(), T1.ravel()], axis=1)
+fields = {method: field(method, grid_points) for method in factors}
+angles = {method: angle(fields[method], fields["NGD"]) for method in factors}
+for method in factors:
+    print(f"{method:3s}: angle to the Newton direction over the grid: median {np.median(angles[method]):5.1f}°, "
+          f"max {np.max(angles[method]):5.1f}°")
 
-
-def run(method, t0, lr, steps=40):
-    path = [np.array(t0, dtype=np.float64)]
-    for _ in range(steps):
-        g_, F_, E_ = curvature_at(path[-1])
-        direction = {"GD": g_, "NGD": np.linalg.solve(F_, g_), "EF": np.linalg.solve(E_, g_)}[method]
-        path.append(path[-1] - lr * direction)
-    return np.array(path)
-
-
-step_sizes = {"GD": 1 / 3, "NGD": 1.0, "EF": 1.0}
-paths = {name: [run(name, t0, lr) for t0 in starts] for name, lr in step_sizes.items()}
-ef_distances = np.linalg.norm(paths["EF"][0] - theta_star, axis=1)
-print(f"EF from {starts[0]}: distance to θ* {ef_distances[0]:.2f} at the start, "
-      f"{ef_distances.max():.2f} at its farthest (step {ef_distances.argmax()}), {ef_distances[-1]:.2f} after 40")
-
-loss_grid = np.mean(0.5 * (T0[..., None] * Xr[:, 0] + T1[..., None] * Xr[:, 1] - yr[:, 0]) ** 2, axis=-1)
-fig, axes = plt.subplots(1, 3, figsize=(15, 4.8))
-titles = {"GD": "gradient descent (step 1/3)", "NGD": "natural gradient = Newton (step 1)",
-          "EF": "empirical Fisher (step 1)"}
-for ax, name in zip(axes, fields):
-    ax.contour(T0, T1, loss_grid, levels=np.geomspace(loss_grid.min() * 1.01, loss_grid.max(), 14),
+fine = np.linspace(-1.0, 5.0, 61)
+L0, L1 = np.meshgrid(fine, fine)
+loss_grid = (np.mean(0.5 * (L0[..., None] * Xr[:, 0] + L1[..., None] * Xr[:, 1] - yr[:, 0]) ** 2, axis=-1)
+             + (L0 ** 2 + L1 ** 2) / (2 * prior_variance * N_reg))
+fig, axes = plt.subplots(1, 4, figsize=(17, 4.4))
+axes[0].plot(Xr[:, 1], yr[:, 0], ".", markersize=2, alpha=0.4)
+xs = np.linspace(0, 9, 10)
+axes[0].plot(xs, theta_star[0] + theta_star[1] * xs, "k--", label=rf"$y = {theta_star[0]:.2f} + {theta_star[1]:.2f}\,x$")
+axes[0].set(xlim=(-1, 10), ylim=(-2, 22), xlabel="x", ylabel="y", title=f"the data (N = {N_reg})")
+axes[0].legend(loc="upper left")
+titles = {"GD": r"GD: $-\frac{1}{3}\nabla L$", "NGD": r"NGD: $-(F + I/\sigma_0^2N)^{-1}\nabla L$",
+          "EF": r"EF: $-3\,F_{\rm emp}^{-1}\nabla L$"}
+for ax, method in zip(axes[1:], factors):
+    ax.contour(L0, L1, loss_grid, levels=np.geomspace(loss_grid.min() * 1.05, loss_grid.max(), 10),
                colors="lightgray", linewidths=0.8)
-    ax.quiver(T0, T1, fields[name][..., 0], fields[name][..., 1], color="gray", alpha=0.6, scale=30)
-    for path in paths[name]:
-        ax.plot(path[:, 0], path[:, 1], ".-", markersize=3, linewidth=1)
-    ax.plot(*theta_star, "k*", markersize=12)
-    ax.set_xlim(-1.2, 5.2)
-    ax.set_ylim(-1.2, 5.2)
-    ax.set_xlabel(r"$\theta_0$ (intercept)")
-    ax.set_title(f"{titles[name]}\nmedian angle to Newton {np.median(angles[name]):.0f}°")
-axes[0].set_ylabel(r"$\theta_1$ (slope)")
+    v = fields[method].reshape(T0.shape + (2,))
+    ax.quiver(T0, T1, v[..., 0], v[..., 1], angles="xy", scale=30, color="gray", alpha=0.7, width=0.004)
+    for s in range(len(starts)):
+        ax.plot(flows[method][:, s, 0], flows[method][:, s, 1], linewidth=2.5)
+        ax.plot(*flows[method][-1, s], "k*", markersize=10)
+    ax.plot(starts[:, 0], starts[:, 1], "kh", markersize=7)
+    ax.set(xlim=(-1, 5), ylim=(-1, 5), xlabel=r"$\theta_0$ (intercept)", ylabel=r"$\theta_1$ (slope)")
+    ax.set_title(f"{titles[method]}\nmedian angle to Newton {np.median(angles[method]):.0f}°")
+fig.suptitle("Kunstner et al. 2019, Fig. 1, redrawn: flows of the scaled vector fields (hexagon: start, star: end)",
+             y=1.07)
 plot.show(fig, "04_kunstner_vector_fields")
 
 # %% [markdown]
-# Gradient descent points across the elongated contours (a median of about 35° off Newton's
-# direction) and needs many small steps; natural gradient points at the optimum from everywhere.
-# The empirical Fisher's direction is tilted by the residual weights $r_n^2$ — by more than the
-# plain gradient's in the median, and by more than 90° somewhere — and its steps are short where
-# the residuals are large ($F_{\rm emp}$ grows like $r^2$, so the step shrinks like $1/r$). From
-# $(2, 4.5)$ the EF steps first move *away* from the optimum and after 40 steps are still farther
-# from it than at the start. Only near $\theta^*$, where $F_{\rm emp} \approx F$ (a well-specified
-# model with many data points), does the empirical-Fisher step approach Newton's.
+# What to look at: in each panel, how the four paths get from their hexagons to the star. The
+# gradient's flow crosses the elongated contours at right angles, bends, and approaches $\theta^*$
+# along the contours' long axis (its paths are 2–24% longer than the straight line).
+# Natural gradient points at the optimum from everywhere: its paths are straight lines. The
+# empirical Fisher's field is tilted by the residual weights $r_n^2$ — by more than the plain
+# gradient's in the median, and by more than 90° somewhere — and from $(2, 4.5)$ and $(1, 0)$ its
+# flow first moves *away* from the optimum (1.4–1.5 times as far as at the start) before it
+# swings back; those paths are 2.6–2.9 times longer than the straight line. Only near $\theta^*$,
+# where $F_{\rm emp} \approx F$ (a well-specified model with many data points), does the EF
+# direction approach Newton's, and all its paths end at $\theta^*$ all the same: the flows reach
+# the optimum, what the figure shows is the route.
+#
+# **What differs from their figure.** The problem, the prior ($\sigma_0^2 = 0.1$), the damping
+# ($10^{-8}$), the starting points, the factors, the 50,000 points of step $0.001$ and the grid of
+# arrows (15 × 15 on $[-1, 5]^2$, quiver scale 30) are those of their code. Our points come from
+# `default_rng(0)`, theirs from `np.random.seed(0)`: the same distribution, different draws, so
+# $\theta^*$ and the paths differ a little (here $\theta^* \approx (1.90, 2.06)$). They find $\theta^*$
+# with two Newton steps solved by conjugate gradients; we solve the $2 \times 2$ system directly.
+# We draw more contour levels (they draw 5) and mark $\theta^*$ with the end of each path (in their
+# figure the star is the end of each path, which is also $\theta^*$).
 #
 # ## What we checked
 
@@ -368,11 +471,16 @@ assert error_kl < 1e-6, f"finite-difference Hessian of the KL should reproduce F
 assert relative(F_kl, F_emp) > 0.2, "the KL Hessian is the true Fisher, not the empirical one"
 assert error_F_formula < 1e-12 and error_E_formula < 1e-12, "library Fishers match the regression formulas"
 assert relative(F_other, F_reg) < 1e-12, "the regression's true Fisher does not depend on θ"
-assert max(ngd_misses) < 1e-10, f"NGD = Newton reaches the optimum in one step: {ngd_misses}"
+assert error_polynomial < 1e-10 and error_gradient < 1e-10, "the flows' F_emp and ∇L match the library"
+assert max(ngd_misses) < 1e-6, f"NGD = Newton on L (prior included) reaches θ* in one step: {ngd_misses}"
+assert error_straight < 1e-6, f"the NGD flow is the straight line to θ*: {error_straight:.1e}"
+assert np.all(distance["NGD"][-1] < 1e-9) and np.all(distance["EF"][-1] < 1e-9), "NGD and EF flows end at θ*"
+assert np.all(distance["GD"][-1] < 0.05), f"the GD flows end near θ*: {distance['GD'][-1]}"
+assert np.all(distance["GD"][-1] > distance["NGD"][-1]), "GD's slower flow is the one still short of θ*"
 assert max(angles["NGD"]) < 1e-5, "NGD is Newton's direction at every grid point"
 assert max(angles["EF"]) > 90, f"somewhere the EF direction is >90° off Newton's: {max(angles['EF']):.0f}°"
-assert ef_distances.max() > 1.3 * ef_distances[0], "EF steps from (2, 4.5) first move away from the optimum"
-assert ef_distances[-1] > ef_distances[0], "after 40 EF steps from (2, 4.5) it is still farther than at the start"
+assert away[0] > 1.3 and away[1] > 1.3, f"the EF flows from (2, 4.5) and (1, 0) first move away: {away}"
+assert length["EF"][0] > 2 * length["NGD"][0], "the EF path from (2, 4.5) is over twice as long as NGD's"
 assert np.median(angles["EF"]) > np.median(angles["GD"]), "EF is more tilted than the gradient (median)"
 assert relative(E_star, F_reg) < 0.3, "at the optimum of a well-specified model F_emp is close to F"
 
@@ -384,15 +492,20 @@ assert relative(E_star, F_reg) < 0.3, "at the optimum of a well-specified model 
 #   Fisher plugs in the data labels and is a different matrix, not a noisy estimate.
 # - For cross-entropy, MSE and Bernoulli losses the true Fisher equals the GGN $J^\top H J$, and it
 #   is the Hessian of the KL divergence between the model's predictions before and after a step.
-# - On Kunstner et al.'s linear regression, natural gradient is Newton's method (one step to the
-#   optimum); far from the optimum the empirical Fisher gives distorted directions. This is why
+# - On Kunstner et al.'s linear regression, natural gradient (the Fisher plus the prior's Hessian)
+#   is Newton's method: one step to the optimum, and a straight flow to it. The empirical Fisher's
+#   directions are distorted far from the optimum, and its flow detours. Their figure traces
+#   flows of vector fields scaled by 1/3, 1 and 3, not discrete steps of those sizes. This is why
 #   K-FAC builds its factors from sampled targets (tutorial 05), not from the labels.
 #
 # ## Try this
 #
 # 1. Evaluate the Fishers at the untrained net (skip the Adam loop): how far is the empirical
 #    Fisher from the true one now?
-# 2. Kunstner et al. used step size 3 for the empirical-Fisher method (with their prior). Try it
-#    here: where do the trajectories end?
-# 3. Make the regression misspecified — e.g. `yr = yr + 2 * Xr[:, 1:] ** 2` — and see what happens
-#    to $F_{\rm emp}$ at the optimum and to the EF trajectories.
+# 2. Read the factors as step sizes instead: replace each flow by 40 discrete steps
+#    $\theta \leftarrow \theta + v(\theta)$ (GD with $1/3$, NGD with $1$, EF with $3$). Which methods
+#    still end at $\theta^*$?
+# 3. Drop the prior (`prior_variance = np.inf`): how far does $\theta^*$ move, and does one NGD step
+#    still land on it?
+# 4. Make the regression misspecified — e.g. `yr = yr + 2 * Xr[:, 1:] ** 2` — and see what happens
+#    to $F_{\rm emp}$ at the optimum and to the EF flows.

@@ -27,7 +27,10 @@
 #   examples: 0 at N = 1, a jump at N = 2, then (after a peak at a few examples for the hidden
 #   layer) a plateau of about 30% (hidden layer) and 70% (output layer);
 # - the best Kronecker product of each exact block, the floor no $A \otimes G$ can beat (about
-#   26-29% and 60-65% at 256 examples).
+#   26-29% and 60-65% at 256 examples);
+# - a box for readers of PyTorch-based K-FAC code: its row-major flattening reads the same block
+#   as $G \otimes A$, a permutation of $A \otimes G$ by the commutation matrix, with the same
+#   natural-gradient step.
 
 # %%
 import matplotlib.pyplot as plt
@@ -145,6 +148,74 @@ error_block_by_hand = float(np.abs(exact_by_hand - blocks[1]).max() / np.abs(blo
 print(f"exact block from the caches vs fisher_blocks: {error_block_by_hand:.1e}")
 print(f"K-FAC's A ⊗ G vs the exact block on these {N} examples: "
       f"{np.linalg.norm(np.kron(A2, G2) - blocks[1]) / np.linalg.norm(blocks[1]):.2f} (relative Frobenius)")
+
+# %% [markdown]
+# > **Box — if you come from PyTorch: row- versus column-stacking.**
+# >
+# > A Kronecker block only means something together with the order in which the matrix
+# > $\bar W$ is flattened. This project's vec stacks *columns* (`docs/design.md`; call it
+# > cvec): $\operatorname{cvec}(g\bar a^\top) = \bar a \otimes g$, so the Fisher block of
+# > $\operatorname{cvec}(\bar W)$ is $\mathbb{E}[\bar a\bar a^\top \otimes gg^\top]$ and K-FAC reads
+# > it as $A \otimes G$ (Martens & Grosse 2015's convention). PyTorch stores tensors row-major, and
+# > K-FAC code built on it flattens $\bar W$ the same way (`W.reshape(-1)`, bias appended as the
+# > last column): that is *row*-stacking, $\operatorname{rvec}(\bar W) = \operatorname{cvec}(\bar W^\top)$,
+# > with $\operatorname{rvec}(g\bar a^\top) = g \otimes \bar a$. The same block then reads
+# > $G \otimes A$. Nothing else changes: the two vectors hold the same numbers in another order,
+# > $\operatorname{rvec}(\bar W) = K \operatorname{cvec}(\bar W)$ for a permutation matrix $K$ (the
+# > *commutation matrix*), and $K (A \otimes G) K^\top = G \otimes A$. In matrix form both solve to
+# > the same $G^{-1}\,\nabla_{\bar W} L\,A^{-1}$. We check all of it on the output layer (21 columns
+# > of 10 rows), with a small damping $\lambda = 10^{-3}$ because $G$ is singular for softmax (its
+# > rows sum to zero: shifting all logits equally changes nothing).
+
+# %%
+rows, cols = G2.shape[0], A2.shape[0]                          # W̄ is (rows, cols) = (10, 21)
+# rvec position i·cols + j holds W̄[i, j], which sits at cvec position j·rows + i.
+permutation = (np.arange(cols)[None, :] * rows + np.arange(rows)[:, None]).reshape(-1)
+K = np.eye(rows * cols)[permutation]                           # rvec(M) = K @ cvec(M)
+
+net.zero_grad()
+loss_fn(net(Xb), yb)
+net.backward(loss_fn.backward())
+grad_W = mk.curvature.augmented_matrix(layers[1], "grad")      # ∇_W̄ L, (10, 21)
+cvec_grad, rvec_grad = mk.curvature.vec(grad_W), grad_W.reshape(-1)   # ours; PyTorch's .reshape(-1)
+net.zero_grad()
+error_permutation = float(np.abs(K @ cvec_grad - rvec_grad).max())
+error_commutation = float(np.abs(K @ np.kron(A2, G2) @ K.T - np.kron(G2, A2)).max())
+error_block_order = float(np.abs(K @ blocks[1] @ K.T - sum(np.kron(gamma[n], np.outer(a_bar2[n], a_bar2[n]))
+                                                          for n in range(N)) / N).max())
+lam = 1e-3
+step_cvec = np.linalg.solve(np.kron(A2, G2) + lam * np.eye(rows * cols), cvec_grad)   # this project
+step_rvec = np.linalg.solve(np.kron(G2, A2) + lam * np.eye(rows * cols), rvec_grad)   # PyTorch order
+step_matrix_ours = mk.curvature.unvec(step_cvec, rows)
+error_same_step = float(np.abs(step_matrix_ours - step_rvec.reshape(rows, cols)).max()
+                        / np.abs(step_matrix_ours).max())
+print(f"rvec(∇W̄) = K cvec(∇W̄): {error_permutation:.1e};  K (A ⊗ G) Kᵀ = G ⊗ A: {error_commutation:.1e};  "
+      f"K F_block Kᵀ = (1/N) Σ Γ_n ⊗ ā āᵀ: {error_block_order:.1e}")
+print(f"damped natural-gradient step, cvec with A ⊗ G vs rvec with G ⊗ A (as matrices): {error_same_step:.1e}")
+step_mixed = np.linalg.solve(np.kron(A2, G2) + lam * np.eye(rows * cols), rvec_grad)  # A ⊗ G on rvec: wrong
+error_mixed = float(np.abs(step_mixed.reshape(rows, cols) - step_matrix_ours).max() / np.abs(step_matrix_ours).max())
+print(f"but mixing the conventions (A ⊗ G applied to the rvec gradient) gives another step: {error_mixed:.2f}")
+
+fig, axes = plt.subplots(1, 3, figsize=(14, 4.4))
+vmax_box = np.quantile(np.abs(np.kron(A2, G2)), 0.98)
+panels_box = [(r"$A \otimes G$ (cvec order, this project)", np.kron(A2, G2)),
+              (r"$G \otimes A$ (rvec order, PyTorch code)", np.kron(G2, A2))]
+for ax, (title, matrix) in zip(axes, panels_box):
+    ax.imshow(matrix, cmap="RdBu_r", vmin=-vmax_box, vmax=vmax_box)
+    ax.set_title(title)
+axes[2].spy(K, markersize=1.5)
+axes[2].set_title("$K$, the commutation matrix (dots: the 1s)")
+for ax in axes:
+    ax.set(xlabel="parameter index (column)", ylabel="parameter index (row)")
+plot.show(fig, "05_cvec_vs_rvec")
+
+# %% [markdown]
+# > What to look at: the left block is a 21 × 21 grid of 10 × 10 tiles, each a multiple of $G$;
+# > the middle one, the same numbers reordered, is a 10 × 10 grid of 21 × 21 tiles, each a
+# > multiple of $A$; the right panel is the permutation $K$ that turns one into the other (one 1
+# > per row and per column). Both orders give the same natural-gradient step to rounding; only
+# > mixing them — PyTorch's flattening with this project's $A \otimes G$ — gives a wrong one.
+# > When you port K-FAC code, check which vec it uses before you trust its "A ⊗ G".
 
 # %% [markdown]
 # ## One example: K-FAC is exact
@@ -284,6 +355,11 @@ plot.show(fig, "05_output_layer_blocks")
 assert error_factors_true < 1e-12, f"A and G by hand = kfac_factors(kind='true'): {error_factors_true:.1e}"
 assert error_factors_emp < 1e-12, f"empirical G by hand = kfac_factors(kind='empirical'): {error_factors_emp:.1e}"
 assert error_block_by_hand < 1e-12, f"(1/N) Σ (ā āᵀ) ⊗ Γ_n = fisher_blocks: {error_block_by_hand:.1e}"
+assert error_permutation == 0.0, f"PyTorch's row-major flatten is a permutation of ours: {error_permutation:.1e}"
+assert error_commutation < 1e-15 and error_block_order < 1e-12, \
+    f"K (A ⊗ G) Kᵀ = G ⊗ A and the exact block permutes the same way: {error_commutation:.1e}, {error_block_order:.1e}"
+assert error_same_step < 1e-10, f"both orders give the same damped natural-gradient step: {error_same_step:.1e}"
+assert error_mixed > 0.5, f"PyTorch's flattening with this project's A ⊗ G gives a different step: {error_mixed:.2f}"
 assert max(one_example_errors) < 1e-12, f"N = 1: A ⊗ G is the exact block: {max(one_example_errors):.1e}"
 assert kfac_error[0].max() < 1e-12, "the sweep's N = 1 row is exact too"
 assert kfac_error[1:].min() > 0.1, f"from N = 2 on, K-FAC's block error is far from 0: {kfac_error[1:].min():.2f}"
@@ -309,6 +385,8 @@ assert gaps[0] < 0.05 and gaps[1] > gaps[0], f"K-FAC is near the floor for the h
 #   about 30% for the hidden layer and 70% for the output layer.
 # - The best Kronecker product of each block is a floor: K-FAC is near it for the hidden layer and
 #   above it for the output layer.
+# - "$A \otimes G$" assumes column-stacking; code that flattens row-major (PyTorch) sees the same
+#   block as $G \otimes A$, permuted by the commutation matrix, and computes the same step.
 #
 # ## Try this
 #
@@ -317,4 +395,5 @@ assert gaps[0] < 0.05 and gaps[1] > gaps[0], f"K-FAC is near the floor for the h
 # 2. Measure at initialisation (skip the training loop), or train for 20 epochs: how does the
 #    output layer's error depend on how confident the net is?
 # 3. Remove the `Tanh` (a deep *linear* net) and use `MSELoss` with one-hot targets: for that case
-#    K-FAC is exact at every N (docs/design.md) — check that the curve stays at 0.
+#    K-FAC is exact at every N (Dangel et al. 2025; `tests/test_factors.py`) — check that the curve
+#    stays at 0. Does it stay there with `kind="empirical"`?

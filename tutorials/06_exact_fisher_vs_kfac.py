@@ -105,15 +105,17 @@ for ax, image, title in zip(axes, (F_mid, F_tilde, F_mid - F_tilde),
         ax.axvline(edge - 0.5, color="tab:red", linewidth=0.6)
     ax.set_title(title)
     ax.set_xlabel("parameter index (layers 2-5)")
-    fig.colorbar(shown, ax=ax, fraction=0.046)
+    fig.colorbar(shown, ax=ax, fraction=0.046, label="|entry| (white: 98% quantile of |F| and above)")
 axes[0].set_ylabel("parameter index (layers 2-5)")
 fig.suptitle("Martens & Grosse 2015, Fig. 2: exact Fisher vs K-FAC, middle four layers, N = 300")
 plot.show(fig, "06_fisher_vs_kfac")
 print(f"relative error on these layers: {np.linalg.norm(F_mid - F_tilde) / np.linalg.norm(F_mid):.3f}")
 
 # %% [markdown]
-# The coarse structure (which blocks and which rows are large) survives; the fine structure inside each
-# block does not. To see how much each simplification costs, `mk.studies.compare` measures every
+# Compare the left and middle panels block by block (red lines: layer boundaries; all three on the same grey
+# scale). The coarse structure (which blocks and which rows are large) survives; the fine structure inside each
+# block does not: in the right panel the error is as large as $F$'s own entries in many places, most of all
+# in the rows and columns of the first of these layers. To see how much each simplification costs, `mk.studies.compare` measures every
 # approximation against the whole $F$:
 #
 # - **K-FAC** (block-diagonal $A_l \otimes G_l$, what the optimizer uses);
@@ -273,8 +275,16 @@ axes[3].set_yticks(range(4), labels)
 axes[3].set_xlabel("block column")
 axes[3].set_ylabel("block row")
 axes[3].set_title(r"$|\tilde F^{-1}|$: block means $m_{ij}/\sqrt{m_{ii}m_{jj}}$")
-fig.suptitle("Martens & Grosse 2015, Fig. 3: the inverse of K-FAC's F̃ and two cheap approximations of it")
+fig.colorbar(shown, ax=axes[3], fraction=0.046, label="normalised block mean")
+fig.suptitle("Martens & Grosse 2015, Fig. 3: the inverse of K-FAC's F̃ and two cheap approximations of it "
+             "(first three: |entries|, one grey scale, white at the 98% quantile of |F̃⁻¹|)")
 plot.show(fig, "06_inverse_structure")
+
+# %% [markdown]
+# In the first panel, look at the blocks next to the diagonal blocks: they are visibly grey, while the blocks
+# two or three layers away are nearly black. The block-diagonal model (second panel) keeps only the diagonal
+# blocks; the tridiagonal one (third) also keeps its neighbours, and looks much like the first. The numbers in the
+# fourth panel measure the same thing: 0.28–0.47 next to the diagonal, 0.14–0.21 farther out.
 
 # %% [markdown]
 # ## What we checked

@@ -237,7 +237,7 @@ fig, axes = plt.subplots(1, 3, figsize=(14, 4))
 centre = pooled[0].shape[0] // 2
 image = axes[0].imshow(pooled[0], cmap="RdBu_r", vmin=-0.5, vmax=0.5,
                        extent=(-centre - 0.5, centre + 0.5, centre + 0.5, -centre - 0.5))
-fig.colorbar(image, ax=axes[0], shrink=0.85)
+fig.colorbar(image, ax=axes[0], shrink=0.85, label="correlation r(δ)")
 axes[0].set(xlabel="d_x", ylabel="d_y", title="conv 1: r(δ) pooled over 100 examples\n(1 at δ = 0, ≈ 0 elsewhere)")
 for layer, colour in ((0, "tab:blue"), (1, "tab:orange")):
     side = maps[layer].shape[-1]
@@ -336,6 +336,9 @@ print(f"K-FAC reaches {best_adam}'s final loss {adam_final:.4f} at step {kfac_re
       f"a K-FAC step costs {kfac_run['ms_per_step'] / cnn_runs[best_adam]['ms_per_step']:.1f} Adam steps")
 
 # %% [markdown]
+# Compare the green curve with the red one in each panel: the left panel counts iterations, the right one
+# seconds on this machine (those depend on the machine and its load).
+#
 # Despite the inexact conv blocks, K-FAC trains this CNN in fewer iterations than Adam at either
 # learning rate: it reaches the best Adam's final loss in less than half the steps and ends at about
 # a fifth of it. Per second the order can flip: a K-FAC step costs several Adam steps here (its statistics, the

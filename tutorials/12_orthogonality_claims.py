@@ -302,6 +302,11 @@ print("gaussian − orthogonal at step 10, per seed:", np.round(gap[:, 0], 3))
 # there orthogonal init was ahead at step 10 — by a tenth of the loss — before the two met by step 50.) The
 # article's other claim, *more stable* natural-gradient training, is tested here only as far as these runs
 # go: no run of either init diverged, and the seed-to-seed spreads are of the same size.
+#
+# The figure gathers the three claims, blue for orthogonal and red for Gaussian init. In (a), compare solid with
+# dotted lines (real digits against white noise): only on white noise does orthogonal init give A a small
+# off-diagonal mass. In (b), the dark lines (the diagonal Kronecker model's error) stay near 1 and the light ones
+# (the cosine with K-FAC's step) stay low, for both colours. In (c), the two bands overlap at every step.
 
 # %%
 fig, axes = plt.subplots(1, 3, figsize=(15, 5.2))
@@ -333,6 +338,7 @@ for name, color in (("orthogonal", "C0"), ("gaussian", "C3")):
     axes[2].fill_between(steps, mean - std, mean + std, color=color, alpha=0.2)
 axes[2].set(xlabel="K-FAC step", ylabel="training loss (300 examples)", title="(c) K-FAC training, ± 1 std")
 axes[2].legend(fontsize=8)
+fig.suptitle("Three claims about orthogonal initialisation, 64-32-32-32-10 tanh MLP (error bars, bands: ± 1 std over 5 seeds)")
 fig.tight_layout()
 plot.show(fig, "12_orthogonality_claims")
 
