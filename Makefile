@@ -10,9 +10,10 @@ PY     := $(BIN)/python
 
 BASE_STAMP := $(VENV)/.stamp-base
 DEV_STAMP  := $(VENV)/.stamp-dev
+DOCS_STAMP := $(VENV)/.stamp-docs
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint bench tutorials notebooks clean
+.PHONY: help install demo test lint bench tutorials notebooks docs docs-check clean
 
 help:  ## show this help
 	@echo "minikfac make targets:"
@@ -23,6 +24,8 @@ help:  ## show this help
 	@echo "  make bench      run every benchmarks/*.py"
 	@echo "  make tutorials  run every tutorials/NN_*.py as a script (figures in report/tutorials/)"
 	@echo "  make notebooks  turn the tutorials into .ipynb notebooks next to them (jupytext)"
+	@echo "  make docs       build the course site in site/ (executes the tutorials; no network needed)"
+	@echo "  make docs-check open every page of site/ in headless Chromium and check it"
 	@echo "  make clean      remove .venv and generated reports"
 	@echo "Variables: PYTHON=$(PYTHON) (interpreter used to create the venv), VENV=$(VENV)"
 
@@ -37,6 +40,11 @@ $(BASE_STAMP): setup.cfg pyproject.toml | $(PY)
 $(DEV_STAMP): setup.cfg pyproject.toml | $(PY)
 	$(PY) -m pip install -e '.[dev]'
 	touch $@ $(BASE_STAMP)
+
+# The docs extras add the site's tools (mkdocs, MathJax, selenium) to the dev ones.
+$(DOCS_STAMP): setup.cfg pyproject.toml | $(PY)
+	$(PY) -m pip install -e '.[dev,docs]'
+	touch $@ $(DEV_STAMP) $(BASE_STAMP)
 
 install: $(DEV_STAMP)
 
@@ -67,5 +75,13 @@ tutorials: $(BASE_STAMP)
 notebooks: $(DEV_STAMP)
 	$(BIN)/jupytext --to ipynb tutorials/[0-9][0-9]_*.py
 
+# The site: tutorials executed as notebooks (cached in build/notebooks/), pages staged in
+# build/site-src/, then mkdocs --strict. docs-check needs Debian's chromium and chromium-driver.
+docs: $(DOCS_STAMP)
+	$(PY) docs/build_site.py
+
+docs-check: docs
+	$(PY) docs/check_site.py
+
 clean:
-	rm -rf $(VENV) report
+	rm -rf $(VENV) report build site

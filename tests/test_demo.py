@@ -11,7 +11,7 @@ import re
 import pytest
 
 from minikfac import cli
-from minikfac.jobs import compare, demo
+from minikfac.jobs import compare, demo, demo_summary
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -60,8 +60,8 @@ def test_markdown_states_an_upper_bound_and_a_missed_target():
                    "train_examples": 10, "epochs": 1, "runs": [], "best": {}}
     bound = dict(race_result, kfac_vs={"adam": {"iterations": 0.5, "seconds": 2.0, "upper_bound": True}})
     missed = dict(race_result, kfac_vs={"adam": {"iterations": None, "seconds": None, "upper_bound": False}})
-    assert "**< 0.50× the iterations**" in "\n".join(demo._race_section({"problems": {"p": bound}}))
-    assert "did not reach the target" in "\n".join(demo._race_section({"problems": {"p": missed}}))
+    assert "**< 0.50× the iterations**" in "\n".join(demo_summary.race_section({"problems": {"p": bound}}))
+    assert "did not reach the target" in "\n".join(demo_summary.race_section({"problems": {"p": missed}}))
 
 
 def test_the_command_prints_progress_and_a_summary(tmp_path, capsys):

@@ -13,7 +13,7 @@ gradient of W̄ (:func:`.statistics.layer_gradients`). Then s = diag(Qᵀ F_l Q)
 the best diagonal in the basis Q: ‖F_l − Q diag(s) Qᵀ‖_F <= ‖F_l − A ⊗ G‖_F
 (K-FAC is *some* diagonal in the same basis), and tr(Q diag(s) Qᵀ) = Σ s =
 tr(F_l) exactly (Q is orthogonal). For a Linear layer the rotated gradient is
-an outer product, (U_Gᵀ g)(U_Aᵀ ā)ᵀ, so s = (1/N) Σ_n [Σ_k (U_Gᵀ g_nk)²] [(U_Aᵀ ā_n)²]ᵀ
+an outer product, (U_Gᵀ g)(U_Aᵀ ā)ᵀ, so s = (1/N) Σ_n (Σ_k (U_Gᵀ g_nk)²) ((U_Aᵀ ā_n)²)ᵀ
 costs two small products per example; a convolution sums over positions
 first and needs the (m, n) matrix per example (chunked).
 

@@ -90,11 +90,15 @@ def partially_train(options, net, loss_fn, dataset, log=print):
 
 
 def figures(options, net, loss_fn, X, y, F, result):
-    """Write Figs. 2 and 3, the spectra and the Monte-Carlo curves to ``options.out``; return (paths, layers).
+    """Write Figs. 2 and 3, the spectra and the Monte-Carlo curves to ``options.out``.
 
     X : (N, ...) the examples of the Fisher; y : (N,) their labels; F : (P, P) the
     exact Fisher; result : the :class:`~minikfac.studies.approximation_errors.Comparison`.
-    layers : the indices (from 0) of the layers drawn.
+
+    Returns (paths, layers, inverse_means): the figures written, the indices
+    (from 0) of the layers drawn, and the (B, B) block means of |F̃⁻¹| on those
+    layers divided by their largest — the numbers in Fig. 3's right panel —
+    as nested lists.
     """
     from minikfac import plot  # matplotlib only when a figure is drawn
     from minikfac.studies.figure_data import figure_matrices
@@ -109,11 +113,13 @@ def figures(options, net, loss_fn, X, y, F, result):
     def path(name):
         return os.path.join(options.out, name + ".png")
 
+    inverse, damping = plot.damped_inverse(mats.approximation)
+    means = plot.block_means(inverse, mats.boundaries)
     written = [
         plot.fisher_vs_kfac(mats.fisher, mats.approximation, mats.boundaries, path("fisher_vs_kfac"),
                             title=f"Exact Fisher F vs K-FAC's F̃ ({mats.note})\n"
                                   f"{context}; Martens & Grosse 2015, Fig. 2"),
-        plot.inverse_structure(mats.approximation, mats.boundaries, path("inverse_structure"),
+        plot.inverse_structure(mats.approximation, mats.boundaries, path("inverse_structure"), damping=damping,
                                labels=[f"layer {i + 1}" for i in mats.layers],
                                title=f"K-FAC's F̃ ({mats.note}) and its inverse\n"
                                      f"{context}; Martens & Grosse 2015, Fig. 3"),
@@ -127,7 +133,7 @@ def figures(options, net, loss_fn, X, y, F, result):
             curves = {"MC Fisher": mc["fisher"]["total"], **curves}
         written.append(plot.monte_carlo_error(mc["samples"], curves, path("monte_carlo"),
                                               title=f"Monte-Carlo noise: {short}"))
-    return written, mats.layers
+    return written, mats.layers, (means / means.max()).tolist()
 
 
 def run(options, log=print):
@@ -169,11 +175,12 @@ def run(options, log=print):
                          spectra=not options.no_spectra, log=log)
         timings.update(result.timings)
         clock = time.perf_counter()
-        written, layers = figures(options, net, loss_fn, X, y, F, result)
+        written, layers, inverse_means = figures(options, net, loss_fn, X, y, F, result)
         timings["figures"] = time.perf_counter() - clock
         log(f"  figures: {timings['figures']:.1f} s")
     timings["total"] = time.perf_counter() - started
     report = {"arguments": dict(vars(options)), "parameters": size, "training": record,
-              "figure_layers": [i + 1 for i in layers], "figures": written, **result.to_dict(),
+              "figure_layers": [i + 1 for i in layers], "figures": written,
+              "inverse_block_means": inverse_means, **result.to_dict(),
               "timings": timings}
     return result, report

@@ -19,10 +19,11 @@ drew with pyplot themselves.
 """
 
 from minikfac.plot.curves import loss_curve, monte_carlo_error, scaling_loglog, spectra
-from minikfac.plot.matrices import block_means, fisher_vs_kfac, inverse_structure
+from minikfac.plot.matrices import block_means, damped_inverse, fisher_vs_kfac, inverse_structure
 from minikfac.plot.notebook import DEFAULT_FIGURES, FIGURES_ENV, show
 from minikfac.plot.race import METHOD_COLORS, race_curves, race_figures, step_cost
 
-__all__ = ["DEFAULT_FIGURES", "FIGURES_ENV", "METHOD_COLORS", "block_means", "fisher_vs_kfac", "inverse_structure",
+__all__ = ["DEFAULT_FIGURES", "FIGURES_ENV", "METHOD_COLORS", "block_means", "damped_inverse", "fisher_vs_kfac",
+           "inverse_structure",
            "loss_curve", "monte_carlo_error", "race_curves", "race_figures", "scaling_loglog", "show", "spectra",
            "step_cost"]

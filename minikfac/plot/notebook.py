@@ -8,6 +8,20 @@ FIGURES_ENV = "MINIKFAC_FIGURES"
 DEFAULT_FIGURES = os.path.join("report", "tutorials")
 
 
+def default_folder(cwd=None):
+    """Where a tutorial's figures go when neither ``out`` nor ``$MINIKFAC_FIGURES`` says.
+
+    ``report/tutorials`` under the working directory — except in a ``tutorials``
+    folder itself (where a notebook server runs a notebook it opened), whose
+    figures go to ``../report/tutorials``, beside the scripts' figures, not into
+    ``tutorials/report/``.
+    """
+    cwd = os.path.abspath(cwd or os.getcwd())
+    if os.path.basename(cwd) == "tutorials":
+        return os.path.join(os.path.dirname(cwd), DEFAULT_FIGURES)
+    return DEFAULT_FIGURES
+
+
 def show(fig, name, out=None):
     """Save a tutorial's figure as ``out/name.png`` and display it where a display exists.
 
@@ -20,7 +34,9 @@ def show(fig, name, out=None):
         fig: a :class:`matplotlib.figure.Figure`.
         name: file name without extension, e.g. ``"01_kronecker_product"``.
         out: the folder; default ``$MINIKFAC_FIGURES``, else ``report/tutorials``
-            (relative to the working directory), created if missing.
+            under the working directory (under its parent when the working
+            directory is ``tutorials/``, as in a notebook opened there; see
+            :func:`default_folder`), created if missing.
 
     Returns:
         The path of the PNG written.
@@ -30,7 +46,7 @@ def show(fig, name, out=None):
     import matplotlib
     import matplotlib.pyplot as plt  # tutorials only: the rest of this module never touches pyplot
 
-    folder = out if out is not None else os.environ.get(FIGURES_ENV) or DEFAULT_FIGURES
+    folder = out if out is not None else os.environ.get(FIGURES_ENV) or default_folder()
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, name + ".png")
     fig.savefig(path, dpi=110, bbox_inches="tight")

@@ -240,8 +240,10 @@ def _tridiagonal_dense(approx, F, notes):
     except ValueError:
         xp = backend.get_array_module(F)
         tiny = _value(xp.trace(F)) / F.shape[0] * 1e-6
-        notes.append(f"K-FAC tridiagonal: a factor is singular, so its chain model is built with factored "
-                     f"damping λ = {tiny:.2g} (1e-6·tr(F)/P) for the errors.")
+        notes.append(f"K-FAC tridiagonal: a factor is singular (a softmax output's G, or the A of an input "
+                     f"that never changes), so the chain model's inverse does not exist as it stands; its "
+                     f"errors use the factors damped by λ = {tiny:.2g}, a millionth of F's mean eigenvalue "
+                     f"tr(F)/P, which moves them by about 0.1% of their scale.")
         return approx.to_dense(tiny)
 
 
