@@ -107,11 +107,12 @@ def notebook_markdown(notebook, stem, folder):
             if output.output_type == "error":
                 raise RuntimeError(f"{stem}: cell {number} raised {output.ename}: {output.evalue}")
             data = output.get("data", {})
+            if output.output_type == "execute_result" and re.fullmatch(r"'[^']*\.png'", data.get("text/plain", "")):
+                continue  # the path plot.show returns, echoed by the kernel: the figure itself is shown
             if "image/png" in data:
                 name = f"{stem}_{number}_{k}.png"
                 (folder / name).write_bytes(base64.b64decode(data["image/png"]))
-                alt = data.get("text/plain", "figure").strip("<>").replace("[", "(").replace("]", ")")
-                lines += [f"![{alt}]({name})", ""]
+                lines += [f"![A figure of tutorial {stem[:2]}, drawn by the code above]({name})", ""]
             elif output.output_type == "stream" or "text/plain" in data:
                 text = output.get("text", data.get("text/plain", ""))
                 text = "".join(text) if isinstance(text, list) else text
@@ -243,8 +244,10 @@ def copy_pages():
     """Copy the hand-written pages and their images; links to repository files become code spans."""
     for source, target in PAGES.items():
         text = (ROOT / source).read_text(encoding="utf-8")
+        if not source.startswith("docs/site/"):  # docs/site/ pages link in the site's own terms already
+            text = site_links(text, source)
         (STAGE / target).parent.mkdir(parents=True, exist_ok=True)
-        (STAGE / target).write_text(site_links(text, source), encoding="utf-8")
+        (STAGE / target).write_text(text, encoding="utf-8")
     for source, target in ASSETS.items():
         if (ROOT / source).is_dir():
             shutil.copytree(ROOT / source, STAGE / target, dirs_exist_ok=True,

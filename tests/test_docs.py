@@ -74,14 +74,17 @@ def test_the_page_of_a_notebook_has_its_text_code_output_and_figures(build_site,
         nbformat.v4.new_code_cell("print(1)", outputs=[
             nbformat.v4.new_output("stream", name="stdout", text="1\n[figure saved: report/tutorials/a.png]\n")]),
         nbformat.v4.new_code_cell("show()", outputs=[
-            nbformat.v4.new_output("display_data", data={"image/png": png, "text/plain": "<Figure size 640x480>"})]),
+            nbformat.v4.new_output("display_data", data={"image/png": png, "text/plain": "<Figure size 640x480>"}),
+            nbformat.v4.new_output("execute_result", data={"text/plain": "'report/tutorials/99_name.png'"},
+                                   execution_count=2)]),
     ])
     text = build_site.notebook_markdown(notebook, "99_name", tmp_path)
     assert "# 99. A title\n\nWith $x^2$." in text
     assert "```python\nprint(1)\n```" in text
     assert "``` { .text .output }\n1\n```" in text, "printed output kept, the figure-saved line dropped"
-    assert "![Figure size 640x480](99_name_2_0.png)" in text
+    assert "![A figure of tutorial 99, drawn by the code above](99_name_2_0.png)" in text
     assert (tmp_path / "99_name_2_0.png").read_bytes() == b"\x89PNG\r\n\x1a\n fake"
+    assert "99_name.png'" not in text, "the path plot.show returns is not echoed on the page"
     assert build_site.title_of(text, "fallback") == "99. A title"
     notebook.cells[1].outputs.append(nbformat.v4.new_output("error", ename="ValueError", evalue="bad", traceback=[]))
     with pytest.raises(RuntimeError, match="99_name: cell 1 raised ValueError: bad"):
@@ -122,3 +125,50 @@ def test_the_study_path_lists_every_tutorial_and_exercise():
     assert sorted(name for name in linked if name.startswith("exercises/")) == exercises
     minutes = [int(m) for m in re.findall(r"\| (\d+) min \|", text)]
     assert len(minutes) == len(linked) + 1, "every step (and the demo) has a time"
+
+
+DEMO_REPORT = ROOT / "docs" / "demo" / "summary.json"
+
+
+@pytest.fixture(scope="module")
+def demo_report():
+    import json
+
+    if not DEMO_REPORT.exists():
+        pytest.fail("docs/demo/summary.json is missing: copy it from a full `minikfac demo` run with its figures")
+    return json.loads(DEMO_REPORT.read_text(encoding="utf-8"))
+
+
+def test_the_readme_quotes_the_demo_run_whose_report_docs_demo_holds(demo_report):
+    """Every deterministic number of the README's demo section is the committed run's (seconds vary)."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Two commands"):readme.index("## Ten lines")]
+    errors = demo_report["comparison"]["errors"]
+    for name, error in errors.items():
+        row = f"| {name if name != 'block-diagonal' else 'exact block-diagonal'} | {error['total']:.3f} | " + \
+              " | ".join(f"{error['layers'][i]:.3f}" for i in (0, 2, 5)) + " |"
+        row = row.replace("| 0.000 | 0.000 | 0.000 |", "| 0 | 0 | 0 |")
+        assert row in section, f"README's error table lacks the demo's row {row}"
+    for name, result in demo_report["race"]["problems"].items():
+        kfac = result["runs"][result["best"]["kfac"]]
+        adam = result["runs"][result["best"]["adam"]]
+        row = next(line for line in section.splitlines()
+                   if line.startswith("| ") and f"| {result['problem']['target_loss']:g} |" in line)
+        assert f"step {kfac['steps_to_target']}," in row, (name, row)
+        assert f"step {adam['steps_to_target']:,}," in row, (name, row)
+        assert f"{result['kfac_vs']['adam']['iterations']:.2f}" in row, (name, row)
+        if kfac["test"].get("accuracy") is not None:
+            assert f"{100 * kfac['test']['accuracy']:.2f}% test" in row, (name, row)
+            assert f"{100 * adam['test']['accuracy']:.2f}%" in row, (name, row)
+    means = demo_report["comparison"]["inverse_block_means"]
+    diagonal = [means[i][i] for i in range(len(means))]
+    assert f"{min(diagonal):.2f}–{max(diagonal):.2f} on the diagonal blocks" in section
+
+
+def test_the_demo_page_is_the_summary_of_that_run(demo_report):
+    from minikfac.jobs.demo_summary import markdown
+
+    page = (ROOT / "docs" / "demo" / "summary.md").read_text(encoding="utf-8")
+    assert page.startswith(markdown(demo_report).split("## Appendix")[0].split("## Time")[0])
+    for name in re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", page):
+        assert (ROOT / "docs" / "demo" / name).is_file(), f"docs/demo/summary.md shows {name}, which is missing"

@@ -36,12 +36,23 @@ def _error_rows(errors, sizes):
     return rows
 
 
+def _widths(layers):
+    """"256-20-10" from layer descriptions "Linear(256, 20, bias=True)", ...; None unless all are Linear."""
+    if not layers or not all(layer.startswith("Linear(") for layer in layers):
+        return None
+    sizes = [layer[len("Linear("):].split(",")[:2] for layer in layers]
+    return "-".join([sizes[0][0].strip()] + [size[1].strip() for size in sizes])
+
+
 def _setting(compared):
     args, setup, training = compared["arguments"], compared["setup"], compared["training"]
+    widths = _widths(setup["layers"])
     return [
-        f"The network: {args['model']} (P = {compared['parameters']:,} parameters, weights and biases) on "
-        f"{args['dataset']}, trained for {training['epochs']} epochs of Adam (test accuracy "
-        f"{100 * training['accuracy']:.1f}%): partially trained, as in Martens & Grosse 2015.", "",
+        f"The network: `{args['model']}`" + (f", fully connected {widths}" if widths else "") + " "
+        f"(P = {compared['parameters']:,} parameters, weights and biases) on `{args['dataset']}`, trained "
+        f"for {training['epochs']} epochs of Adam (test accuracy {100 * training['accuracy']:.1f}%): "
+        "partially trained, as in Martens & Grosse 2015, whose network and data (MNIST digits shrunk to "
+        "16×16 pixels for `mnist16`) these are.", "",
         f"**The Fisher F** ({compared['parameters']:,} × {compared['parameters']:,}) is the average over "
         f"N = {setup['examples']:,} training examples of the outer product of the log-likelihood's gradient, "
         f"with the targets drawn from the network's own predictions ({setup['kind']} Fisher): "
@@ -50,9 +61,10 @@ def _setting(compared):
         "**approximation F̂** replaces it by something cheaper to store and to invert:", "",
         "- **K-FAC** (F̃): one block A ⊗ G per layer and zeros between layers; A is the mean of ā āᵀ over "
         "the layer's inputs a with a 1 appended (ā = [a; 1]), G the mean of g gᵀ over the gradients g of "
-        "the loss with respect to the layer's outputs;",
+        "−log p(y|x) with respect to the layer's outputs, the targets y drawn from the predictions as for F;",
         "- **K-FAC tridiagonal**: Martens & Grosse's second approximation, which also keeps the blocks "
-        "between neighbouring layers, in the form whose inverse is block-tridiagonal;",
+        "between neighbouring layers: it models each layer's gradients as depending on the previous "
+        "layer's only (a *chain*), which makes its inverse block-tridiagonal;",
         "- **EKFAC**: K-FAC's eigenvectors, with the eigenvalues fitted again to the per-example "
         "gradients (George et al. 2018);",
         "- **diagonal**: the diagonal of F alone;",
@@ -75,7 +87,10 @@ def _error_section(compared):
               f"independent costs {sources['independence']['total']:.3f} more (of ‖F‖); even the best "
               f"Kronecker product of each block would be {sources['best_kronecker']['total']:.3f} away, since "
               "a block is not a Kronecker product."
-              + (f" K-FAC's total, {kfac:.3f}, combines the two." if kfac is not None else "")
+              + (f" The two parts are orthogonal (the dropped blocks and the kept ones share no entry), so "
+                 f"they add in squares: √({sources['cross_layer']:.3f}² + {sources['independence']['total']:.3f}²) "
+                 f"= {(sources['cross_layer'] ** 2 + sources['independence']['total'] ** 2) ** 0.5:.3f}, "
+                 f"K-FAC's total {kfac:.3f}." if kfac is not None else "")
               + (f" The diagonal is almost as far as zero ({errors['diagonal']['total']:.3f}): F's mass is "
                  "off its diagonal." if "diagonal" in errors else ""), ""]
     lines += [f"> {note}" for note in compared.get("notes", [])] + ([""] if compared.get("notes") else [])
@@ -92,15 +107,16 @@ def _cosine_section(compared):
              f"Each approximation's step is (F̂ + λI)⁻¹∇, where ∇ is the gradient of the loss on the N examples "
              f"and **λ = {setup['damping']:g} is the damping**: a multiple of the identity added before "
              f"inverting, because F itself is singular or nearly so{below}. **Factored damping** is K-FAC's own "
-             "way of adding it: a multiple of the identity to A and one to G, balanced by their traces (π), "
-             "instead of λI to A ⊗ G. The table gives the cosine of each step with the exact natural gradient "
+             "way of adding it: π√λ·I to A and (√λ/π)·I to G, instead of λI to A ⊗ G, with "
+             "π = √((tr A / dim A) / (tr G / dim G)) balancing the two factors' scales (Martens & Grosse 2015, "
+             "§6.3). The table gives the cosine of each step with the exact natural gradient "
              "(F + λI)⁻¹∇: 1 is the same direction, 0 a right angle.", "",
              "| direction | cosine |", "|---|---|"]
     lines += [f"| {name} | {value:.3f} |" for name, value in cosines.items()]
     kfac, gradient = cosines.get("K-FAC"), cosines.get("gradient")
     if kfac is not None and gradient:
         lines += ["", f"**What it shows.** K-FAC's step is far from the exact one (cosine {kfac:.3f}), yet "
-                      f"{kfac / gradient:.1f}× closer than the gradient's ({gradient:.3f}). A higher cosine is "
+                      f"{kfac / gradient:.1f}× the gradient's cosine ({gradient:.3f}). A higher cosine is "
                       "not more progress, though: how much a step lowers the loss depends also on its length "
                       "and on what it gets wrong in the directions it misses. Tutorial 08 measures the loss "
                       "decrease itself, and its ranking differs from the cosines'."]
@@ -113,8 +129,9 @@ def _figure_2(compared):
             "![exact Fisher vs K-FAC](fisher_vs_kfac.png)", "",
             f"**Read it as** three heat maps of absolute values on layers {layers} (the grid lines separate "
             "the layers; white is large, at or above the 98% quantile of |F|): |F|, K-FAC's |F̃| built with "
-            "every cross-layer block A_ij ⊗ G_ij as in the paper (the optimizer itself keeps only the diagonal "
-            "blocks), and |F − F̃|. **What it shows:** K-FAC gets the coarse structure right — which blocks "
+            "every cross-layer block A_ij ⊗ G_ij as in the paper (A_ij the mean of ā_i ā_jᵀ over the inputs of "
+            "layers i and j, G_ij that of g_i g_jᵀ; the optimizer itself keeps only the diagonal blocks "
+            "i = j), and |F − F̃|. **What it shows:** K-FAC gets the coarse structure right — which blocks "
             "are large, and the stripes inside each block that come from A — while the detail within each "
             "block differs; the difference is spread over the whole matrix, as the error table says.", ""]
 
@@ -221,10 +238,12 @@ def race_section(race_report):
                           f"**{upper_bound_mark(versus)}{format_or_dash(versus['seconds'], '.2f')}× the seconds** to the target"
                           + (" (Adam never reached it: an upper bound)" if versus["upper_bound"] else "") + "."]
         lines += ["", f"![race on {name}](race_{name}.png)", "",
-                  "**Read the figure as** the training loss (log scale) against iterations (left) and against "
-                  "seconds of training (right), one curve per run, with the target as a dashed line. Compare "
-                  "where each curve first crosses the target in the two panels: the left panel is what each "
-                  "step buys, the right what it costs on this machine.", ""]
+                  "**Read the figure as** the training loss (log scale, measured in eval mode: no caches, "
+                  "the same fixed subset each time) against iterations (left) and against seconds of training "
+                  "(right), one curve per run, with the target as a dashed line. The dot on each curve is the "
+                  "first measurement at or below the target (the curves join the measurements with straight "
+                  "lines, so they can cross the target a little before it). Compare the dots in the two panels: "
+                  "the left panel is what each step buys, the right what it costs on this machine.", ""]
     return lines
 
 
@@ -250,7 +269,8 @@ def markdown(report, comparison_table=None, race_table=None):
               "autoencoder only the best of them runs: `minikfac bench` shows the other two never reach the "
               "target).", "",
               "On the two small classifiers, on a CPU, K-FAC's extra work per step (its statistics, its "
-              "inverses, its quadratic model of the loss, its guard against bad steps) can cost more seconds "
+              "inverses, its quadratic model of the loss, and its guard, which evaluates the loss again after "
+              "each step and undoes a step that raised it more than the model allows) can cost more seconds "
               "than its fewer iterations save. The MNIST autoencoder — deep, with a long plateau for "
               "first-order methods, its work per step dominated by large matrix products — is the classic "
               "K-FAC problem.", ""]
