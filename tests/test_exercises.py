@@ -306,6 +306,12 @@ WRONG = [
      "the channel axis must be moved last first"),
     (10, "10.2", "_right = conv_grad_factor\ndef conv_grad_factor(grads):  # summed over the positions\n"
                  "    return _right(grads) * grads.shape[2] * grads.shape[3]", "(L = "),
+    (10, "10.3", "_right = kfc_factors_from_caches\ndef kfc_factors_from_caches(net):  # the Linear layer left out\n"
+                 "    return _right(net)[:1]", "one per Conv2d or Linear layer, got a list of length 1"),
+    (10, "10.3", "_right = kfc_factors_from_caches\ndef kfc_factors_from_caches(net):  # the conv's 1 of ā left out\n"
+                 "    (A, G), rest = _right(net)[0], _right(net)[1:]\n"
+                 "    return [(A[:-1, :-1], G)] + rest",
+     "= (D + 1, D + 1), D = C_in·KH·KW"),
     (10, "10.3", "def kfc_factors_from_caches(net):  # the cached gradient of the mean loss used as it is\n"
                  "    return [(conv_input_factor(m.cache_input, m.bias is not None), conv_grad_factor(m.cache_grad_output))\n"
                  "            if m.cache_input.ndim == 3 else\n"
@@ -798,3 +804,54 @@ def test_cli_a_missing_file_among_several_is_a_usage_error_before_any_grading(tm
     assert cli.main(["check", "4", right, str(tmp_path / "absent.py"), "--allow-library"]) == 2
     captured = capsys.readouterr()
     assert f"no file {tmp_path / 'absent.py'}" in captured.err and captured.out == ""
+
+
+def test_a_class_report_says_why_a_file_does_not_import(tmp_path, capsys):
+    broken = write(tmp_path, "import numpy as np\n\ndef vec(X)\n    return X\n", "broken.py")
+    leaving = write(tmp_path, "import sys\nsys.exit(0)\n", "leaving.py")
+    assert cli.main(["check", "4", broken, leaving, "--seed", "1"]) == 1
+    lines = [line for line in capsys.readouterr().out.splitlines() if "does not import" in line]
+    assert len(lines) == 2
+    # The first line of a syntax error says where and what; its last line is only the caret under the code.
+    assert "line 3: SyntaxError" in lines[0] and "(^)" not in lines[0]
+    assert "raised SystemExit: 0" in lines[1] and lines[1].count(leaving) == 1
+
+
+def test_cli_files_may_come_after_options(tmp_path, capsys):
+    first = write(tmp_path, HEADER + SOLUTIONS[4], "a.py")
+    second = write(tmp_path, HEADER + SOLUTIONS[4], "b.py")
+    assert cli.main(["check", "4", "--seed", "3", "--allow-library", first]) == 0
+    assert f"file {first}, seed 3" in capsys.readouterr().out
+    assert cli.main(["check", "4", first, "--seed", "3", second, "--allow-library", "--graded"]) == 0
+    out = capsys.readouterr().out
+    assert "2 files, seed 3, graded" in out and first in out and second in out
+    with pytest.raises(SystemExit) as exit_info:  # an unknown option is still an error
+        cli.main(["check", "4", "--no-such-option", first])
+    assert exit_info.value.code == 2
+
+
+def test_cli_json_never_overwrites_a_file_being_graded(tmp_path, capsys):
+    first = write(tmp_path, HEADER + SOLUTIONS[4], "a.py")
+    second = write(tmp_path, HEADER + SOLUTIONS[4], "b.py")
+    before = pathlib.Path(second).read_text()
+    # "--json submissions/*.py": the report's name left out, a student file in its place.
+    for argv in (["check", "4", "--json", second, first], ["check", "4", second, "--json", second]):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(argv + ["--allow-library"])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert f"--json: {second!r} is a Python file; expected the path of the JSON report" in err
+        assert pathlib.Path(second).read_text() == before
+    renamed = tmp_path / "c.json"  # a student file with another suffix
+    renamed.write_text(before)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["check", "4", str(renamed), "--json", str(tmp_path / "." / "c.json"), "--allow-library"])
+    assert exit_info.value.code == 2
+    assert "is one of the files to grade" in capsys.readouterr().err and renamed.read_text() == before
+
+
+def test_cli_json_into_a_folder_not_there_yet_creates_it(tmp_path, capsys):
+    path = write(tmp_path, HEADER + SOLUTIONS[4])
+    out = tmp_path / "reports" / "week 3" / "report.json"
+    assert cli.main(["check", "4", path, "--seed", "2", "--allow-library", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["passed"] is True

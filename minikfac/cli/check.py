@@ -1,6 +1,7 @@
 """``minikfac check``: grade a classroom exercise (:mod:`minikfac.exercises`)."""
 
 import argparse
+import os
 
 from minikfac.cli.arguments import check_output, nonnegative_int, positive_float
 from minikfac.exercises.grader import DEFAULT_TIME_LIMIT
@@ -12,6 +13,27 @@ def hint_tier(text):
     if text.strip() not in {str(tier) for tier in HINT_TIERS}:
         raise argparse.ArgumentTypeError(f"expected 0 (no hints), 1 (a nudge) or 2 (the formula too), got {text!r}")
     return int(text)
+
+
+def _files_after_options(parser):
+    """Let the files come after options too (``minikfac check 4 --hints 2 my.py``).
+
+    argparse fills the positionals ``exercise`` and ``FILE ...`` from the first run of
+    them only, and leaves a later one unrecognised; here such leftovers (anything not
+    starting with '-') become files, in the order given. Unknown options stay errors.
+    """
+    parse_known_args = parser.parse_known_args
+
+    def parse(args=None, namespace=None):
+        namespace, extras = parse_known_args(args, namespace)
+        later = [text for text in extras if not text.startswith("-")]
+        if later and getattr(namespace, "exercise", None) is None:
+            namespace.exercise = later.pop(0)
+        if later:
+            namespace.student_files = list(namespace.student_files or []) + later
+        return namespace, [text for text in extras if text.startswith("-")]
+
+    parser.parse_known_args = parse
 
 
 def add(commands):
@@ -48,6 +70,7 @@ def add(commands):
     check.add_argument("--seed", type=nonnegative_int, metavar="S",
                        help="seed of the random test inputs, to reproduce a run (default: a fresh one, printed)")
     check.set_defaults(handler=handle, command_parser=check)
+    _files_after_options(check)
 
 
 def handle(parser, args):
@@ -60,6 +83,15 @@ def handle(parser, args):
     if args.graded and args.hints is not None:
         parser.error(f"--graded shows no hints, so it takes no --hints (got --hints {args.hints}); drop one of them")
     check_output(parser, "--json", args.json)
+    if args.json is not None:
+        if args.json.endswith(".py"):
+            parser.error(f"--json: {args.json!r} is a Python file; expected the path of the JSON report, like "
+                         f"class.json (was the report's name left out, so that a student file took its place?)")
+        graded = [path for path in args.student_files if os.path.exists(path) and os.path.exists(args.json)
+                  and os.path.samefile(path, args.json)]
+        if graded:
+            parser.error(f"--json: {args.json!r} is one of the files to grade; expected the path of the JSON "
+                         f"report, like class.json (it would be overwritten)")
     hints = DEFAULT_HINTS if args.hints is None else args.hints
     return exercises.run(args.exercise, args.student_files, seed=args.seed, list_exercises=args.list,
                          time_limit=args.time_limit, json_path=args.json, allow_library=args.allow_library,

@@ -173,17 +173,23 @@ def grad_factor_cases(rng):
     return cases
 
 
-def factor_list(known=None):
-    """A comparator for a list of (A, G) pairs, one per Linear layer."""
+#: The shapes of a Linear layer's A and G, in symbols.
+LINEAR_SHAPES = ("(D_in + 1, D_in + 1)", "(D_out, D_out)")
+
+
+def factor_list(known=None, layers="Linear layer", shapes=None):
+    """A comparator for a list of (A, G) pairs, one per ``layers`` ("Linear layer"); ``shapes`` gives each
+    layer's (A, G) shapes in symbols (default: every layer's are :data:`LINEAR_SHAPES`)."""
     def compare(expected, got):
         if not isinstance(got, (list, tuple)) or len(got) != len(expected):
             count = f" of length {len(got)}" if isinstance(got, (list, tuple)) else ""
-            return (f"expected a list of {len(expected)} (A, G) pairs, one per Linear layer, "
+            return (f"expected a list of {len(expected)} (A, G) pairs, one per {layers}, "
                     f"got a {type(got).__name__}{count}")
         messages = []
         for i, (pair, have) in enumerate(zip(expected, got)):
             names = [f"A of layer {i + 1}", f"G of layer {i + 1}"]
-            message = sequence(names, ["(D_in + 1, D_in + 1)", "(D_out, D_out)"], known)(pair, have)
+            symbols = list(shapes[i]) if shapes is not None else list(LINEAR_SHAPES)
+            message = sequence(names, symbols, known)(pair, have)
             if message:
                 messages.append(message)
         return "\n".join(messages) or None

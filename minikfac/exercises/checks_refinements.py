@@ -18,7 +18,7 @@ from minikfac.curvature import ekfac, kron, statistics
 from minikfac.curvature.params import parametrised_layers as params_of
 from minikfac.curvature.damping import exact_denominator
 from minikfac.curvature.linalg import psd_eigh
-from minikfac.exercises.checks_curvature import factor_list
+from minikfac.exercises.checks_curvature import LINEAR_SHAPES, factor_list
 from minikfac.exercises.checks_layers import two_sizes
 from minikfac.exercises.feedback import arrays, as_host_array, compare_arrays
 from minikfac.exercises.spec import Case, Exercise, Part
@@ -268,6 +268,10 @@ def conv_net(rng, shape, c_out, kernel, stride, padding, bias, classes):
     return nn.Sequential(layer, nn.Tanh(), nn.Flatten(), nn.Linear(features, classes, bias=True, rng=rng))
 
 
+#: The shapes of a Conv2d layer's A and G, in symbols.
+CONV_SHAPES = ("(D + 1, D + 1), D = C_in·KH·KW, or (D, D) without bias", "(C_out, C_out)")
+
+
 def kfc_factors_cases(rng):
     """10.3: args (net,) after a backward; expected [(A, G)] per layer by ``kfac_factors`` (empirical)."""
     cases = []
@@ -281,7 +285,7 @@ def kfc_factors_cases(rng):
         _, _, oh, ow = params_of(net)[0].output_shape(shape)
         known = {"N": shape[0], "L": oh * ow}
         cases.append(Case(label + f", then Tanh, Flatten, Linear(…, {classes})", (net,), expected,
-                          factor_list(known)))
+                          factor_list(known, "Conv2d or Linear layer", [CONV_SHAPES, LINEAR_SHAPES])))
     return cases
 
 

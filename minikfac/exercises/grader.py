@@ -134,12 +134,21 @@ class Report:
         lines.append(f"Reproduce this run: minikfac check {e.number} {self.path} {self.options()}")
         return "\n".join(lines)
 
+    def import_reason(self, limit=100):
+        """The first line of :attr:`import_error` (where the error is and what it says; a syntax error's
+        later lines only quote the code), without the file's path, shortened to ``limit`` characters."""
+        lines = [line.strip() for line in (self.import_error or "").splitlines() if line.strip()]
+        reason = lines[0] if lines else "no reason given"
+        for prefix in (f"importing {self.path} ", f"{self.path}, "):
+            if reason.startswith(prefix):
+                reason = reason[len(prefix):]
+        return reason if len(reason) <= limit else reason[:limit - 1].rstrip() + "…"
+
     def summary_line(self, width):
         """One line for a class report: the file, then every part's status (or why the file did not import)."""
         head = f"  {self.path} "
         if self.import_error is not None:
-            first = self.import_error.strip().splitlines()[-1] if self.import_error.strip() else ""
-            return f"{head:.<{width}} does not import ({first.strip()[:80]})"
+            return f"{head:.<{width}} does not import ({self.import_reason()})"
         statuses = ", ".join(f"{r.part.number} {r.status}" for r in self.parts)
         passed = sum(r.status == PASSED for r in self.parts)
         return f"{head:.<{width}} {statuses}  [{passed} of {len(self.parts)}]"
@@ -384,6 +393,8 @@ def grade_class(exercise, paths, seed=None, time_limit=DEFAULT_TIME_LIMIT, allow
 
 
 def _write_json(json_path, data):
+    """Write ``data`` to ``json_path``, creating its folder if need be (as the other commands' --json do)."""
+    os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
     with open(json_path, "w", encoding="utf-8") as f:
         json.dump(data, f, indent=1)
         f.write("\n")

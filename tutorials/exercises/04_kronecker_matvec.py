@@ -3,7 +3,7 @@
 Read first: tutorial 01 (the Kronecker product), sections "vec stacks columns",
 "The product rule" and "Inverse and eigenpairs come from the factors".
 
-K-FAC approximates a layer's Fisher block, a (D_out·D_in)² matrix, by a Kronecker
+K-FAC approximates a layer's Fisher block, a (D_out·(D_in + 1))² matrix, by a Kronecker
 product A ⊗ G of two small factors: A (n, n) from the layer's inputs and G (m, m)
 from its output gradients. The whole point is never to form A ⊗ G, a matrix of
 (m·n)² numbers: its products and solves can be computed from A and G alone

@@ -55,7 +55,7 @@ def project_gradients(D, U_A, U_G):
 
     Parameters
     ----------
-    D : (N, m, n) array, D[n] = g_n ā_nᵀ the per-example gradient of W̄.
+    D : (N, m, n) array, D[k] = g_k ā_kᵀ the gradient of W̄ for example k.
     U_A : (n, n) orthogonal array.  U_G : (m, m) orthogonal array.
 
     Returns
