@@ -84,9 +84,10 @@ def _error_section(compared):
     lines += ["", f"**What it shows.** Even F's exact diagonal blocks are {sources['cross_layer']:.3f} away: "
               "that much of F lies in the blocks *between* layers, which every block-diagonal method drops. "
               f"Within each block, K-FAC's assumption that a layer's inputs and output gradients are "
-              f"independent costs {sources['independence']['total']:.3f} more (of ‖F‖); even the best "
-              f"Kronecker product of each block would be {sources['best_kronecker']['total']:.3f} away, since "
-              "a block is not a Kronecker product."
+              f"independent costs {sources['independence']['total']:.3f} more (of ‖F‖); of that, "
+              f"{sources['best_kronecker']['total']:.3f} no method could avoid with one Kronecker product per "
+              "block: the best Kronecker product of each block is that far, since a block is not a Kronecker "
+              "product."
               + (f" The two parts are orthogonal (the dropped blocks and the kept ones share no entry), so "
                  f"they add in squares: √({sources['cross_layer']:.3f}² + {sources['independence']['total']:.3f}²) "
                  f"= {(sources['cross_layer'] ** 2 + sources['independence']['total'] ** 2) ** 0.5:.3f}, "
@@ -114,12 +115,15 @@ def _cosine_section(compared):
              "| direction | cosine |", "|---|---|"]
     lines += [f"| {name} | {value:.3f} |" for name, value in cosines.items()]
     kfac, gradient = cosines.get("K-FAC"), cosines.get("gradient")
-    if kfac is not None and gradient:
-        lines += ["", f"**What it shows.** K-FAC's step is far from the exact one (cosine {kfac:.3f}), yet "
-                      f"{kfac / gradient:.1f}× the gradient's cosine ({gradient:.3f}). A higher cosine is "
-                      "not more progress, though: how much a step lowers the loss depends also on its length "
-                      "and on what it gets wrong in the directions it misses. Tutorial 08 measures the loss "
-                      "decrease itself, and its ranking differs from the cosines'."]
+    if kfac is not None and gradient is not None:
+        lines += ["", f"**What it shows.** K-FAC's step is far from the exact one (cosine {kfac:.3f}, an angle "
+                      f"of {np.degrees(np.arccos(kfac)):.0f}°), though nearer than the gradient "
+                      f"({gradient:.3f}, {np.degrees(np.arccos(gradient)):.0f}°). A cosine measures agreement with "
+                      "the damped exact step, not progress: at a small λ that step can itself be a poor direction. "
+                      "Tutorial 08, on a smaller network, gives every direction its best length and measures the "
+                      "loss it buys: there the exact (F + λI)⁻¹∇, cosine 1 by definition, bought the least of the "
+                      "Fisher-based directions at λ = 1e-3, while among the approximations a higher cosine did go "
+                      "with a larger decrease."]
     return lines + [""]
 
 
@@ -168,17 +172,26 @@ def _spectra(compared):
     if "exact" not in spectra or "K-FAC" not in spectra:
         return []
     exact, kfac = (np.sort(np.asarray(spectra[name], dtype=float))[::-1] for name in ("exact", "K-FAC"))
-    size = exact.size
-    ranks = [size // 10, size // 2]
-    ratios = ", ".join(f"{kfac[r] / exact[r]:.0f}× F's at rank {r + 1:,}" for r in ranks if exact[r] > 0)
-    return ["### The eigenvalues", "", "![Eigenvalues of F and its approximations](spectra.png)", "",
-            "**Read it as** each matrix's eigenvalues sorted from the largest, against their rank, on log-log "
+    damping, size = compared["setup"]["damping"], exact.size
+    damped = (np.maximum(kfac, 0) + damping) / (np.maximum(exact, 0) + damping)
+    flat, steep = int(np.sum(exact < damping)), int(np.sum(kfac >= damping))
+    common = flat + steep - size
+    text = ("**Read it as** each matrix's eigenvalues sorted from the largest, against their rank, on log-log "
             "axes (eigenvalues at the rounding level, zeros in exact arithmetic, are left out; the legend "
             "counts them). **What it shows:** the largest eigenvalues agree, but K-FAC's tail lies far above "
-            f"F's (K-FAC's eigenvalue is {ratios}). In the many directions where F is almost flat, F̃ reports "
-            "curvature that is not there, so F̃⁻¹ takes shorter steps along them than F⁻¹ would: K-FAC carries "
-            "a damping of its own, on top of λ. That is one reason its steps are safer than its error suggests, "
-            "and one reason they are not the natural gradient's.", ""]
+            f"F's. Rank by rank, with λ = {damping:g} added to both, F̃'s spectrum is up to {damped.max():.1f}× "
+            f"F's (at rank {int(np.argmax(damped)) + 1:,}). Ranks are not directions, but a count gives "
+            f"directions: F has {flat:,} eigenvalues below λ and F̃ has {steep:,} at or above it, out of "
+            f"{size:,}")
+    if common > 0:
+        text += (f", so in a subspace of at least {flat:,} + {steep:,} − {size:,} = {common:,} dimensions F "
+                 "sees less curvature than λ and F̃ at least λ. In K-FAC's quadratic model a step along such a "
+                 "direction u costs more than in the exact damped one (uᵀ(F̃ + λI)u ≥ 2λ‖u‖² against "
+                 "uᵀ(F + λI)u < 2λ‖u‖²): K-FAC carries damping of its own there, on top of λ, and that is one "
+                 "way its steps differ from the natural gradient's.")
+    else:
+        text += ": too few for the two to be sure to share a direction where F is flat and F̃ is not."
+    return ["### The eigenvalues", "", "![Eigenvalues of F and its approximations](spectra.png)", "", text, ""]
 
 
 def _monte_carlo(compared):
@@ -196,7 +209,9 @@ def _monte_carlo(compared):
         lines[-1] += (f" the Monte-Carlo Fisher's own error falls from {fisher[0]:.3f} at k = {k[0]} to "
                       f"{fisher[-1]:.3f} at k = {k[-1]}, as 1/√k;")
     lines[-1] += (f" K-FAC built from k samples stays at {_span(kfac, '.3f')} for every k: its error is its "
-                  "structure's, not the sampling's, so one sample per example is as good as many for K-FAC.")
+                  "structure's, not the sampling's, so by this measure one sample per example is nearly as good "
+                  "as many. The measure is the Frobenius error, which the large entries dominate; the sampling "
+                  "noise in G's small eigenvalues, which F̃⁻¹ magnifies, does not show in it.")
     return lines + [""]
 
 
