@@ -19,8 +19,9 @@
 #
 # 1. **It does not depend on how you write the model down.** Gradient descent does: rename the
 #    parameter (a probability $p$ or its logit $\eta$) and the same learning rate follows a
-#    different path. The natural gradient follows the same path in both — exactly in continuous
-#    time, to first order in the learning rate for discrete steps.
+#    different path. The natural gradient follows the same path in both: exactly in continuous
+#    time, and for discrete steps of learning rate $\alpha$ the two paths differ by $O(\alpha)$ at any
+#    fixed time (halve $\alpha$ and the gap halves).
 # 2. **It is steepest descent measured in predictions, not in parameters.** Among all steps that
 #    change the model's predictive distribution by a given KL divergence, $-F^{-1}\nabla L$ lowers
 #    the loss the most (to first order). The reason: $\mathrm{KL}(p_\theta \,\|\, p_{\theta+\delta})
@@ -53,6 +54,26 @@ rng = np.random.default_rng(0)
 # and we fit $p$ by minimising the mean negative log-likelihood
 #
 # $$L(p) = -\hat p \log p - (1-\hat p)\log(1-p).$$
+#
+# **The Fisher information.** A model gives a distribution $p_\theta(y)$ over outcomes $y$ (here
+# $y \in \{0, 1\}$, heads or tails). Its *score* is $\nabla_\theta \log p_\theta(y)$, and the Fisher
+# information is the score's second moment when $y$ is drawn from the model itself:
+#
+# $$F = \mathbb{E}_{y\sim p_\theta}\big[\nabla_\theta \log p_\theta(y)\,\nabla_\theta \log p_\theta(y)^\top\big].$$
+#
+# (With inputs $x_n$, as in a network, $p_\theta(y \mid x_n)$ replaces $p_\theta(y)$ and $F$ is also
+# averaged over the $x_n$.) The score has mean zero, $\mathbb{E}[\nabla\log p_\theta] = \sum_y
+# p_\theta(y)\,\frac{\nabla p_\theta(y)}{p_\theta(y)} = \nabla\sum_y p_\theta(y) = \nabla 1 = 0$, so $F$ is its
+# covariance. Differentiating $\sum_y p_\theta(y)\nabla\log p_\theta(y) = 0$ once more gives
+# $\sum_y p_\theta(y)\,(\nabla\log p_\theta\,\nabla\log p_\theta^\top + \nabla^2\log p_\theta) = 0$: $F$ is
+# also the expected Hessian $\mathbb{E}_{y\sim p_\theta}[-\nabla^2\log p_\theta(y)]$. Note that $y$ is
+# drawn from the model, not taken from the data; this is the "true" Fisher, and tutorial 04 compares
+# it with the "empirical" Fisher, which uses the observed labels instead.
+#
+# For the coin written with $p$: $\log p(y) = y\log p + (1-y)\log(1-p)$, whose derivative is $1/p$
+# for heads ($y = 1$, probability $p$) and $-1/(1-p)$ for tails (probability $1-p$), so
+#
+# $$F_p = p\cdot\frac{1}{p^2} + (1-p)\cdot\frac{1}{(1-p)^2} = \frac1p + \frac1{1-p} = \frac{1}{p(1-p)}.$$
 #
 # Two ways to write the same model: the probability $p$ itself, or its logit $\eta = \log\frac{p}{1-p}$
 # (so $p = \sigma(\eta)$; this is how a network's output layer writes it). The derivatives of $L$
@@ -151,7 +172,8 @@ print(f"at t = 3, gap between the two parametrisations: GD {gap_gd:.4f}, NGD {ga
 # The natural gradient's two runs are not identical for a finite $\alpha$: a discrete step moves
 # along a straight line in *its* parametrisation, and a straight line in $\eta$ is a curve in $p$.
 # The difference per step is of order $\alpha^2$, so after the $T/\alpha$ steps that reach time $T$
-# it is of order $\alpha$. Gradient descent's gap does not shrink at all: its two flows differ. We
+# it is of order $\alpha$: at a fixed time the gap is $O(\alpha)$, a straight line of slope 1 on a
+# log-log plot. Gradient descent's gap does not shrink at all: its two flows differ. We
 # measure both gaps at $t = 3$ over a range of learning rates (GD in $p$ overshoots $p = 1$ for
 # $\alpha$ above about 0.1 from this start, so we stay below).
 
@@ -189,14 +211,15 @@ plot.show(fig, "00_reparametrisation")
 # it has crawled from 0.1 to 0.38 by $t = 3$ — while the two orange curves (natural gradient)
 # lie on top of each other and on the dotted exact flow. On the right, gradient descent's gap stays
 # near 0.42 however small the learning rate, while the natural gradient's falls in proportion to it
-# (slope 1 on the log-log plot).
+# (the fitted slope printed above is close to 1: the gap at $t = 3$ is $O(\alpha)$).
 #
 # Gradient descent's behaviour is a property of the coordinates, not of the model. The natural
 # gradient's is a property of the model: the Fisher converts the gradient (which measures how
 # the loss changes per unit of *parameter*) into a change of the *distribution*. That is why it
 # is worth approximating for networks, whose parametrisation is arbitrary (in a ReLU network,
-# multiply one layer's weights by $c > 0$ and divide the next layer's by $c$: the function is the
-# same, gradient descent's steps are not).
+# multiply one layer's weights and its bias by $c > 0$ and divide the next layer's weights by $c$:
+# since $\mathrm{relu}(cz) = c\,\mathrm{relu}(z)$, the function is the same, gradient descent's steps
+# are not).
 #
 # ## Part 2: steepest descent in distribution space
 #
@@ -208,12 +231,20 @@ plot.show(fig, "00_reparametrisation")
 # $$D(\delta) = \frac1N\sum_n \mathrm{KL}\big(p_\theta(y\mid x_n)\,\big\|\,p_{\theta+\delta}(y\mid x_n)\big)
 #   \approx \tfrac12\,\delta^\top F \delta ,$$
 #
-# ($D$ and its gradient vanish at $\delta = 0$, and its Hessian there is the Fisher; tutorial 04
-# checks this by finite differences). Minimising $\nabla L^\top\delta$ subject to $\tfrac12
-# \delta^\top F\delta \le \kappa$ with a Lagrange multiplier $\lambda$: $\nabla L + \lambda F\delta =
-# 0$, so
+# The reason is a Taylor expansion of each KL term in $\delta$, with $y$ drawn from $p_\theta$:
 #
-# $$\delta^\star = -\frac1\lambda F^{-1}\nabla L, \qquad \lambda = \sqrt{\frac{\nabla L^\top F^{-1}
+# $$\mathrm{KL}(p_\theta\,\|\,p_{\theta+\delta}) = \mathbb{E}_{y\sim p_\theta}\big[\log p_\theta(y) -
+#   \log p_{\theta+\delta}(y)\big] = -\delta^\top\,\mathbb{E}[\nabla\log p_\theta] - \tfrac12\,\delta^\top\,
+#   \mathbb{E}[\nabla^2\log p_\theta]\,\delta + O(\|\delta\|^3) = \tfrac12\,\delta^\top F\delta + O(\|\delta\|^3).$$
+#
+# The first-order term vanishes because the score has mean zero, and the second-order term is
+# $\mathbb{E}[-\nabla^2\log p_\theta] = F$, both shown in Part 1: $F$ is the Hessian of the KL
+# divergence at $\delta = 0$ (tutorial 04 also checks this by finite differences).
+# Minimising $\nabla L^\top\delta$ subject to $\tfrac12 \delta^\top F\delta \le \kappa$ with a Lagrange
+# multiplier $\nu$ (not to be confused with the damping $\lambda$ of later tutorials):
+# $\nabla L + \nu F\delta = 0$, so
+#
+# $$\delta^\star = -\frac1\nu F^{-1}\nabla L, \qquad \nu = \sqrt{\frac{\nabla L^\top F^{-1}
 #   \nabla L}{2\kappa}}, \qquad \nabla L^\top\delta^\star = -\sqrt{2\kappa\; \nabla L^\top F^{-1}\nabla L}.$$
 #
 # The gradient direction scaled to the same budget gives $\nabla L^\top\delta = -\sqrt{2\kappa}\,
@@ -282,7 +313,8 @@ for i in range(3):
 fig, axes = plt.subplots(1, 2, figsize=(12, 4.3))
 for i in range(3):
     axes[0].loglog(epsilons, kl_true[i], "o", color=f"C{i}", label=f"KL, direction {i}")
-    axes[0].loglog(epsilons, kl_quad[i], "-", color=f"C{i}", alpha=0.7, label=r"$\frac{1}{2}\varepsilon^2 u^\top F u$")
+    axes[0].loglog(epsilons, kl_quad[i], "-", color=f"C{i}", alpha=0.7,
+                   label=rf"$\frac{{1}}{{2}}\varepsilon^2 u^\top F u$, direction {i}")
     axes[1].loglog(epsilons, kl_rel_error[i], "o-", color=f"C{i}", label=f"direction {i}")
 axes[0].set(xlabel=r"step length $\varepsilon$ (step $\delta = \varepsilon u$, $\|u\| = 1$)",
             ylabel=r"$D(\delta)$, mean KL", title="KL of a step and its quadratic model")
@@ -348,7 +380,10 @@ for i, budget in enumerate(budgets):
     ax.semilogx(np.full(200, budget), loss0 - losses["random"][i], ".", color="lightgray",
                 label="200 random directions" if i == 0 else None)
 ax.semilogx(budgets, loss0 - losses["GD"], "o-", color="tab:blue", label=r"gradient direction $-\nabla L$")
-ax.semilogx(budgets, loss0 - losses["NGD"], "s-", color="tab:orange", label=r"natural gradient $-F^{+}\nabla L$")
+ax.semilogx(budgets, loss0 - losses["random"].min(axis=1), "^--", color="tab:green", markersize=7,
+            label="best of the 200 random directions")
+ax.semilogx(budgets, loss0 - losses["NGD"], "s-", color="tab:orange", markerfacecolor="none", markersize=9,
+            label=r"natural gradient $-F^{+}\nabla L$")
 ax.semilogx(budgets, loss0 - predicted_ngd, "k:", label=r"$\sqrt{2\kappa\,\nabla L^\top F^{+}\nabla L}$")
 ax.set_yscale("log")
 ax.set(xlabel=r"KL budget $\kappa$ (every step scaled so that $D(\delta) = \kappa$)",
@@ -359,7 +394,8 @@ plot.show(fig, "00_steepest_descent_in_kl")
 
 # %% [markdown]
 # What to look at: at every budget the orange squares (natural gradient) are above the blue
-# circles (gradient) and above the whole gray cloud of random directions, and they follow the
+# circles (gradient), above the green triangles (the best of the 200 random directions, the top of
+# the gray cloud) and so above the whole cloud, and they follow the
 # dotted first-order prediction at small budgets (2% below it at $\kappa = 10^{-4}$; at large
 # budgets the linear model of the loss overestimates every decrease). At small budgets the
 # gradient's decrease is smaller by the first-order ratio printed above, about 1.8: it spends
@@ -396,8 +432,9 @@ assert np.all(losses["random"].min(axis=1) < losses["GD"]), "here even the best 
 #   same rule gives paths that end 0.42 apart, however small the learning rate.
 # - The natural gradient $F^{-1}\nabla L$ transforms like a change of parameter (the gradient picks up
 #   one Jacobian factor, the Fisher two), so its continuous-time path is the same in every
-#   parametrisation; discrete steps agree to first order in the learning rate.
-# - $F$ is the Hessian of the KL divergence between the model's predictions before and after a step,
+#   parametrisation; with discrete steps of learning rate $\alpha$ the two paths differ by $O(\alpha)$
+#   at a fixed time (measured slope close to 1).
+# - $F = \mathbb{E}_{y\sim p_\theta}[\nabla\log p\,\nabla\log p^\top]$ is the Hessian of the KL divergence between the model's predictions before and after a step,
 #   so $\tfrac12\delta^\top F\delta$ measures a step by how much it changes the predictions, and
 #   $-F^{-1}\nabla L$ is the steepest descent direction under that measure: on a softmax classifier
 #   it beats the gradient and 200 random directions at every KL budget.

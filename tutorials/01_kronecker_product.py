@@ -91,6 +91,12 @@ print("unvec(vec(X), 2) =\n", mk.curvature.unvec(mk.curvature.vec(X), 2))
 # ## The product rule: (A ⊗ G) vec(X) = vec(G X Aᵀ)
 #
 # With A (n, n), G (m, m) and X (m, n), multiplying by the big matrix is two small products.
+# Why: write x_i for column i of X, so vec(X) stacks x_1, …, x_n. Block row j of A ⊗ G is
+# (A[j, 1] G, …, A[j, n] G), so block j of the product is
+#
+# $$\sum_i A[j, i]\, G x_i = G \Big(\sum_i x_i A[j, i]\Big) = G X A[j, :]^\top ,$$
+#
+# which is column j of G X Aᵀ. Stacking the blocks j = 1, …, n gives vec(G X Aᵀ).
 # Dense, the product costs (mn)² multiplications; factored, m·n·(m + n).
 # `mk.curvature.kron_matvec(A, G, X)` computes G X Aᵀ and returns it in X's own form.
 
@@ -213,30 +219,39 @@ print(f"largest relative difference between dense and factored solutions: {max(s
 speedup = timings["dense solve"][-1] / timings["factored solve"][-1]
 print(f"at k = {sizes[-1]}, measured here: the factored solve is {speedup:.0f}x faster; it is "
       f"{dense_bytes[-1] / factor_bytes[-1]:.0f}x smaller")
+for name in timings:
+    print(f"{name:>15}: measured slope {slopes[name]:.2f}, counted {count_slopes[name]:.2f}, "
+          f"difference {slopes[name] - count_slopes[name]:+.2f}")
 
 # %% [markdown]
 # Compare the measured slopes with the counted ones (6 and 3 for the solves, 4 and 3 for the
-# products; the dense solve's counted slope is a hair under 6 because of its 2k⁴ term). The dense solve's
-# measured slope comes out near 6. The dense product's
-# can come out well above its theoretical 4: between k = 24 and k = 40 the k² × k² matrix grows from
-# 2.7 MB to 20 MB and outgrows the processor's faster caches, so each of its k⁴ numbers also gets
-# slower to read (the same effect can push the solve's slope past 6). The factored operations sit
-# well below 3: at these sizes they take microseconds, and fixed Python and call overheads still
-# count. What matters is the gap between the two families, and it widens as k grows. For the tiniest
-# k the dense product can even win: one call on a 16 × 16 matrix beats two calls on 4 × 4 ones.
+# products; the dense solve's counted slope is a hair under 6 because of its 2k⁴ term); the last
+# lines printed above put them side by side. The measured slopes depend on the machine and its load,
+# and they are rarely the counted ones, for reasons that push both ways. The dense solve often comes
+# out somewhat below 6: LAPACK's blocked LU does more flops per second on a larger matrix, so its time
+# grows more slowly than its flop count over this small range. The dense product can come out above
+# its theoretical 4: between k = 24 and k = 40 the k² × k² matrix grows from 2.7 MB to 20 MB and
+# outgrows the processor's faster caches, so each of its k⁴ numbers also gets slower to read (the
+# same effect can push the solve's slope up). The factored operations usually sit well below 3: at
+# these sizes they take microseconds, and fixed Python and call overheads still count. What matters
+# is the gap between the two families, and it widens as k grows. For the tiniest k the dense product
+# can even win: one call on a 16 × 16 matrix beats two calls on 4 × 4 ones.
 # (With the article's 1,000 units per layer, k = 1,000, the dense block would need 8 TB in float64.)
 
 # %%
 fig, (ax_time, ax_memory) = plt.subplots(1, 2, figsize=(11, 4.2))
-styles = {"dense matvec": ("tab:red", "--"), "factored matvec": ("tab:blue", "--"),
-          "dense solve": ("tab:red", "-"), "factored solve": ("tab:blue", "-")}
+# colour: dense (red) or factored (blue); marker and line: product (open circles, dashed) or solve
+# (filled squares, solid)
+styles = {"dense matvec": ("tab:red", "--", "o", "none"), "factored matvec": ("tab:blue", "--", "o", "none"),
+          "dense solve": ("tab:red", "-", "s", "tab:red"), "factored solve": ("tab:blue", "-", "s", "tab:blue")}
 for name, values in timings.items():
-    color, line = styles[name]
-    ax_time.loglog(sizes, values, line, marker="o", color=color, label=f"{name} (slope {slopes[name]:.1f})")
+    color, line, marker, face = styles[name]
+    ax_time.loglog(sizes, values, line, marker=marker, markerfacecolor=face, markersize=7, color=color,
+                   label=f"{name} (slope {slopes[name]:.1f})")
 ax_time.set_xlabel("factor size k (A, G are k × k; A ⊗ G is k² × k²)")
 ax_time.set_ylabel("time (s), best of repeats")
 ax_time.set_title("Solving and multiplying with A ⊗ G (slopes fit on k ≥ 24)")
-ax_time.legend(fontsize=8)
+ax_time.legend(fontsize=8, handlelength=3.5)
 ax_memory.loglog(sizes, dense_bytes, "o-", color="tab:red", label="dense A ⊗ G: 8k⁴ bytes")
 ax_memory.loglog(sizes, factor_bytes, "o-", color="tab:blue", label="A and G: 16k² bytes")
 ax_memory.set_xlabel("factor size k")
@@ -247,6 +262,12 @@ for ax in (ax_time, ax_memory):
     ax.set_xticks(sizes, [str(k) for k in sizes])
     ax.minorticks_off()
 plot.show(fig, "01_kronecker_cost")
+
+# %% [markdown]
+# What to look at: on the left, the red lines (dense) climb much more steeply than the blue ones
+# (factored), and the squares (solves) more steeply than the circles (products); the vertical
+# distance between the solid red and solid blue lines is the speed-up of the factored solve, and it
+# grows with k. On the right, the dense matrix's memory grows like k⁴ and the factors' like k².
 
 # %% [markdown]
 # ## Why a layer's gradient is a Kronecker product

@@ -16,22 +16,23 @@ work instead of O(n³m³) for the (m·n, m·n) block (Van Loan 2000, §3).
 The worked example of the blog article minikfac started from, “Kronecker分解(K-FAC):让自然梯度在深度学习中飞起来”
 (February 2025), checked:
 
->>> import numpy as np
->>> A = np.array([[1, 2], [3, 4]])
->>> G = np.array([[0, 1], [1, 0]])
->>> np.kron(A, G)
-array([[0, 1, 0, 2],
-       [1, 0, 2, 0],
-       [0, 3, 0, 4],
-       [3, 0, 4, 0]])
->>> X = np.array([[1, 2], [3, 4]])          # (m, n) = (2, 2)
->>> np.kron(A, G) @ vec(X)                  # the dense way: (m·n, m·n) @ (m·n,)
-array([11,  5, 25, 11])
->>> kron_matvec(A, G, X)                    # G X Aᵀ, A ⊗ G never formed
-array([[11, 25],
-       [ 5, 11]])
->>> np.array_equal(vec(kron_matvec(A, G, X)), np.kron(A, G) @ vec(X))
-True
+Examples:
+    >>> import numpy as np
+    >>> A = np.array([[1, 2], [3, 4]])
+    >>> G = np.array([[0, 1], [1, 0]])
+    >>> np.kron(A, G)
+    array([[0, 1, 0, 2],
+           [1, 0, 2, 0],
+           [0, 3, 0, 4],
+           [3, 0, 4, 0]])
+    >>> X = np.array([[1, 2], [3, 4]])          # (m, n) = (2, 2)
+    >>> np.kron(A, G) @ vec(X)                  # the dense way: (m·n, m·n) @ (m·n,)
+    array([11,  5, 25, 11])
+    >>> kron_matvec(A, G, X)                    # G X Aᵀ, A ⊗ G never formed
+    array([[11, 25],
+           [ 5, 11]])
+    >>> np.array_equal(vec(kron_matvec(A, G, X)), np.kron(A, G) @ vec(X))
+    True
 
 References (in full in docs/references.md): Van Loan 2000; Martens & Grosse 2015.
 """
