@@ -178,7 +178,11 @@ def build_exercises():
                  docstring_markdown(body), "", "## Parts", "", "| part | function | what to write |", "|---|---|---|"]
         lines += [f"| {part.number} | `{part.function}` | {part.task} |" for part in exercise.parts]
         lines += ["", "## Check your answer", "", "```", f"minikfac check {exercise.number}",
+                  f"minikfac check {exercise.number} path/to/{exercise.filename} --hints 2",
                   f"python tutorials/exercises/{exercise.filename}", "```", "",
+                  f"`minikfac check {exercise.number}` grades `tutorials/exercises/{exercise.filename}` under the "
+                  "folder you run it from (the repository, or the folder `minikfac check --copy` filled); give a "
+                  "path to grade another file. `--hints 2` shows the formula when the nudge is not enough.", "",
                   "The checker runs each function on random inputs and compares it with the library's own "
                   "result; on a failure it shows the first failing case and, where it recognises one, "
                   "the mistake.", "", "## The blank file", "", "```python", source.rstrip(), "```", ""]
