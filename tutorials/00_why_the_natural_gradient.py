@@ -14,8 +14,8 @@
 # # 00. Why the natural gradient?
 #
 # The rest of this course approximates one update, the natural gradient $F^{-1}\nabla L$, where $F$
-# is the Fisher information matrix. Before spending twelve tutorials on making it cheap, this one
-# asks why anyone would want it. Two answers, each checked on numbers:
+# is the Fisher information matrix (defined at the start of Part 1). Before spending twelve tutorials
+# on making it cheap, this one asks why anyone would want it. Two answers, each checked on numbers:
 #
 # 1. **It does not depend on how you write the model down.** Gradient descent does: rename the
 #    parameter (a probability $p$ or its logit $\eta$) and the same learning rate follows a

@@ -19,7 +19,7 @@
 #
 # **What you will see**
 #
-# - the true, Monte-Carlo and empirical Fisher and the Gauss-Newton matrix (GGN) of a 39-parameter
+# - the true, Monte-Carlo and empirical Fisher and the generalised Gauss-Newton matrix (GGN) of a 39-parameter
 #   net side by side: the empirical Fisher differs from the true one by 40% (Frobenius) and is
 #   smaller (its trace is 0.55 of the true Fisher's at 97% training accuracy);
 # - the Monte-Carlo Fisher's error falling like $1/\sqrt{k}$ (measured log-log slope −0.45, theory −0.5);
@@ -70,7 +70,7 @@ print(f"after 200 Adam steps: loss {float(loss):.3f}, training accuracy {accurac
 # | `"true"` | $F = \frac1N\sum_n \mathbb{E}_{y\sim p(y\mid x_n)}[\nabla\ell_n(y)\nabla\ell_n(y)^\top]$ | every $y$, weighted by the model's probability (exact) |
 # | `"mc"` | $\hat F_k = \frac1N\sum_n \frac1k\sum_{j=1}^k \nabla\ell_n(\tilde y_{nj})\nabla\ell_n(\tilde y_{nj})^\top$ | $k$ samples $\tilde y_{nj} \sim p(y\mid x_n)$ |
 # | `"empirical"` | $F_{\rm emp} = \frac1N\sum_n \nabla\ell_n(y_n)\nabla\ell_n(y_n)^\top$ | the data labels $y_n$ |
-# | `"ggn"` | $G = \frac1N\sum_n J_n^\top H_n J_n$ | none: $J_n = \partial f(x_n)/\partial\theta$ is $(C, P)$, $H_n = \nabla^2_f \ell_n$ is $(C, C)$ |
+# | `"ggn"` | $F_{\rm GGN} = \frac1N\sum_n J_n^\top H_n J_n$ | none: $J_n = \partial f(x_n)/\partial\theta$ is $(C, P)$, $H_n = \nabla^2_f \ell_n$ is $(C, C)$ |
 #
 # The empirical Fisher uses the labels, so it knows nothing about what the *model* predicts; it is
 # the uncentred covariance of the per-example gradients. `mk.curvature.fisher` computes each one
@@ -95,10 +95,13 @@ error_emp = relative(F_emp, F_true)
 trace_ratio_emp = float(np.trace(F_emp) / np.trace(F_true))
 
 # %% [markdown]
-# Side by side (one shared colour scale; the lines separate the two layers' blocks; the bright
-# rows and columns are the first layer's biases, indices 12–17). The true Fisher and the GGN are
-# the same picture; the Monte-Carlo Fisher with 4 samples per example is a noisy copy; the
-# empirical Fisher is paler. The net classifies 97% of its training points correctly, so most
+# Side by side (one shared colour scale, clipped at the 98% quantile of the true Fisher's $|F_{ij}|$,
+# so the largest entries all show in the darkest red or blue; the lines separate the two layers'
+# blocks). Most entries are near zero (pale); the strongest, in saturated dark red and dark blue,
+# form a cross of rows and columns at indices 12–17, the first layer's biases. The true Fisher and
+# the GGN are the same picture; the Monte-Carlo Fisher with 4 samples per example is a noisy copy;
+# the empirical Fisher is paler, its cross fainter. The net classifies 97% of its training points
+# correctly, so most
 # per-example gradients with the *true* label, $p_n - e_{y_n}$, are small; the true Fisher also
 # counts the labels the model gives a little probability to, whose gradients are large.
 
@@ -153,16 +156,25 @@ plot.show(fig, "04_monte_carlo_error")
 # ## The GGN is the true Fisher here
 #
 # For softmax cross-entropy (and for MSE and Bernoulli outputs) the network output $f$ is the
-# *natural parameter* of an exponential family. Then the Hessian of $\ell$ w.r.t. $f$ does not
-# depend on $y$ and equals the output Fisher: $H_n = \mathbb{E}_y[\nabla_f\ell\,\nabla_f\ell^\top] =
-# \operatorname{diag}(p_n) - p_n p_n^\top$ (Martens 2020, §9.2). By the chain rule
-# $\nabla_\theta \ell = J_n^\top \nabla_f \ell$, so $F = \frac1N\sum_n J_n^\top H_n J_n = G$.
+# *natural parameter* of an exponential family: the log-probability has the form $\log p(y \mid f) =
+# f^\top T(y) - \psi(f) + \text{const}$, linear in $f$ apart from a normaliser $\psi(f)$ that does not
+# depend on $y$ (for softmax, $T(y) = e_y$, the one-hot label, and $\psi(f) = \log\sum_c e^{f_c}$).
+# Then the Hessian of $\ell = -\log p$ w.r.t. $f$ is $\nabla^2 \psi(f)$, which does not depend on $y$,
+# and it equals the output Fisher. For softmax, with $p = \operatorname{softmax}(f)$:
+#
+# $$\nabla_f \ell = p - e_y, \qquad \frac{\partial p_c}{\partial f_d} = p_c(\delta_{cd} - p_d)
+#   \quad\Longrightarrow\quad H_n = \nabla_f^2\ell_n = \operatorname{diag}(p_n) - p_n p_n^\top ,$$
+#
+# and $\mathbb{E}_y[\nabla_f\ell\,\nabla_f\ell^\top] = \sum_y p_{ny}(p_n - e_y)(p_n - e_y)^\top =
+# \operatorname{diag}(p_n) - p_n p_n^\top$ as well (Martens 2020, §9.2). By the chain rule
+# $\nabla_\theta \ell = J_n^\top \nabla_f \ell$, so $F = \frac1N\sum_n J_n^\top
+# \mathbb{E}_y[\nabla_f\ell\,\nabla_f\ell^\top] J_n = \frac1N\sum_n J_n^\top H_n J_n = F_{\rm GGN}$.
 # minikfac computes the GGN along a separate path (output Jacobian and loss Hessian), so the
 # agreement is a real check:
 
 # %%
 error_ggn = relative(F_ggn, F_true)
-print(f"‖GGN − F‖ / ‖F‖ = {error_ggn:.1e}")
+print(f"‖F_GGN − F‖ / ‖F‖ = {error_ggn:.1e}")
 
 # %% [markdown]
 # ## The Fisher is the Hessian of the KL divergence
@@ -308,9 +320,7 @@ for t0 in starts:
 # ### How the figure is made: flows of scaled vector fields
 #
 # The factors $1/3$, $1$ and $3$ attached to GD, NGD and EF in the figure are not step sizes of a
-# few discrete steps, although their code calls them `gammas`, the paper's symbol for a step size.
-# In the authors' code (`experiments/vecfield` in their repository
-# `fKunstner/limitations-empirical-fisher`) they *scale the vector fields*,
+# few discrete steps: they *scale the vector fields*,
 #
 # $$v_{\rm GD} = -\tfrac13 \nabla L, \qquad v_{\rm NGD} = -\big(F + I/(\sigma_0^2N) + 10^{-8}I\big)^{-1}\nabla L,
 #   \qquad v_{\rm EF} = -3\,\big(F_{\rm emp} + 10^{-8} I\big)^{-1}\nabla L,$$
@@ -320,8 +330,8 @@ for t0 in starts:
 # preconditioned direction, up to time $50$. Steps this small follow the continuous curve, and
 # every path reaches the optimum; a factor only sets how fast a path is travelled (the flows of
 # $v$ and $3v$ are the same curves). So the figure shows the *directions* each preconditioner
-# gives everywhere, not how large a step it tolerates. (The slowest, GD, ends within 0.01 of
-# $\theta^*$; NGD and EF end on it to 1e-12.)
+# gives everywhere, not how large a step it tolerates. (The slowest, GD, ends about 0.01 from
+# $\theta^*$ at most, 0.0104 from $(-0.5, 3)$; NGD and EF end on it to 1e-12; all printed below.)
 #
 # We trace the same flows, all four starting points at once. $F_{\rm emp}(\theta)$ is a quadratic
 # polynomial in $\theta$ — expand $r_n^2 = (x_n^\top\theta)^2 - 2 y_n x_n^\top\theta + y_n^2$ — so its
@@ -448,14 +458,12 @@ plot.show(fig, "04_kunstner_vector_fields")
 # direction approach Newton's, and all its paths end at $\theta^*$ all the same: the flows reach
 # the optimum, what the figure shows is the route.
 #
-# **What differs from their figure.** The problem, the prior ($\sigma_0^2 = 0.1$), the damping
-# ($10^{-8}$), the starting points, the factors, the 50,000 points of step $0.001$ and the grid of
-# arrows (15 × 15 on $[-1, 5]^2$, quiver scale 30) are those of their code. Our points come from
-# `default_rng(0)`, theirs from `np.random.seed(0)`: the same distribution, different draws, so
-# $\theta^*$ and the paths differ a little (here $\theta^* \approx (1.90, 2.06)$). They find $\theta^*$
-# with two Newton steps solved by conjugate gradients; we solve the $2 \times 2$ system directly.
-# We draw more contour levels (they draw 5) and mark $\theta^*$ with the end of each path (in their
-# figure the star is the end of each path, which is also $\theta^*$).
+# > **What differs from their figure.** Same problem, prior, damping, starting points, factors,
+# > flow steps and arrow grid as the authors' code. Our data come from `default_rng(0)`, theirs from
+# > `np.random.seed(0)` (same distribution, other draws), so $\theta^* \approx (1.90, 2.06)$ and the
+# > paths differ a little. We solve for $\theta^*$ directly, not by two conjugate-gradient Newton
+# > steps, and draw 10 contour levels instead of 5. Their code names the factors `gammas`, the
+# > paper's symbol for a step size, but uses them as field scales, as above.
 #
 # ## What we checked
 
@@ -476,6 +484,8 @@ assert max(ngd_misses) < 1e-6, f"NGD = Newton on L (prior included) reaches θ* 
 assert error_straight < 1e-6, f"the NGD flow is the straight line to θ*: {error_straight:.1e}"
 assert np.all(distance["NGD"][-1] < 1e-9) and np.all(distance["EF"][-1] < 1e-9), "NGD and EF flows end at θ*"
 assert np.all(distance["GD"][-1] < 0.05), f"the GD flows end near θ*: {distance['GD'][-1]}"
+assert 0.009 < distance["GD"][-1].max() < 0.011 and np.argmax(distance["GD"][-1]) == 3, \
+    f"the farthest GD flow ends about 0.01 from θ*, the one from (-0.5, 3): {distance['GD'][-1]}"
 assert np.all(distance["GD"][-1] > distance["NGD"][-1]), "GD's slower flow is the one still short of θ*"
 assert max(angles["NGD"]) < 1e-5, "NGD is Newton's direction at every grid point"
 assert max(angles["EF"]) > 90, f"somewhere the EF direction is >90° off Newton's: {max(angles['EF']):.0f}°"
@@ -490,7 +500,7 @@ assert relative(E_star, F_reg) < 0.3, "at the optimum of a well-specified model 
 # - "The Fisher" is three matrices. The true Fisher takes the expectation over the *model's*
 #   targets; the Monte-Carlo Fisher estimates it without bias (error ∝ $1/\sqrt{k}$); the empirical
 #   Fisher plugs in the data labels and is a different matrix, not a noisy estimate.
-# - For cross-entropy, MSE and Bernoulli losses the true Fisher equals the GGN $J^\top H J$, and it
+# - For cross-entropy, MSE and Bernoulli losses the true Fisher equals the GGN $F_{\rm GGN} = J^\top H J$, and it
 #   is the Hessian of the KL divergence between the model's predictions before and after a step.
 # - On Kunstner et al.'s linear regression, natural gradient (the Fisher plus the prior's Hessian)
 #   is Newton's method: one step to the optimum, and a straight flow to it. The empirical Fisher's

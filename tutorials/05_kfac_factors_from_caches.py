@@ -29,7 +29,7 @@
 # - the best Kronecker product of each exact block, the floor no $A \otimes G$ can beat (about
 #   26-29% and 60-65% at 256 examples);
 # - a box for readers of PyTorch-based K-FAC code: its row-major flattening reads the same block
-#   as $G \otimes A$, a permutation of $A \otimes G$ by the commutation matrix, with the same
+#   as $G \otimes A$, a permutation of $A \otimes G$ by the commutation matrix $\Pi$, with the same
 #   natural-gradient step.
 
 # %%
@@ -73,13 +73,24 @@ print(f"layer sizes {mk.curvature.layer_sizes(net)}, test accuracy after 2 epoch
 # (vec stacks columns). Forward stores $a$ in `layer.cache_input` (N, D_in); backward stores what
 # it received, $g$, in `layer.cache_grad_output`.
 #
-# **Which $g$?** For the true Fisher we need $\mathbb{E}_{y \sim p(y|x_n)}[g g^\top]$, an expectation
-# over the *model's* labels. `loss_fn.output_fisher_sqrt(out)` gives, for each example, $K$ vectors
-# $s_{nk}$ (K = C = 10 for softmax: $s_{nk} = \sqrt{p_{nk}}\,(e_k - p_n)$, the gradient for label $k$
-# weighted by the root of its probability) with $\sum_k s_{nk} s_{nk}^\top = \mathbb{E}_y[\nabla_f\ell\,
-# \nabla_f\ell^\top]$. The layers' `backward` accepts such a *stack* of cotangents, shape
-# $(K, N, C)$, and pulls all of them back at once; then each layer's `cache_grad_output` is
-# $(K, N, D_{out})$ and $\mathbb{E}[g_n g_n^\top] = \sum_k g_{nk} g_{nk}^\top$ — exactly, no sampling.
+# **Which $g$?** Some names first. The network's output on example $n$ is $f_n$ = `net(x_n)`, the
+# $C = 10$ logits (one per class); $p_n = \operatorname{softmax}(f_n)$ holds the predicted
+# probabilities $p_{nk}$, and $e_k$ is the $k$-th unit vector of length $C$ (the one-hot label $k$). A
+# *cotangent* is what `backward` is fed at the top of the net: a vector of $f_n$'s size standing for
+# the upstream gradient $\partial\ell_n/\partial f_n$, which the layers pull back one by one, each
+# caching what reaches its own output $s$ as $g$. With the data label, the cotangent is the gradient of
+# the loss, $\nabla_f\ell_n(k) = p_n - e_k$ for label $k$.
+#
+# For the true Fisher we need $\mathbb{E}_{y \sim p(y|x_n)}[g g^\top]$, an expectation over the
+# *model's* labels. `loss_fn.output_fisher_sqrt(out)` gives, for each example, $K$ cotangents
+# $r_{nk}$ with $\sum_k r_{nk} r_{nk}^\top = \mathbb{E}_y[\nabla_f\ell\,\nabla_f\ell^\top] =
+# \sum_k p_{nk}\,(p_n - e_k)(p_n - e_k)^\top$. For softmax $K = C = 10$ and $r_{nk} = \sqrt{p_{nk}}\,
+# (e_k - p_n)$: the gradient $p_n - e_k$ for label $k$, weighted by the root of its probability and
+# with the opposite sign. The sign does not matter: the backward pass is linear, so it only flips the
+# sign of each $g_{nk}$, and an outer product does not see it, $(-g)(-g)^\top = g g^\top$. The
+# layers' `backward` accepts such a *stack* of cotangents, shape $(K, N, C)$, and pulls all of them
+# back at once; then each layer's `cache_grad_output` is $(K, N, D_{out})$ and
+# $\mathbb{E}[g_n g_n^\top] = \sum_k g_{nk} g_{nk}^\top$ — exactly, no sampling.
 # (This is what `minikfac/curvature/statistics.py` does.) Note the cotangents are per example — not
 # divided by N as `loss_fn.backward()` is.
 
@@ -130,18 +141,24 @@ print(f"empirical factors, largest relative difference to the library: {error_fa
 # %% [markdown]
 # ## The exact block, and the one approximation K-FAC makes
 #
-# The layer's exact Fisher block is the average of Kronecker products,
+# The Fisher of the whole net is a $P \times P$ matrix made of blocks $F_{\ell m}$, one per pair of
+# layers $(\ell, m)$. K-FAC keeps only the diagonal blocks $F_{\ell\ell}$ and **drops the blocks
+# between layers** ($\ell \ne m$): its approximation $\tilde F$ is block-diagonal, one block per layer,
+# so that each layer's step can be computed on its own (tutorial 06 measures what that costs). Within
+# a block, the layer's exact Fisher block is the average of Kronecker products,
 #
 # $$F_{\ell\ell} = \frac1N \sum_n \sum_k (\bar a_n \otimes g_{nk})(\bar a_n \otimes g_{nk})^\top
-#   = \frac1N \sum_n (\bar a_n \bar a_n^\top) \otimes \Big(\sum_k g_{nk} g_{nk}^\top\Big),$$
+#   = \frac1N \sum_n (\bar a_n \bar a_n^\top) \otimes \Gamma_n, \qquad
+#   \Gamma_n = \sum_k g_{nk} g_{nk}^\top \ (D_{out} \times D_{out}),$$
 #
-# while K-FAC takes the Kronecker product of the averages, $A \otimes G$ (Martens & Grosse 2015,
-# §3): it treats $\bar a$ and $g$ as independent. Let us form the exact block from the
-# same caches and check it against `mk.curvature.fisher_blocks` (the output layer, 210 × 210).
+# with $\Gamma_n = \mathbb{E}_y[g_n g_n^\top]$ the second moment of example $n$'s output gradient,
+# while K-FAC takes the Kronecker product of the averages, $A \otimes G$ with $G = \frac1N\sum_n\Gamma_n$
+# (Martens & Grosse 2015, §3): it treats $\bar a$ and $g$ as independent. Let us form the exact block
+# from the same caches and check it against `mk.curvature.fisher_blocks` (the output layer, 210 × 210).
 
 # %%
 A2, G2, a_bar2, g2 = by_hand[1]
-gamma = np.einsum("kno,knp->nop", g2, g2)                    # Σ_k g gᵀ per example, (N, D_out, D_out)
+gamma = np.einsum("kno,knp->nop", g2, g2)                    # Γ_n = Σ_k g gᵀ per example, (N, D_out, D_out)
 exact_by_hand = sum(np.kron(np.outer(a_bar2[n], a_bar2[n]), gamma[n]) for n in range(N)) / N
 blocks = mk.curvature.fisher_blocks(net, loss_fn, Xb, kind="true")
 error_block_by_hand = float(np.abs(exact_by_hand - blocks[1]).max() / np.abs(blocks[1]).max())
@@ -161,8 +178,9 @@ print(f"K-FAC's A ⊗ G vs the exact block on these {N} examples: "
 # > last column): that is *row*-stacking, $\operatorname{rvec}(\bar W) = \operatorname{cvec}(\bar W^\top)$,
 # > with $\operatorname{rvec}(g\bar a^\top) = g \otimes \bar a$. The same block then reads
 # > $G \otimes A$. Nothing else changes: the two vectors hold the same numbers in another order,
-# > $\operatorname{rvec}(\bar W) = K \operatorname{cvec}(\bar W)$ for a permutation matrix $K$ (the
-# > *commutation matrix*), and $K (A \otimes G) K^\top = G \otimes A$. In matrix form both solve to
+# > $\operatorname{rvec}(\bar W) = \Pi \operatorname{cvec}(\bar W)$ for a permutation matrix $\Pi$ (the
+# > *commutation matrix*), and $\Pi (A \otimes G) \Pi^\top = G \otimes A$; the exact block permutes the
+# > same way, into $\frac1N\sum_n \Gamma_n \otimes \bar a_n\bar a_n^\top$. In matrix form both solve to
 # > the same $G^{-1}\,\nabla_{\bar W} L\,A^{-1}$. We check all of it on the output layer (21 columns
 # > of 10 rows), with a small damping $\lambda = 10^{-3}$ because $G$ is singular for softmax (its
 # > rows sum to zero: shifting all logits equally changes nothing).
@@ -171,7 +189,7 @@ print(f"K-FAC's A ⊗ G vs the exact block on these {N} examples: "
 rows, cols = G2.shape[0], A2.shape[0]                          # W̄ is (rows, cols) = (10, 21)
 # rvec position i·cols + j holds W̄[i, j], which sits at cvec position j·rows + i.
 permutation = (np.arange(cols)[None, :] * rows + np.arange(rows)[:, None]).reshape(-1)
-K = np.eye(rows * cols)[permutation]                           # rvec(M) = K @ cvec(M)
+Pi = np.eye(rows * cols)[permutation]                          # rvec(M) = Π @ cvec(M)
 
 net.zero_grad()
 loss_fn(net(Xb), yb)
@@ -179,9 +197,9 @@ net.backward(loss_fn.backward())
 grad_W = mk.curvature.augmented_matrix(layers[1], "grad")      # ∇_W̄ L, (10, 21)
 cvec_grad, rvec_grad = mk.curvature.vec(grad_W), grad_W.reshape(-1)   # ours; PyTorch's .reshape(-1)
 net.zero_grad()
-error_permutation = float(np.abs(K @ cvec_grad - rvec_grad).max())
-error_commutation = float(np.abs(K @ np.kron(A2, G2) @ K.T - np.kron(G2, A2)).max())
-error_block_order = float(np.abs(K @ blocks[1] @ K.T - sum(np.kron(gamma[n], np.outer(a_bar2[n], a_bar2[n]))
+error_permutation = float(np.abs(Pi @ cvec_grad - rvec_grad).max())
+error_commutation = float(np.abs(Pi @ np.kron(A2, G2) @ Pi.T - np.kron(G2, A2)).max())
+error_block_order = float(np.abs(Pi @ blocks[1] @ Pi.T - sum(np.kron(gamma[n], np.outer(a_bar2[n], a_bar2[n]))
                                                           for n in range(N)) / N).max())
 lam = 1e-3
 step_cvec = np.linalg.solve(np.kron(A2, G2) + lam * np.eye(rows * cols), cvec_grad)   # this project
@@ -189,39 +207,54 @@ step_rvec = np.linalg.solve(np.kron(G2, A2) + lam * np.eye(rows * cols), rvec_gr
 step_matrix_ours = mk.curvature.unvec(step_cvec, rows)
 error_same_step = float(np.abs(step_matrix_ours - step_rvec.reshape(rows, cols)).max()
                         / np.abs(step_matrix_ours).max())
-print(f"rvec(∇W̄) = K cvec(∇W̄): {error_permutation:.1e};  K (A ⊗ G) Kᵀ = G ⊗ A: {error_commutation:.1e};  "
-      f"K F_block Kᵀ = (1/N) Σ Γ_n ⊗ ā āᵀ: {error_block_order:.1e}")
+print(f"rvec(∇W̄) = Π cvec(∇W̄): {error_permutation:.1e};  Π (A ⊗ G) Πᵀ = G ⊗ A: {error_commutation:.1e};  "
+      f"Π F_block Πᵀ = (1/N) Σ Γ_n ⊗ ā āᵀ: {error_block_order:.1e}")
 print(f"damped natural-gradient step, cvec with A ⊗ G vs rvec with G ⊗ A (as matrices): {error_same_step:.1e}")
 step_mixed = np.linalg.solve(np.kron(A2, G2) + lam * np.eye(rows * cols), rvec_grad)  # A ⊗ G on rvec: wrong
 error_mixed = float(np.abs(step_mixed.reshape(rows, cols) - step_matrix_ours).max() / np.abs(step_matrix_ours).max())
 print(f"but mixing the conventions (A ⊗ G applied to the rvec gradient) gives another step: {error_mixed:.2f}")
 
-fig, axes = plt.subplots(1, 3, figsize=(14, 4.4))
+# The full matrices are 210 × 210, too fine to see tiles at this size: we show their top-left
+# 42 × 42 corner (dashed lines mark the tile boundaries), and Π in full.
+corner = 42
+fig, axes = plt.subplots(1, 3, figsize=(16, 4.8), layout="constrained")
 vmax_box = np.quantile(np.abs(np.kron(A2, G2)), 0.98)
-panels_box = [(r"$A \otimes G$ (cvec order, this project)", np.kron(A2, G2)),
-              (r"$G \otimes A$ (rvec order, PyTorch code)", np.kron(G2, A2))]
-for ax, (title, matrix) in zip(axes, panels_box):
-    ax.imshow(matrix, cmap="RdBu_r", vmin=-vmax_box, vmax=vmax_box)
-    ax.set_title(title)
-axes[2].spy(K, markersize=1.5)
-axes[2].set_title("$K$, the commutation matrix (dots: the 1s)")
+panels_box = [(r"$A \otimes G$ (cvec order, this project)", np.kron(A2, G2), rows),
+              (r"$G \otimes A$ (rvec order, PyTorch code)", np.kron(G2, A2), cols)]
+for ax, (title, matrix, tile) in zip(axes, panels_box):
+    image = ax.imshow(matrix[:corner, :corner], cmap="RdBu_r", vmin=-vmax_box, vmax=vmax_box)
+    for edge in range(tile, corner, tile):
+        ax.axhline(edge - 0.5, color="k", linewidth=0.6, linestyle="--")
+        ax.axvline(edge - 0.5, color="k", linewidth=0.6, linestyle="--")
+    ax.set_title(f"{title}\ntop-left {corner} × {corner} corner, {tile} × {tile} tiles")
+    ax.set_xticks(range(0, corner, 10))
+    ax.set_yticks(range(0, corner, 10))
+    fig.colorbar(image, ax=ax, shrink=0.8, label="entry (colour scale clipped)")
+image = axes[2].imshow(Pi, cmap="Greys", vmin=0, vmax=1, interpolation="none")
+axes[2].set_title(r"$\Pi$, the commutation matrix" + "\n(all 210 × 210; black: the 1s)")
+axes[2].set_xticks(range(0, rows * cols, 50))
+axes[2].set_yticks(range(0, rows * cols, 50))
+fig.colorbar(image, ax=axes[2], shrink=0.8, ticks=[0, 1], label="entry")
 for ax in axes:
-    ax.set(xlabel="parameter index (column)", ylabel="parameter index (row)")
+    ax.set(xlabel="column index", ylabel="row index")
 plot.show(fig, "05_cvec_vs_rvec")
 
 # %% [markdown]
-# > What to look at: the left block is a 21 × 21 grid of 10 × 10 tiles, each a multiple of $G$;
-# > the middle one, the same numbers reordered, is a 10 × 10 grid of 21 × 21 tiles, each a
-# > multiple of $A$; the right panel is the permutation $K$ that turns one into the other (one 1
-# > per row and per column). Both orders give the same natural-gradient step to rounding; only
-# > mixing them — PyTorch's flattening with this project's $A \otimes G$ — gives a wrong one.
+# > What to look at (the colour scale is clipped at the 98% quantile of the entries' sizes, so the
+# > largest entries all show in the darkest red or blue): the left matrix is a 21 × 21 grid of
+# > 10 × 10 tiles, each a multiple of $G$ (the corner shows 4 × 4 of them, cut at 42, and the same
+# > pattern of $G$ in each); the middle one, the same numbers reordered, is a 10 × 10 grid of
+# > 21 × 21 tiles, each a multiple of $A$ (the corner shows 2 × 2 of them); the right panel is the
+# > permutation $\Pi$ that turns one into the other (one 1 per row and per column, on 10 parallel
+# > lines, one per row of $\bar W$). Both orders give the same natural-gradient step to rounding;
+# > only mixing them — PyTorch's flattening with this project's $A \otimes G$ — gives a wrong one.
 # > When you port K-FAC code, check which vec it uses before you trust its "A ⊗ G".
 
 # %% [markdown]
 # ## One example: K-FAC is exact
 #
 # With $N = 1$ the sum over examples has one term, $(\bar a \bar a^\top) \otimes \sum_k g_k g_k^\top =
-# A \otimes G$: nothing is approximated, for any number $K$ of cotangents (true Fisher) and for the
+# A \otimes G$ (with $\Gamma_n$ as defined above): nothing is approximated, for any number $K$ of cotangents (true Fisher) and for the
 # single label gradient (empirical Fisher). We check it for five different examples, both layers.
 
 # %%
@@ -239,7 +272,8 @@ print(f"N = 1: largest relative difference |A ⊗ G − F_block| over 5 examples
 # %% [markdown]
 # ## More examples: how wrong is the independence assumption?
 #
-# For $N \ge 2$, $\frac1N\sum_n (\bar a_n \bar a_n^\top) \otimes \Gamma_n$ is a sum of different
+# For $N \ge 2$, $\frac1N\sum_n (\bar a_n \bar a_n^\top) \otimes \Gamma_n$ (with $\Gamma_n = \sum_k g_{nk}
+# g_{nk}^\top$, example $n$'s output-gradient second moment) is a sum of different
 # Kronecker products, which in general is not one. We measure, for batches of
 # $N = 1, 2, 4, \dots, 256$ random training examples (several draws for the small ones), the
 # relative Frobenius error of each layer's K-FAC block,
@@ -247,9 +281,16 @@ print(f"N = 1: largest relative difference |A ⊗ G − F_block| over 5 examples
 # $$e_{\rm K-FAC} = \|F_{\ell\ell} - A \otimes G\|_F \,/\, \|F_{\ell\ell}\|_F .$$
 #
 # How good could *any* Kronecker product be? The best one in Frobenius norm has a closed form (Van
-# Loan & Pitsianis 1993): rearrange the block so that every Kronecker product becomes a rank-one
-# matrix, and take its top singular pair (`mk.curvature.nearest_kronecker`). With the normalised
-# singular values $\sigma_k$ (`mk.curvature.kronecker_spectrum`) the best error is
+# Loan & Pitsianis 1993): rearrange the block's entries into a matrix $\mathcal R(F_{\ell\ell})$ such
+# that every Kronecker product becomes a rank-one matrix, $\mathcal R(A \otimes G) =
+# \operatorname{vec}(A)\operatorname{vec}(G)^\top$, and take its top singular pair
+# (`mk.curvature.nearest_kronecker`). The rearrangement only moves entries, so it keeps Frobenius
+# norms: $\|F_{\ell\ell} - A\otimes G\|_F = \|\mathcal R(F_{\ell\ell}) - \operatorname{vec}(A)
+# \operatorname{vec}(G)^\top\|_F$. By the Eckart–Young theorem the best rank-one matrix leaves exactly
+# the other singular values, an error $\sqrt{s_2^2 + s_3^2 + \cdots}$, where $s_1 \ge s_2 \ge \dots$ are
+# the singular values of $\mathcal R(F_{\ell\ell})$ and $\sum_k s_k^2 = \|F_{\ell\ell}\|_F^2$.
+# `mk.curvature.kronecker_spectrum` returns them normalised by that norm, $\sigma_k = s_k /
+# \|F_{\ell\ell}\|_F$, so that $\sum_k \sigma_k^2 = 1$ and the best relative error is
 # $e_{\rm best} = \sqrt{1 - \sigma_1^2}$: the floor under K-FAC's error.
 
 # %%
@@ -357,7 +398,7 @@ assert error_factors_emp < 1e-12, f"empirical G by hand = kfac_factors(kind='emp
 assert error_block_by_hand < 1e-12, f"(1/N) Σ (ā āᵀ) ⊗ Γ_n = fisher_blocks: {error_block_by_hand:.1e}"
 assert error_permutation == 0.0, f"PyTorch's row-major flatten is a permutation of ours: {error_permutation:.1e}"
 assert error_commutation < 1e-15 and error_block_order < 1e-12, \
-    f"K (A ⊗ G) Kᵀ = G ⊗ A and the exact block permutes the same way: {error_commutation:.1e}, {error_block_order:.1e}"
+    f"Π (A ⊗ G) Πᵀ = G ⊗ A and the exact block permutes the same way: {error_commutation:.1e}, {error_block_order:.1e}"
 assert error_same_step < 1e-10, f"both orders give the same damped natural-gradient step: {error_same_step:.1e}"
 assert error_mixed > 0.5, f"PyTorch's flattening with this project's A ⊗ G gives a different step: {error_mixed:.2f}"
 assert max(one_example_errors) < 1e-12, f"N = 1: A ⊗ G is the exact block: {max(one_example_errors):.1e}"
@@ -379,14 +420,15 @@ assert gaps[0] < 0.05 and gaps[1] > gaps[0], f"K-FAC is near the floor for the h
 # - K-FAC's factors are second moments of what the layers cache: $A$ from the inputs $\bar a$
 #   (forward), $G$ from the output gradients $g$ (backward) — for the true Fisher, $g$ from
 #   backpropagating the model's own label distribution, not the data labels.
-# - The exact block is $\mathbb{E}[\bar a \bar a^\top \otimes g g^\top]$; K-FAC uses
+# - K-FAC keeps one block per layer and drops the blocks between layers. The exact block is
+#   $\mathbb{E}[\bar a \bar a^\top \otimes g g^\top]$; K-FAC uses
 #   $\mathbb{E}[\bar a \bar a^\top] \otimes \mathbb{E}[g g^\top]$. They agree for a single example
 #   and differ from two examples on; the gap levels off at a property of the net and data, here
 #   about 30% for the hidden layer and 70% for the output layer.
 # - The best Kronecker product of each block is a floor: K-FAC is near it for the hidden layer and
 #   above it for the output layer.
 # - "$A \otimes G$" assumes column-stacking; code that flattens row-major (PyTorch) sees the same
-#   block as $G \otimes A$, permuted by the commutation matrix, and computes the same step.
+#   block as $G \otimes A$, permuted by the commutation matrix $\Pi$, and computes the same step.
 #
 # ## Try this
 #

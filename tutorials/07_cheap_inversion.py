@@ -23,8 +23,8 @@
 #   densely and through the factors, for square layers of width $w$ (block size $w^2$): log-log slopes 6 and 3,
 #   over 2,000 times fewer flops at $w = 45$ (a 2025 × 2025 block), and the two answers agreeing to rounding
 #   error (~1e-15);
-# - the measured times next to the counts, with fitted slopes (on one machine, a few hundred times faster at
-#   $w = 45$; timings depend on the machine and its load, so they are shown, not checked);
+# - the measured times next to the counts, with fitted slopes (the factored solve is much faster at $w = 45$,
+#   by a factor that is printed; timings depend on the machine and its load, so they are shown, not checked);
 # - exact Tikhonov damping $(A \otimes G + \lambda I)^{-1}$ against Martens & Grosse's *factored* damping
 #   $(A + \pi\sqrt\lambda I)^{-1} \otimes (G + \tfrac{\sqrt\lambda}{\pi} I)^{-1}$ on a real layer: the extra
 #   terms the second adds, the gap between the two steps as $\lambda$ varies (a quarter to two thirds of the
@@ -117,8 +117,8 @@ print(f"count slopes on w = 23..45: dense {count_slope_dense:.2f}, factored {cou
 
 # %% [markdown]
 # Now the clock. Timing is noisy (other programs share the machine), so each time is the **best of 3** runs:
-# the minimum is the least disturbed measurement. The dense solve stops at $w = 45$ (a 2025 × 2025 block, about
-# 0.1 s); the factored one goes on to $w = 512$ (a 262,144-parameter layer, whose dense block would
+# the minimum is the least disturbed measurement. The dense solve stops at $w = 45$ (a 2025 × 2025 block, by far
+# the slowest solve timed here); the factored one goes on to $w = 512$ (a 262,144-parameter layer, whose dense block would
 # take 550 GB). Forming `np.kron(A, G)` is not timed.
 
 # %%
@@ -346,8 +346,9 @@ plot.show(fig, "07_factored_damping")
 # $\lambda = 3 \cdot 10^{-9}$, then falls to 0.5 at $10^{-6}$. Both damped steps are sums over the eigendirections
 # $(j, i)$ of $A \otimes G$, and the directions are orthogonal, so the gap splits exactly into groups of
 # directions. One group decides the peak: the directions of $A$'s **tiny but non-zero** eigenvalues. They come
-# from pixels lit in only a handful of the 500 images (at the border of the digit box): their mean square, and
-# so $a_j$, is about $10^{-5}$.
+# from seven pixels lit in only a handful of the 500 images (at the border of the digit box), whose mean squares
+# are tiny. The cell below selects the 8 eigenvalues of $A$ between $10^{-12}$ and $10^{-3}$ (printed): six lie
+# between $6 \cdot 10^{-6}$ and $5.2 \cdot 10^{-5}$, and two are larger, $2.9 \cdot 10^{-4}$ and $4.2 \cdot 10^{-4}$.
 #
 # - The gradient hardly points there (its share is printed: a quarter of a percent of its norm), but the exact
 #   step divides by $a_j g_i + \lambda$, down to $2 \cdot 10^{-9}$, so for small $\lambda$ these few directions
@@ -358,8 +359,10 @@ plot.show(fig, "07_factored_damping")
 #   there on the factored step is much shorter than the exact one in these directions: the gap within them
 #   climbs towards 1.
 # - Once $\lambda$ passes their products $a_j g_i$ (about $10^{-8}$ to $10^{-7}$), the exact step is damped there
-#   too, and its weight moves to the well-conditioned directions, where the two dampings are closer (a gap of
-#   0.1 to 0.4). The total gap falls with that share.
+#   too, and its weight moves to the well-conditioned directions. For $\lambda$ from about $10^{-8}$ to $10^{-6}$
+#   the two dampings are closer there (a gap of 0.1 to 0.4, printed below), and the total gap falls with the
+#   rare directions' share. For larger $\lambda$ the extra terms grow in every direction, and the gap outside the
+#   rare directions rises again (to about 0.64 at $\lambda = 10^{-3}$): from there on it is the whole-step gap.
 #
 # The peak sits between the two: where $\pi\sqrt\lambda$ already exceeds the rare pixels' $a_j$, while $\lambda$
 # is still below their products $a_j g_i$, so that they still carry the exact step.
@@ -400,6 +403,11 @@ print(f"peak: gap {errors_trace_pi[peak]:.3f} at λ = {lams[peak]:.1e}; there th
       f"{gap_rest[peak]:.3f}")
 print(f"π√λ reaches the smallest rare a_j at λ = (a_j/π)² = {onset:.1e}; the rare share falls below 1/2 at "
       f"λ = {handover:.1e}")
+middle = (lams >= 0.99e-8) & (lams <= 1.01e-6)  # λ from 1e-8 to 1e-6
+at_1e3 = int(np.argmin(np.abs(np.log(lams / 1e-3))))
+print(f"gap outside the rare directions: {gap_rest[middle].min():.2f} to {gap_rest[middle].max():.2f} for λ in "
+      f"[1e-8, 1e-6], {gap_rest[at_1e3]:.2f} at λ = {lams[at_1e3]:.0e}, largest {gap_rest.max():.2f} "
+      f"(at λ = {lams[np.argmax(gap_rest)]:.0e})")
 
 fig, ax = plt.subplots(figsize=(7.5, 5.2), layout="constrained")
 ax.semilogx(lams, errors_trace_pi, "o-", color="black", label="gap, whole step (left panel above)")
@@ -445,6 +453,10 @@ assert errors_trace_pi[0] < 0.25 * min(np.array(errors_trace_pi)[large_lams]), \
 assert np.max(np.abs(gap_total - errors_trace_pi)) < 1e-6, "the split in eigendirections reproduces the gap"
 assert onset < lams[peak] < handover, \
     f"the peak ({lams[peak]:.0e}) lies between (a_j/π)² ({onset:.0e}) and the hand-over of the exact step ({handover:.0e})"
+assert rare.sum() == 8 and np.sum(a_eigs[rare] < 1e-4) == 6 and a_eigs[rare].min() > 5e-6 \
+    and np.all(a_eigs[rare][6:] > 2e-4), f"8 small eigenvalues, six from 6e-6 to 5.2e-5, two above 2e-4: {a_eigs[rare]}"
+assert 0.05 < gap_rest[middle].min() and gap_rest[middle].max() < 0.45 and gap_rest[at_1e3] > 0.55, \
+    f"outside the rare directions the gap is 0.1-0.4 for λ in [1e-8, 1e-6] and larger at 1e-3: {gap_rest}"
 assert share_rare[peak] > 0.9 and gap_rare[peak] > 0.85 and gap_rest[peak] < 0.15, \
     "at the peak the rare-pixel directions carry the exact step and the factored step misses them"
 assert len(rare_pixels) >= 4 and (X[:, rare_pixels] != 0).sum(axis=0).max() <= 5, \
@@ -457,8 +469,8 @@ assert sweep[1][20] > 1.05 * min(sweep[1]), "layer 2: some other π gives a smal
 #
 # Solving with a Kronecker-factored block costs $O(m^3 + n^3)$: counted, about $26w^3$ flops against
 # $\tfrac23 w^6$ for the dense solve, over 2,000 times fewer at $w = 45$; measured, the times grow with log-log
-# slopes under 3 and a little under 6, and the factored solve was hundreds of times faster at $w = 45$ on our
-# machine (timings vary with the machine and its load). Exact Tikhonov
+# slopes under 3 and a little under 6, and the factored solve was much faster at $w = 45$ (by the factor
+# printed above; timings vary with the machine and its load). Exact Tikhonov
 # damping keeps that cost through the eigenbases; factored damping adds the terms
 # $\pi\sqrt\lambda\,(I \otimes G) + \tfrac{\sqrt\lambda}{\pi}(A \otimes I)$ and gives a noticeably different
 # step — up to 90% of it near $\lambda = 3 \cdot 10^{-9}$ on our layer, where a few rarely lit pixels carry the
