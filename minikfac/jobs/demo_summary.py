@@ -147,23 +147,34 @@ def _figure_3(compared):
             "where F̃ itself does not.")
     means = compared.get("inverse_block_means")
     if means:
-        text += " **What it shows:** " + _inverse_takeaway(np.asarray(means))
+        sizes = [compared["setup"]["layer_sizes"][layer - 1] for layer in compared.get("figure_layers", [])]
+        text += " **What it shows:** " + _inverse_takeaway(np.asarray(means), sizes or None)
     return ["### Fig. 3 of Martens & Grosse 2015: K-FAC's inverse", "",
             "![K-FAC and its inverse](inverse_structure.png)", "", text, ""]
 
 
-def _inverse_takeaway(means):
-    """One or two sentences on the (B, B) normalised block means of F̃⁻¹, from the numbers themselves."""
-    distance = np.abs(np.subtract.outer(np.arange(len(means)), np.arange(len(means))))
+def _inverse_takeaway(means, sizes=None):
+    """Sentences on the (B, B) normalised block means of F̃⁻¹ (blocks of ``sizes`` parameters), from the numbers."""
+    count = len(means)
+    distance = np.abs(np.subtract.outer(np.arange(count), np.arange(count)))
     diagonal, near, far = means[distance == 0], means[distance == 1], means[distance >= 2]
     parts = [f"{_span(diagonal)} on the diagonal"] + ([f"{_span(near)} next to it"] if near.size else []) \
         + ([f"{_span(far)} two or more layers away"] if far.size else [])
     text = f"on this network the block means are {', '.join(parts)}."
-    if near.size and far.size and near.min() > far.max() and diagonal.min() > near.max():
-        return text + " The inverse does concentrate on the diagonal blocks and, less, on their neighbours."
-    if near.size and diagonal.min() <= near.max():
-        return (text + " Some diagonal blocks are smaller than blocks beside them: how much of the inverse a "
-                "block-diagonal approximation keeps depends on the layer.")
+    # Each block's share of the inverse's summed |entries|: its mean times its number of entries.
+    sizes = np.ones(count) if sizes is None or len(sizes) != count else np.asarray(sizes, dtype=float)
+    mass = means * np.outer(sizes, sizes)
+    shares = [100 * mass[distance == 0].sum() / mass.sum(), 100 * mass[distance <= 1].sum() / mass.sum()]
+    off = np.where(distance == 0, -np.inf, means)
+    if np.all(diagonal > off.max(axis=1)):
+        text += " In every row of blocks the diagonal block is the largest"
+    else:
+        text += " Not every diagonal block is the largest of its row"
+    text += (f"; the diagonal blocks hold {shares[0]:.0f}% of the inverse's summed |entries| and the "
+             f"block-tridiagonal band {shares[1]:.0f}%.")
+    if diagonal.min() < 0.5 * diagonal.max():
+        text += (f" The diagonal blocks themselves differ by {diagonal.max() / diagonal.min():.0f}× from layer to "
+                 "layer, so a layer's own block can be smaller than another layer's neighbour block.")
     return text
 
 
