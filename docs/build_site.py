@@ -75,7 +75,10 @@ def execute(tutorial, fresh=False):
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     start = time.perf_counter()
     # The kernel inherits os.environ; kernel_environment() is set once in main().
+    # The kernel's log stays quiet (its warning about TCP without encryption, on localhost, repeats
+    # for every tutorial); a cell's error still comes back in the notebook and stops the build.
     NotebookClient(notebook, timeout=CELL_TIMEOUT, kernel_name="python3",
+                   extra_arguments=["--IPKernelApp.log_level=ERROR"],
                    resources={"metadata": {"path": str(ROOT)}}).execute()
     seconds = time.perf_counter() - start
     CACHE.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,8 @@ passes when:
   refused request);
 - every resource it loaded came from the site itself (no CDN, no font
   service: the pages must read offline);
-- every formula was typeset by MathJax, without a TeX error;
+- every formula was typeset by MathJax, without a TeX error, and no TeX
+  shows untypeset (``\\(``, ``\\[`` or ``$$`` in the text, the table of contents included);
 - every image loaded (has a width);
 - every link to another page of the site points to a file that exists, and
   every ``#anchor`` to an element that exists.
@@ -32,11 +33,11 @@ import urllib.parse
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 #: (page, element id to scroll to or None, file name): the screenshots the README shows.
-SCREENSHOTS = [("tutorials/04_the_fisher_three_ways.html", "the-fisher-information-matrix", "site_tutorial.png"),
+SCREENSHOTS = [("tutorials/04_the_fisher_three_ways.html", "four-matrices-from-one-formula", "site_tutorial.png"),
                ("exercises/04_kronecker_matvec.html", None, "site_exercise.png")]
 
 #: Run in the page once MathJax is done: what the checks need, as one dictionary.
-INSPECT = """
+INSPECT = r"""
 const content = document.querySelector('.md-content') || document.body;
 const math = Array.from(content.querySelectorAll('.arithmatex'));
 const typeset = math.filter(e => e.querySelector('mjx-container'));
@@ -44,9 +45,11 @@ const errors = Array.from(content.querySelectorAll('mjx-merror, [data-mjx-error]
     .map(e => e.textContent.slice(0, 80));
 const images = Array.from(content.querySelectorAll('img')).map(
     e => ({src: e.getAttribute('src'), ok: e.complete && e.naturalWidth > 0}));
+const raw = Array.from(document.querySelectorAll('.md-nav__link, .md-typeset p, .md-typeset li, .md-typeset td, h1, h2, h3'))
+    .filter(e => !e.closest('pre, code') && /\\\(|\\\[|\$\$/.test(e.innerText)).map(e => e.innerText.slice(0, 80));
 const links = Array.from(document.querySelectorAll('a[href]')).map(e => e.href);
 const resources = performance.getEntriesByType('resource').map(e => e.name);
-return {math: math.length, typeset: typeset.length, errors: errors, images: images,
+return {math: math.length, typeset: typeset.length, errors: errors, images: images, raw: raw,
         links: links, resources: resources};
 """
 
@@ -156,6 +159,7 @@ def check_page(driver, base, site, page):
     if facts["typeset"] < facts["math"]:
         problems.append(f"{facts['math'] - facts['typeset']} of {facts['math']} formulas not typeset")
     problems += [f"TeX error: {text}" for text in facts["errors"]]
+    problems += [f"TeX shown untypeset: {text!r}" for text in facts["raw"]]
     problems += [f"image did not load: {image['src']}" for image in facts["images"] if not image["ok"]]
     problems += check_links(page, facts["links"], base, site)
     summary = f"math {facts['math']}, figures {len(facts['images'])}, links {len(facts['links'])}"

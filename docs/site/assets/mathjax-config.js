@@ -12,7 +12,7 @@ window.MathJax = {
   },
   options: {
     ignoreHtmlClass: ".*|",
-    processHtmlClass: "arithmatex|md-nav__link"  // formulas in headings show in the table of contents too
+    processHtmlClass: "arithmatex|md-nav__link|md-ellipsis"  // formulas in headings show in the table of contents too
   },
   svg: { fontCache: "global" }
 };
