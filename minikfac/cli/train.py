@@ -36,7 +36,10 @@ def add(commands):
     run.add_argument("--dataset", choices=DATASETS, help=f"(default: {default_of('dataset')})")
     run.add_argument("--model", choices=MODELS, help=f"(default: {default_of('model')})")
     run.add_argument("--optimizer", choices=training.OPTIMIZERS,
-                     help=f"kfac: see the K-FAC options below (default: {default_of('optimizer')})")
+                     help="kfac: see the K-FAC options below; muon (Jordan et al. 2024), shampoo (Gupta et al. "
+                          "2018, grafted onto Adam as in Shi et al. 2023) and soap (Vyas et al. 2024) precondition "
+                          "each weight matrix, their other hyper-parameters at their defaults "
+                          f"(default: {default_of('optimizer')})")
     run.add_argument("--train-examples", type=positive_int, metavar="N",
                      help="train on a random subset of N training examples, drawn with --seed (default: all)")
     hyper = train.add_argument_group("hyper-parameters")
@@ -45,7 +48,7 @@ def add(commands):
     hyper.add_argument("--batch-size", type=positive_int, metavar="B", help=f"(default: {default_of('batch_size')})")
     hyper.add_argument("--lr", type=positive_float, metavar="LR", help=f"learning rate (default: {default_of('lr')})")
     hyper.add_argument("--momentum", type=unit_float, metavar="M",
-                       help=f"SGD's momentum, or K-FAC's kl_clip update's (default: {default_of('momentum')})")
+                       help=f"SGD's momentum, or K-FAC's kl_clip update's (Adam, Muon, Shampoo and SOAP keep their own) (default: {default_of('momentum')})")
     hyper.add_argument("--weight-decay", type=nonnegative_float, metavar="WD",
                        help=f"(default: {default_of('weight_decay')})")
     hyper.add_argument("--seed", type=nonnegative_int, metavar="S",

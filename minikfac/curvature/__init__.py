@@ -23,10 +23,13 @@ No clocks, logs, tables or files: measurements over these live in
 :mod:`.kfac_block_diagonal`  K-FAC, diag(A_l ⊗ G_l)
 :mod:`.kfac_tridiagonal`     K-FAC with a block-tridiagonal inverse
 :mod:`.ekfac`                EKFAC, K-FAC's eigenbasis with refitted scalings
+:mod:`.shampoo`              Shampoo's factors (R, L), Shampoo² and Shampoo as K-FAC objects,
+                             SOAP (EKFAC in their eigenbasis), the nearest Kronecker
+                             product, the power iteration between them
 ===========================  ================================================================
 """
 
-from minikfac.curvature import kron, statistics
+from minikfac.curvature import kron, shampoo, statistics
 from minikfac.curvature.approximation import Approximation, Exact, ExactBlockDiagonal, ExactDiagonal
 from minikfac.curvature.ekfac import EKFAC, ekfac_scalings
 from minikfac.curvature.exact import fisher, fisher_blocks, fisher_diagonal, fisher_vector_product
@@ -60,9 +63,16 @@ from minikfac.curvature.params import (
     parametrised_layers,
     unflatten,
 )
+from minikfac.curvature.shampoo import (
+    kronecker_power_iteration,
+    nearest_kronecker_approximation,
+    shampoo_factors,
+    soap,
+)
 from minikfac.curvature.statistics import per_example_gradients
 
-__all__ = ["statistics", "kron", "per_example_gradients", "fisher", "fisher_blocks", "fisher_diagonal",
+__all__ = ["statistics", "kron", "shampoo", "shampoo_factors", "soap", "nearest_kronecker_approximation",
+           "kronecker_power_iteration", "per_example_gradients", "fisher", "fisher_blocks", "fisher_diagonal",
            "fisher_vector_product", "KroneckerFactors", "kron_inverse", "kron_matvec", "kron_solve",
            "kron_solve_factored", "kronecker_spectrum", "nearest_kronecker", "vec", "unvec",
            "assign", "augmented_matrix", "flatten", "layer_sizes", "layer_slices",

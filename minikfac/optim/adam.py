@@ -59,29 +59,46 @@ class Adam(Optimizer):
         beta1, beta2 = self.hyper["betas"]
         weight_decay, decoupled = self.hyper["weight_decay"], self.hyper["decoupled"]
         for i, p, g in self._grads():
-            if weight_decay != 0 and not decoupled:
-                g = g + weight_decay * p.data  # a new array: p.grad is left as it was
-            entry = self._entry(i, p)
-            entry["step"] += 1
-            t = entry["step"]
-            m, v = entry["exp_avg"], entry["exp_avg_sq"]
-            m *= beta1
-            m += (1 - beta1) * g
-            v *= beta2
-            v += (1 - beta2) * (g * g)
-            if weight_decay != 0 and decoupled:
-                p.data *= 1 - lr * weight_decay
-            # lr·m̂/(√v̂ + ε) with m̂, v̂ written out: the corrections are Python floats.
-            xp = get_array_module(v)
-            denom = xp.sqrt(v) / math.sqrt(1 - beta2**t) + eps
-            p.data -= (lr / (1 - beta1**t)) * (m / denom)
+            adam_update(p, g, self._entry(i, p), lr, beta1, beta2, eps, weight_decay, decoupled)
         self.steps += 1
 
     def _entry(self, i, p):
         """Parameter ``i``'s state, created with zero moments on its first update."""
         entry = self.state.get(i)
         if entry is None:
-            xp = get_array_module(p.data)
-            entry = {"step": 0, "exp_avg": xp.zeros_like(p.data), "exp_avg_sq": xp.zeros_like(p.data)}
+            entry = new_adam_entry(p.data)
             self.state[i] = entry
         return entry
+
+
+def new_adam_entry(data):
+    """Adam's state for a parameter array ``data`` (any shape): ``{"step": 0, "exp_avg": 0s, "exp_avg_sq": 0s}``,
+    the moments of ``data``'s shape, backend and dtype."""
+    xp = get_array_module(data)
+    return {"step": 0, "exp_avg": xp.zeros_like(data), "exp_avg_sq": xp.zeros_like(data)}
+
+
+def adam_update(p, g, entry, lr, beta1, beta2, eps, weight_decay=0.0, decoupled=True):
+    """One Adam update of Parameter ``p`` from its gradient ``g`` (p's shape), in place (Kingma & Ba 2015, Alg. 1).
+
+    ``entry`` is p's state (:func:`new_adam_entry`), updated in place: t, m and v
+    as in :class:`Adam`'s docstring; ``weight_decay`` is coupled (added to g)
+    unless ``decoupled`` (AdamW). The one home of Adam's update: :class:`Adam`
+    and the optimizers that fall back on AdamW for their non-matrix parameters
+    (Muon, SOAP) call it.
+    """
+    if weight_decay != 0 and not decoupled:
+        g = g + weight_decay * p.data  # a new array: p.grad is left as it was
+    entry["step"] += 1
+    t = entry["step"]
+    m, v = entry["exp_avg"], entry["exp_avg_sq"]
+    m *= beta1
+    m += (1 - beta1) * g
+    v *= beta2
+    v += (1 - beta2) * (g * g)
+    if weight_decay != 0 and decoupled:
+        p.data *= 1 - lr * weight_decay
+    # lr·m̂/(√v̂ + ε) with m̂, v̂ written out: the corrections are Python floats.
+    xp = get_array_module(v)
+    denom = xp.sqrt(v) / math.sqrt(1 - beta2**t) + eps
+    p.data -= (lr / (1 - beta1**t)) * (m / denom)
