@@ -52,8 +52,10 @@ def test_one_example_kfac_blocks_are_exact():
     net = _mlp()
     X, y = _data(1)
     result = _compare(net, X, y)
-    for name in ("K-FAC", "EKFAC", "block-diagonal"):
+    for name in ("K-FAC", "EKFAC", "Shampoo²", "SOAP", "nearest Kronecker", "block-diagonal"):
         assert max(result.errors[name]["layers"]) < 1e-7, name
+    # Shampoo's R^½ ⊗ L^½ ∝ A ⊗ G^½ is not: the true Fisher's G of one example has rank K > 1.
+    assert min(result.errors["Shampoo"]["layers"]) > 0.01
     assert max(result.sources["independence"]["layers"]) < 1e-7
     assert max(result.sources["best_kronecker"]["layers"]) < 1e-7
     # Only the cross-layer blocks are left, and the block-diagonal drops exactly those.
@@ -77,6 +79,20 @@ def test_errors_split_into_cross_layer_and_independence():
         assert best <= kfac_error + 1e-12
         assert ekfac <= kfac_error + 1e-12
     assert result.errors["EKFAC"]["total"] <= kfac["total"] + 1e-12
+    # The Kronecker family: the nearest Kronecker product is the floor (Van Loan & Pitsianis 1993) and its
+    # error is the "best Kronecker product" source; SOAP is the best diagonal in Shampoo's eigenbasis, where
+    # Shampoo² and Shampoo are diagonal too (Vyas et al. 2024; Morwani et al. 2024).
+    errors, nearest = result.errors, result.errors["nearest Kronecker"]["layers"]
+    assert nearest == pytest.approx(sources["best_kronecker"]["layers"], rel=1e-8)
+    for name in ("K-FAC", "Shampoo²", "Shampoo"):
+        assert all(best <= e + 1e-12 for best, e in zip(nearest, errors[name]["layers"])), name
+    for soap, shampoo2, shampoo in zip(errors["SOAP"]["layers"], errors["Shampoo²"]["layers"],
+                                       errors["Shampoo"]["layers"]):
+        assert soap <= min(shampoo2, shampoo) + 1e-12
+    to_nearest, family = result.kronecker["to_nearest"], result.kronecker["to_exact"]
+    assert set(to_nearest) == {"K-FAC", "Shampoo²", "Shampoo"} | {f"power iteration, {k} rounds" for k in (2, 3, 5)}
+    assert all(d > 0 for d in to_nearest["K-FAC"]["layers"])
+    assert family["SOAP"] == errors["SOAP"]["layers"] and len(family["power iteration, 5 rounds"]) == 3
     assert result.errors["block-diagonal"]["layers"] == [0.0] * 3
     assert result.errors["block-diagonal"]["total"] == pytest.approx(sources["cross_layer"])
     assert all(0 < e < 1 for e in result.errors["diagonal"]["layers"])
@@ -101,7 +117,7 @@ def test_cosines_are_cosines_and_the_exact_step_is_one():
     result = _compare(net, X, y, damping=1e-2)
     assert result.cosines["exact"] == pytest.approx(1.0, abs=1e-12)
     expected = {"gradient", "exact", "K-FAC", "K-FAC (factored damping)", "K-FAC tridiagonal (factored damping)",
-                "EKFAC", "diagonal", "block-diagonal"}
+                "EKFAC", "Shampoo²", "Shampoo", "SOAP", "nearest Kronecker", "diagonal", "block-diagonal"}
     assert set(result.cosines) == expected
     assert all(-1 <= c <= 1 + 1e-12 for c in result.cosines.values())
     # With a huge damping every step is ∇/λ: all cosines tend to 1.
@@ -158,11 +174,13 @@ def test_to_dict_is_json_and_the_table_prints_every_approximation():
     result = _compare(net, X, y)
     assert all(np.array_equal(p.data, b) and p.grad is None for p, b in zip(net.parameters(), before))
     document = json.loads(json.dumps(result.to_dict()))
-    assert set(document) == {"setup", "errors", "sources", "monte_carlo", "cosines", "spectra", "notes", "timings"}
+    assert set(document) == {"setup", "errors", "sources", "monte_carlo", "cosines", "spectra", "notes", "timings",
+                             "kronecker"}
     assert document["setup"]["parameters"] == sum(mk.curvature.layer_sizes(net))
     assert document["setup"]["examples"] == 15
     table = str(result)
-    for name in ("K-FAC", "K-FAC tridiagonal", "EKFAC", "diagonal", "block-diagonal", "cross-layer", "k = 4"):
+    for name in ("K-FAC", "K-FAC tridiagonal", "EKFAC", "Shampoo²", "SOAP", "nearest Kronecker", "diagonal",
+                 "block-diagonal", "cross-layer", "k = 4", "nearest Kronecker product K_ll"):
         assert name in table
 
 

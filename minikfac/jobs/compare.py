@@ -142,7 +142,8 @@ def run(options, log=print):
     comparison : the :class:`~minikfac.studies.approximation_errors.Comparison` (its
     ``table()`` is the printed error table); report : a JSON-ready dict with the
     settings, the parameter count, the training record, the figures written,
-    the comparison's results and the time of each part. The backend and the
+    the comparison's results (the Kronecker family's study under
+    ``"kronecker"``) and the time of each part. The backend and the
     default dtype are restored afterwards (the job itself is float64).
     """
     started = time.perf_counter()

@@ -7,6 +7,7 @@ the mathematics they measure lives in ``curvature/``.
 
 ============================  ============================================================
 :mod:`.approximation_errors`  :func:`compare`: errors, cosines, spectra, Monte-Carlo noise
+:mod:`.kronecker_family`      Shampoo², Shampoo, SOAP, K-FAC against the nearest Kronecker product
 :mod:`.monte_carlo`           the Monte-Carlo Fisher's error against the number of samples
 :mod:`.figure_data`           the matrices behind Figs. 2 and 3
 :mod:`.diagonality`           off-diagonal mass of A and G, the diagonal K-FAC
@@ -16,9 +17,10 @@ the mathematics they measure lives in ``curvature/``.
 
 from minikfac.studies import kfc_assumptions
 from minikfac.studies.approximation_errors import Comparison, compare, format_table
+from minikfac.studies.kronecker_family import KroneckerDistances, kronecker_distances
 from minikfac.studies.monte_carlo import mc_fisher_errors
 from minikfac.studies.diagonality import diagonal_kron_error, diagonal_kron_solve, off_diagonal_mass
 from minikfac.studies.figure_data import FigureMatrices, figure_matrices
 
-__all__ = ["Comparison", "compare", "format_table", "mc_fisher_errors", "diagonal_kron_error",
+__all__ = ["Comparison", "compare", "format_table", "KroneckerDistances", "kronecker_distances", "mc_fisher_errors", "diagonal_kron_error",
            "diagonal_kron_solve", "off_diagonal_mass", "FigureMatrices", "figure_matrices", "kfc_assumptions"]

@@ -2,7 +2,9 @@
 
 For a net, a loss and data X, :func:`compare` measures every approximation F̂
 of the exact Fisher F (P, P) of :mod:`minikfac.curvature.approximation` — K-FAC, K-FAC tridiagonal,
-EKFAC, the exact diagonal and the exact block-diagonal — by
+EKFAC, the Kronecker family of :mod:`minikfac.curvature.shampoo` (Shampoo² and
+Shampoo optimally scaled per layer, SOAP, each block's nearest Kronecker
+product), the exact diagonal and the exact block-diagonal — by
 
 - the relative Frobenius error ‖F − F̂‖/‖F‖, and per layer ‖F_ll − F̂_ll‖/‖F_ll‖;
 - the sources of K-FAC's error (Martens & Grosse 2015, §3 and §4).
@@ -14,6 +16,8 @@ EKFAC, the exact diagonal and the exact block-diagonal — by
 
   and no Kronecker product beats the nearest one (Van Loan & Pitsianis 1993,
   :func:`minikfac.curvature.rearrangement.nearest_kronecker`): its error is the floor under K-FAC's;
+- how near K-FAC, Shampoo², Shampoo and the power iteration come to that
+  nearest Kronecker product (Morwani et al. 2024; :mod:`minikfac.studies.kronecker_family`);
 - Monte-Carlo noise: the MC Fisher with k sampled targets per example, and
   K-FAC built from those samples, against k;
 - the cosine between the exact damped natural gradient (F + λI)⁻¹∇ and each
@@ -39,6 +43,7 @@ from minikfac.curvature.kfac_block_diagonal import KFACBlockDiagonal
 from minikfac.curvature.params import layer_slices, parametrised_layers
 from minikfac.curvature.kfac_tridiagonal import KFACTridiagonal
 from minikfac.nn.linear import Linear
+from minikfac.studies.kronecker_family import family_approximations, kronecker_distances
 from minikfac.studies.monte_carlo import mc_fisher_errors
 
 MAX_KRONECKER_VALUES = 8  # normalised singular values of R(F_ll) kept per layer
@@ -80,6 +85,12 @@ class Comparison:
     cosines : name -> cos((F + λI)⁻¹∇, F̂ solve); "gradient" is ∇ itself.
     spectra : name -> eigenvalues, descending.
     notes : what was skipped or approximated, and why. timings : step -> seconds.
+    kronecker : the Kronecker family's study
+        (:class:`minikfac.studies.kronecker_family.KroneckerDistances` as a dict):
+        "to_nearest": name -> {"total", "layers"}, the distance ‖F̂_ll − K_ll‖/‖K_ll‖
+        of K-FAC, Shampoo², Shampoo and a few rounds of the power iteration to
+        each block's nearest Kronecker product K_ll (whole: √(Σ‖F̂_ll − K_ll‖²/Σ‖K_ll‖²));
+        "to_exact", "scales", "kronecker_gap", "setup".
     """
 
     setup: dict
@@ -90,6 +101,7 @@ class Comparison:
     spectra: dict
     notes: list = field(default_factory=list)
     timings: dict = field(default_factory=dict)
+    kronecker: dict = field(default_factory=dict)
 
     def to_dict(self):
         """A JSON-ready dict (floats, lists and strings only), one key per attribute."""
@@ -172,6 +184,8 @@ def compare(net, loss_fn, X, y=None, kind="true", damping=1e-3, mc_samples=(1, 4
                             chunk_size, linear)
     errors = _timed(timings, log, "errors", _errors, approximations, F, slices, norms, notes)
     sources = _timed(timings, log, "Kronecker structure", _sources, approximations["K-FAC"], F, slices, norms)
+    kronecker = _timed(timings, log, "Kronecker family", _kronecker_family, net, loss_fn, X, y, kind, F, slices,
+                       chunk_size, approximations, errors)
     monte_carlo = {}
     if kind != "true" or not mc_seeds:
         notes.append("Monte-Carlo noise: measured for kind='true' with mc_seeds >= 1 only.")
@@ -192,7 +206,7 @@ def compare(net, loss_fn, X, y=None, kind="true", damping=1e-3, mc_samples=(1, 4
             "EKFAC": backend.to_numpy(approximations["EKFAC"].eigenvalues()).tolist()})
     setup = {"kind": kind, "damping": float(damping), "examples": int(X.shape[0]), "parameters": size,
              "layers": [repr(layer) for layer in layers], "layer_sizes": [s.stop - s.start for s in slices]}
-    return Comparison(setup, errors, sources, monte_carlo, cosines, eigenvalues, notes, timings)
+    return Comparison(setup, errors, sources, monte_carlo, cosines, eigenvalues, notes, timings, kronecker)
 
 
 def _approximations(net, loss_fn, X, y, kind, F, chunk_size, linear):
@@ -203,9 +217,17 @@ def _approximations(net, loss_fn, X, y, kind, F, chunk_size, linear):
     if linear:
         built["K-FAC tridiagonal"] = KFACTridiagonal.from_net(net, loss_fn, X, **options)
     built["EKFAC"] = EKFAC.from_net(net, loss_fn, X, **options)
+    built.update(family_approximations(net, loss_fn, X, y, kind, [F[s, s] for s in slices], chunk_size))
     built["diagonal"] = ExactDiagonal(backend.get_array_module(F).diagonal(F).copy(), slices)
     built["block-diagonal"] = ExactBlockDiagonal([F[s, s] for s in slices], slices)
     return built
+
+
+def _kronecker_family(net, loss_fn, X, y, kind, F, slices, chunk_size, approximations, errors):
+    """The study of :mod:`minikfac.studies.kronecker_family` on F's blocks, reusing what compare built, as a dict."""
+    return kronecker_distances(net, loss_fn, X, y, kind, [F[s, s] for s in slices], chunk_size=chunk_size,
+                               approximations=approximations,
+                               to_exact={name: error["layers"] for name, error in errors.items()}).to_dict()
 
 
 def _errors(approximations, F, slices, norms, notes):
@@ -292,7 +314,7 @@ def _cosines(approximations, F, slices, gradient, damping):
             steps[name] = xp.concatenate([damped_solve(F[s, s], gradient[s]) for s in slices])
         elif isinstance(approx, KFACTridiagonal):
             steps[name + " (factored damping)"] = approx.solve(gradient, damping, factored=True)
-        elif isinstance(approx, KFACBlockDiagonal):
+        elif isinstance(approx, KFACBlockDiagonal) and name == "K-FAC":
             steps[name] = approx.solve(gradient, damping)
             steps[name + " (factored damping)"] = approx.solve(gradient, damping, factored=True)
         else:
@@ -367,6 +389,14 @@ def format_table(result):
                    + sources["best_kronecker"]["layers"])]
     combined = (sources["cross_layer"] ** 2 + sources["independence"]["total"] ** 2) ** 0.5
     lines.append(f"  √(cross² + independence²) = {combined:.4f} = K-FAC's whole error")
+    to_nearest = result.kronecker.get("to_nearest")
+    if to_nearest:
+        lines += ["", "Distance to each block's nearest Kronecker product K_ll, ‖F̂_ll − K_ll‖/‖K_ll‖ "
+                      "(Morwani et al. 2024)", header]
+        lines += [_row(name, [value["total"]] + value["layers"]) for name, value in to_nearest.items()]
+        lines += ["  Shampoo² = c_l·(R ⊗ L), Shampoo = c_l·(R^½ ⊗ L^½), c_l Frobenius-optimal per layer;",
+                  "  SOAP = EKFAC in the eigenbasis of (R, L); power iteration: k rounds from (I, I) (1 round is "
+                  "Shampoo²)"]
     mc = result.monte_carlo
     if mc:
         lines += ["", f"Monte-Carlo noise, relative error to F (mean of {mc['seeds']} draws)",
