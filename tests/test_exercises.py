@@ -39,6 +39,7 @@ import minikfac as mk
 from minikfac import curvature, nn
 from minikfac.curvature import ekfac, kron, statistics
 from minikfac.curvature.damping import factored_pi
+from minikfac.curvature import polar
 from minikfac.curvature.linalg import psd_eigh
 from minikfac.nn import conv
 """
@@ -205,6 +206,21 @@ def kfc_factors_from_caches(net):
             factors.append((curvature.input_factor(layer.cache_input, bias), curvature.grad_factor(g[None])))
     return factors
 """,
+    11: """
+def polar_factor(M):
+    return polar.polar_factor(M)
+
+def newton_schulz_step(X, coefficients):  # the library's iteration normalises first: the step is written out
+    a, b, c = coefficients
+    A = X @ X.T
+    return a * X + (b * A + c * A @ A) @ X
+
+def newton_schulz(M, steps, coefficients, eps):
+    return polar.newton_schulz(M, steps, coefficients, eps)
+
+def shampoo_one_gradient(G, eps):
+    return polar.matrix_power_psd(G @ G.T, -0.25, eps) @ G @ polar.matrix_power_psd(G.T @ G, -0.25, eps)
+""",
 }
 
 # (exercise, the part that must fail, a wrong definition appended to the correct solution, words of the message)
@@ -317,6 +333,25 @@ WRONG = [
                  "            if m.cache_input.ndim == 3 else\n"
                  "            (curvature.input_factor(m.cache_input, True), curvature.grad_factor(len(m.cache_input) * m.cache_grad_output[None]))\n"
                  "            for m in curvature.parametrised_layers(net)]", "1/N²"),
+    (11, "11.1", "def polar_factor(M):  # V Uᵀ, the transpose\n"
+                 "    U, _, Vt = np.linalg.svd(M, full_matrices=False)\n    return Vt.T @ U.T",
+     "it is the transpose of the expected result"),
+    (11, "11.1", "def polar_factor(M):  # only scaled\n    return M / np.linalg.norm(M, 2)",
+     "your result equals M divided by its largest singular value"),
+    (11, "11.2", "def newton_schulz_step(X, coefficients):  # the polynomial on the entries\n"
+                 "    a, b, c = coefficients\n    return a * X + b * X ** 3 + c * X ** 5",
+     "your result equals a·X + b·X³ + c·X⁵ taken entrywise"),
+    (11, "11.3", "def newton_schulz(M, steps, coefficients, eps):  # transposed, never transposed back\n"
+                 "    X = M.T if M.shape[0] > M.shape[1] else M\n"
+                 "    return polar.newton_schulz(X, steps, coefficients, eps)",
+     "it is the transpose of the expected result"),
+    (11, "11.3", "def newton_schulz(M, steps, coefficients, eps):  # the spectral norm\n"
+                 "    X = M / max(np.linalg.norm(M, 2), eps)\n"
+                 "    for _ in range(steps):\n        X = newton_schulz_step(X, coefficients)\n    return X",
+     "your result equals M divided by its largest singular value (the spectral norm)"),
+    (11, "11.4", "def shampoo_one_gradient(G, eps):  # inverse square roots\n"
+                 "    return polar.matrix_power_psd(G @ G.T, -0.5, eps) @ G @ polar.matrix_power_psd(G.T @ G, -0.5, eps)",
+     "your result equals the exponent −1/2 on both sides"),
 ]
 
 
@@ -338,8 +373,8 @@ NUMBERS = [exercise.number for exercise in exercises.EXERCISES]
 # --------------------------------------------------------------------------- #
 # The exercises
 # --------------------------------------------------------------------------- #
-def test_there_are_ten_exercises_with_their_student_files():
-    assert NUMBERS == list(range(1, 11))
+def test_there_are_eleven_exercises_with_their_student_files():
+    assert NUMBERS == list(range(1, 12))
     for exercise in exercises.EXERCISES:
         assert (EXERCISE_DIR / exercise.filename).is_file(), exercise.filename
         assert exercise.parts and all(len(part.hints) == 2 and part.task for part in exercise.parts)
@@ -494,7 +529,7 @@ def test_exercises_are_found_by_number_or_name(name):
 
 
 @pytest.mark.parametrize("argv, words", [
-    (["check", "11"], "unknown exercise '11'"),
+    (["check", "12"], "unknown exercise '12'"),
     (["check", "softmax"], "unknown exercise 'softmax'"),
     (["check"], "which exercise?"),
     (["check", "3", "no/such/file.py"], "no file no/such/file.py"),
@@ -616,7 +651,8 @@ CODE = ("np.", "@", ".T", "reshape(", "einsum", "concatenate", "[:,", "**")
 ANSWERS = [("1.2", "doutᵀ x"), ("2.1", "+ 1"), ("3.3", "(p_n − e_{y_n}) / N"), ("3.4", "diag(p_n) − p_n p_nᵀ"),
            ("3.5", "sqrt(p_n[c])"), ("4.3", "G X Aᵀ"), ("4.4", "G⁻¹ X A⁻¹"), ("5.1", "ā ⊗ g"),
            ("5.2", "J_nᵀ F_out,n J_n"), ("6.2", "multiply it by N"), ("7.3", "(G + √λ/π I)⁻¹ V"),
-           ("7.4", "g_i a_j + λ"), ("9.2", "U_Gᵀ D_n U_A"), ("9.4", "(s + λ)"), ("10.2", "moveaxis")]
+           ("7.4", "g_i a_j + λ"), ("9.2", "U_Gᵀ D_n U_A"), ("9.4", "(s + λ)"), ("10.2", "moveaxis"),
+           ("11.2", "b·A + c·A²"), ("11.4", "σ/√(σ² + ε)")]
 
 
 def test_tier_one_hints_give_no_code_and_no_formula():
