@@ -173,7 +173,9 @@ def test_compare_writes_the_table_the_json_and_the_figures(tmp_path, capsys):
     assert {"arguments", "parameters", "training", "figure_layers", "figures", "setup", "errors", "sources",
             "monte_carlo", "cosines", "spectra", "notes", "timings"} <= set(report)
     assert report["parameters"] == 65 * 6 + 7 * 10 and report["setup"]["examples"] == 40
-    assert set(report["errors"]) == {"K-FAC", "K-FAC tridiagonal", "EKFAC", "diagonal", "block-diagonal"}
+    assert set(report["errors"]) == {"K-FAC", "K-FAC tridiagonal", "EKFAC", "diagonal", "block-diagonal",
+                                     "Shampoo²", "Shampoo", "SOAP", "nearest Kronecker"}
+    assert set(report["kronecker"]["to_nearest"]) >= {"K-FAC", "Shampoo²"}
     assert report["figure_layers"] == [1, 2] and report["monte_carlo"]["samples"] == [1, 4]
     assert {"training", "exact Fisher", "spectra", "figures", "total"} <= set(report["timings"])
     for name in ("fisher_vs_kfac", "inverse_structure", "spectra", "monte_carlo"):
