@@ -69,7 +69,29 @@ def _setting(compared):
         "gradients (George et al. 2018);",
         "- **diagonal**: the diagonal of F alone;",
         "- **block-diagonal**: F's exact diagonal blocks, one per layer — the best any method that "
-        "treats layers separately could do.", ""]
+        "treats layers separately could do.", ""] + _family(compared["errors"])
+
+
+#: The Kronecker family's rows, defined where the report first shows them (:mod:`minikfac.curvature.shampoo`).
+FAMILY = {
+    "Shampoo²": "R ⊗ L per layer, Shampoo's statistics L = mean of G Gᵀ and R = mean of Gᵀ G over the "
+                "per-example gradient matrices G = g āᵀ, scaled per layer at its best (Gupta et al. 2018; "
+                "Morwani et al. 2024: one power-iteration step towards the nearest Kronecker product)",
+    "Shampoo": "R^½ ⊗ L^½, what Shampoo's step L^(-1/4) ∇W̄ R^(-1/4) inverts, scaled per layer at its best",
+    "SOAP": "EKFAC's re-fitted diagonal in the eigenbasis of Shampoo's L and R instead of K-FAC's A and G "
+            "(Vyas et al. 2024)",
+    "nearest Kronecker": "each exact block's best Kronecker product, the floor under every approximation "
+                         "of this form (Van Loan & Pitsianis 1993)",
+}
+
+
+def _family(errors):
+    """Bullets defining the Kronecker family's rows that ``errors`` has (none: an empty list)."""
+    rows = [name for name in FAMILY if name in errors]
+    if not rows:
+        return []
+    return (["K-FAC's relatives, one block per layer as well (tutorial 13):", ""]
+            + [f"- **{name}**: {FAMILY[name]};" for name in rows] + [""])
 
 
 def _error_section(compared):
