@@ -7,21 +7,47 @@ from minikfac import backend
 from minikfac.cli.arguments import BACKENDS, check_output, int_list, nonnegative_int, positive_int, problem_list
 from minikfac.jobs.output import write_json
 
+#: --batches: which batch sizes of each problem are raced.
+BATCH_CHOICES = {"both": ("own", "second"), "own": ("own",), "second": ("second",)}
+
+
+def method_list(text):
+    """``"kfac,adam"`` -> a list of race methods (:data:`minikfac.jobs.race_tracks.METHODS`)."""
+    from minikfac.jobs import race_tracks
+
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in race_tracks.METHODS]
+    if not names or unknown or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"expected distinct comma-separated methods among "
+                                         f"{', '.join(race_tracks.METHODS)}, got {text!r}")
+    return names
+
+
+method_list.__name__ = "a list of methods"
+
 
 def add(commands):
     """The ``bench`` sub-parser."""
     from minikfac.jobs import race_tracks
 
     bench = commands.add_parser(
-        "bench", help="race K-FAC against SGD and Adam to a target training loss",
-        description="Race K-FAC (its defaults) against SGD with momentum 0.9 and Adam (each the best of a "
-                    "small learning-rate sweep) on digits-MLP, MNIST-CNN and the MNIST autoencoder: "
-                    "iterations and seconds to a target training loss, final test metrics, and the cost "
-                    "of one step against the batch size. Prints a table; --json and --out write the "
-                    "results and the figures. The full race takes about 10-15 minutes on 2 CPU cores.",
+        "bench", help="race K-FAC against SGD, Adam, Shampoo, SOAP and Muon to a target training loss",
+        description="Race K-FAC (its defaults) against SGD with momentum 0.9, Adam, Shampoo, SOAP and Muon "
+                    "(each the best of a sweep of three learning rates) on digits-MLP, MNIST-CNN and the "
+                    "MNIST autoencoder, each at its own batch size and at batch 512: iterations and seconds "
+                    "to a target training loss, final test metrics, and the cost of one step against the "
+                    "batch size. Prints a table; --json and --out write the results and the figures. "
+                    "The full race takes about 90 minutes on one CPU core, most of it Shampoo and SOAP on "
+                    "the autoencoder; --methods, --problems and --batches run a part of it, --quick a smoke "
+                    "run of all of it (about 8 minutes).",
     )
     bench.add_argument("--problems", type=problem_list, metavar="P,P", default=list(race_tracks.PROBLEMS),
                        help=f"comma-separated, among {', '.join(race_tracks.PROBLEMS)} (default: all)")
+    bench.add_argument("--methods", type=method_list, metavar="M,M", default=list(race_tracks.METHODS),
+                       help=f"comma-separated, among {', '.join(race_tracks.METHODS)} (default: all)")
+    bench.add_argument("--batches", choices=list(BATCH_CHOICES), default="both",
+                       help="race each problem at its own batch size, at its second (512), or both "
+                            "(default: %(default)s)")
     bench.add_argument("--quick", action="store_true",
                        help="one learning rate per method, a fifth of the epochs, a short step-cost "
                             "measurement: a smoke test, not a result")
@@ -52,10 +78,12 @@ def handle(parser, args):
     except RuntimeError as err:  # e.g. cupy without a GPU: the message says how to fix it
         parser.error(f"--backend: {err}")
     quiet = args.no_progress
-    print(f"minikfac bench: {', '.join(args.problems)}" + (" (quick)" if args.quick else ""))
+    print(f"minikfac bench: {', '.join(args.problems)}; {', '.join(args.methods)}; batch sizes: {args.batches}"
+          + (" (quick)" if args.quick else ""))
     report = race.race(args.problems, quick=args.quick, seed=args.seed, progress=not quiet,
                        log=None if quiet else print, step_batch_sizes=() if args.no_step_cost else args.step_batch_sizes,
-                       max_train=args.max_train, backend_name=args.backend)
+                       max_train=args.max_train, backend_name=args.backend, methods=args.methods,
+                       batches=BATCH_CHOICES[args.batches])
     print()
     print(race.table(report))
     written = plot.race_figures(report, args.out) if args.out else []

@@ -88,7 +88,8 @@ def run(out="report", seed=0, quick=False, progress=True, log=print):
     clock = time.perf_counter()
     race_report = race.race(problems, quick=quick, seed=seed, progress=progress, log=say, step_batch_sizes=(),
                             max_train=300 if quick else None, methods=RACE_METHODS,
-                            stop_at_target=[p.name for p in problems], evaluations=RACE_EVALUATIONS)
+                            stop_at_target=[p.name for p in problems], evaluations=RACE_EVALUATIONS,
+                            batches=("own",))
     race_figures = plot.race_figures(race_report, out)
     seconds["race"] = time.perf_counter() - clock
 

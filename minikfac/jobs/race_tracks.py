@@ -2,21 +2,31 @@
 
 A :class:`Problem` fixes everything but the optimizer: a dataset, a network,
 its loss and targets, a batch size, a budget of epochs, the training loss to
-reach and how the result is scored on the test split (:data:`PROBLEMS`).
+reach, each tuned method's learning-rate sweep and how the result is scored
+on the test split (:data:`PROBLEMS`). Each problem also names a second batch
+size (:attr:`Problem.second_batch`); :meth:`Problem.at_batch_size` and
+:func:`tracks` make the variant, the same problem in everything else.
 :func:`prepare` loads a problem's data onto the backend; the measuring
 helpers (:func:`evaluation_steps`, :func:`time_to_target`, :func:`best_run`,
-:func:`suggest_target`) say when a run reached its target. The race itself is
+:func:`sweep_edge`, :func:`suggest_target`) say when a run reached its target. The race itself is
 :mod:`minikfac.jobs.race`; the per-step cost :mod:`minikfac.jobs.step_cost`.
 """
 
 import dataclasses
 import math
+import re
 
 import numpy as np
 
 from minikfac import backend, data, models, training
 
-METHODS = ("sgd", "adam", "kfac")
+#: The contenders, in the order of every table and figure. K-FAC runs once, with its
+#: defaults; every other method runs the learning-rate sweep of :attr:`Problem.lrs`.
+METHODS = ("sgd", "adam", "kfac", "shampoo", "soap", "muon")
+#: The methods whose best run set the targets (:func:`suggest_target`): the first-order ones.
+FIRST_ORDER = ("sgd", "adam")
+#: Which batch sizes a race runs by default: each problem's own, then its :attr:`Problem.second_batch`.
+BATCHES = ("own", "second")
 #: Heavy-ball coefficient of every SGD run.
 SGD_MOMENTUM = 0.9
 #: Examples of the training split whose mean loss is "the training loss".
@@ -35,11 +45,15 @@ class Problem:
         amount of data for all (see :data:`PROBLEMS` for the choices).
     epochs : the budget of every run.
     target_loss : the training loss to reach (mean over the subset).
-    lrs : {"sgd": (lr, ...), "adam": (lr, ...)}, the sweeps; the middle value is
-        the one a quick race uses.
+    lrs : {method: (lr, ...)}, the sweeps of every method but K-FAC, in
+        increasing order; the middle value is the one a quick race and the step
+        cost use. A method without a sweep runs once at its default
+        (``lr=None``).
     goals : dict of the benchmark goals for this problem, some of
         "accuracy" (K-FAC's test accuracy ≥), "iterations" and "seconds"
         (K-FAC's count to the target ≤ this × the best Adam's).
+    second_batch : (batch size, epochs) of the problem's second track
+        (:meth:`at_batch_size`), or () for none.
     """
 
     name: str
@@ -50,36 +64,75 @@ class Problem:
     target_loss: float
     lrs: dict
     goals: dict = dataclasses.field(default_factory=dict)
+    second_batch: tuple = ()
 
     def to_dict(self):
         """The definition as a JSON-ready dict, with the model's task ("classification", ...)."""
         return dict(dataclasses.asdict(self), task=models.task(self.model).name)
 
+    def at_batch_size(self, batch_size, epochs=None):
+        """This problem at another batch size: a :class:`Problem` named ``"<name>-b<batch_size>"``.
 
-#: The three problems. Batch sizes: the same for the three methods of a problem (so
+        The same data, net, target, sweeps and initial weights; ``epochs``
+        (default: the same number of epochs) is its budget. The goals were set
+        at the problem's own batch size and are not carried over, nor is
+        ``second_batch``. At the problem's own batch size and budget it is
+        the problem itself.
+        """
+        epochs = self.epochs if epochs is None else epochs
+        if batch_size == self.batch_size and epochs == self.epochs:
+            return self
+        if not (isinstance(batch_size, int) and batch_size > 0 and isinstance(epochs, int) and epochs > 0):
+            raise ValueError(f"{self.name}: batch_size and epochs must be positive integers, "
+                             f"got {batch_size!r} and {epochs!r}")
+        return dataclasses.replace(self, name=f"{self.name}-b{batch_size}", batch_size=batch_size, epochs=epochs,
+                                   goals={}, second_batch=())
+
+
+#: The learning-rate sweeps of the three later contenders: three values a factor ≈ 3 apart, set
+#: around each one's published default (``training.DEFAULT_LR``) and moved up where the race found
+#: the best at the sweep's high edge on a problem's own track. Muon: the reference
+#: implementation's 0.02 (Jordan et al. 2024; torch's class default 1e-3, with its default
+#: ``adjust_lr_fn`` — None, "original", lr·√max(1, m/n) — is tiny for these nets: a step moves
+#: each weight by about lr/√max(m, n)), so 0.01, 0.03, 0.1 (on the digits MLP the best is 0.03; 0.3
+#: left the loss at 1.95); on the autoencoder 0.03, 0.1, 0.3 (0.1 was the best of the first sweep).
+#: Shampoo (grafted onto Adam's step norm, so Adam's scale: default 3e-3) and SOAP (its authors'
+#: 3e-3, Vyas et al. 2024): Shampoo 3e-3, 1e-2, 3e-2; SOAP 1e-2, 3e-2, 0.1 (3e-2 was the best
+#: of 3e-3, 1e-2, 3e-2 on every problem; on the autoencoder Adam's 1e-3 to 1e-2 was the first).
+MATRIX_SWEEPS = {"shampoo": (3e-3, 1e-2, 3e-2), "soap": (1e-2, 3e-2, 0.1), "muon": (0.01, 0.03, 0.1)}
+MATRIX_SWEEPS_AUTOENCODER = dict(MATRIX_SWEEPS, muon=(0.03, 0.1, 0.3))
+
+#: The three problems. Batch sizes: the same for every method of a problem (so
 #: that an iteration means the same data for all), chosen where first-order methods do
 #: well too (K-FAC trains at any batch size: see benchmarks/robustness.py).
 #: Targets were measured with ``minikfac bench`` (seed 0): for each, the best
 #: first-order run's lowest training loss by 80% of its budget
 #: (:func:`suggest_target`, rounded up to three digits) — a loss the best tuned
 #: method reaches late, so that reaching it early means something.
+#: The second track of each (``second_batch``) is batch 512, the batch of the step-cost
+#: goal, with the base's epochs × the batch ratio: about the same budget in *steps*
+#: (so that the iterations to the target compare across the two batch sizes), with
+#: 4× (2× for the autoencoder) the data.
 PROBLEMS = {
     # 1,438 digits, batch 128: 11 full batches an epoch, 110 steps in the 10 epochs of the goal.
+    # At 512: 2 full batches an epoch (1,024 of the 1,438 digits), 80 steps in 40 epochs.
     "digits-mlp": Problem("digits-mlp", "digits", "mlp", 128, 10, target_loss=0.0075,
-                          lrs={"sgd": (0.03, 0.1, 0.3), "adam": (3e-3, 1e-2, 3e-2)},
-                          goals={"accuracy": 0.97}),
+                          lrs={"sgd": (0.03, 0.1, 0.3), "adam": (3e-3, 1e-2, 3e-2), **MATRIX_SWEEPS},
+                          goals={"accuracy": 0.97}, second_batch=(512, 40)),
     # 4,000 MNIST images, batch 128: 31 steps an epoch, 155 in the 5 epochs of the goal.
+    # At 512: 7 steps an epoch, 140 in 20 epochs.
     "mnist-cnn": Problem("mnist-cnn", "mnist", "cnn", 128, 5, target_loss=0.0489,
-                         lrs={"sgd": (0.03, 0.1, 0.3), "adam": (3e-3, 1e-2, 3e-2)},
-                         goals={"accuracy": 0.96}),
+                         lrs={"sgd": (0.03, 0.1, 0.3), "adam": (3e-3, 1e-2, 3e-2), **MATRIX_SWEEPS},
+                         goals={"accuracy": 0.96}, second_batch=(512, 20)),
     # The 784-200-100-30-100-200-784 sigmoid autoencoder, Bernoulli loss on the pixels
     # (summed over them: ~200 at the mean image's plateau), batch 256: 15 steps an
     # epoch, 2,250 in 150 epochs (first-order methods need many to leave the plateau,
     # and Adam must reach the target for the wall-clock goal to be decided). Adam's
     # sweep is lower than elsewhere: 3e-2 stays on the plateau.
+    # At 512: 7 steps an epoch, 2,100 in 300 epochs.
     "mnist-autoencoder": Problem("mnist-autoencoder", "mnist", "autoencoder", 256, 150, target_loss=80.7,
-                                 lrs={"sgd": (0.03, 0.1, 0.3), "adam": (1e-3, 3e-3, 1e-2)},
-                                 goals={"iterations": 1 / 3, "seconds": 1 / 2}),
+                                 lrs={"sgd": (0.03, 0.1, 0.3), "adam": (1e-3, 3e-3, 1e-2), **MATRIX_SWEEPS_AUTOENCODER},
+                                 goals={"iterations": 1 / 3, "seconds": 1 / 2}, second_batch=(512, 300)),
 }
 
 
@@ -90,6 +143,41 @@ def _check_problem(name):
     if name not in PROBLEMS:
         raise ValueError(f"problem must be one of {tuple(PROBLEMS)}, got {name!r}")
     return PROBLEMS[name]
+
+
+def tracks(problems=None, batches=BATCHES):
+    """The race's tracks: each problem at each of ``batches``, problem by problem.
+
+    problems : names or :class:`Problem` objects (default all of :data:`PROBLEMS`);
+    batches : some of "own" (the problem as defined) and "second" (its
+        :attr:`Problem.second_batch` variant, skipped for a problem without one).
+    Returns a list of :class:`Problem`.
+    """
+    unknown = [b for b in batches if b not in BATCHES]
+    if unknown or not batches:
+        raise ValueError(f"batches must be some of {BATCHES}, got {tuple(batches)!r}")
+    chosen = []
+    for problem in (_check_problem(p) for p in (PROBLEMS if problems is None else problems)):
+        if "own" in batches:
+            chosen.append(problem)
+        if "second" in batches and problem.second_batch:
+            chosen.append(problem.at_batch_size(*problem.second_batch))
+    return chosen
+
+
+def problem_of_track(name):
+    """The :data:`PROBLEMS` entry whose track ``name`` is: "mnist-cnn-b512" -> PROBLEMS["mnist-cnn"]."""
+    base = re.sub(r"-b[0-9]+$", "", name)
+    return _check_problem(name if name in PROBLEMS else base)
+
+
+def check_methods(methods):
+    """``methods`` as a tuple, checked against :data:`METHODS` (``ValueError`` naming the unknown ones)."""
+    methods = tuple(methods)
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods or len(set(methods)) != len(methods):
+        raise ValueError(f"methods must be distinct names among {METHODS}, got {methods!r}")
+    return methods
 
 
 # --------------------------------------------------------------------------- #
@@ -136,14 +224,30 @@ def best_run(runs, method):
     return min(indices, key=key) if indices else None
 
 
+def sweep_edge(runs, method):
+    """Whether ``method``'s best run is at an edge of its sweep: "low", "high" or None.
+
+    runs : run records with ``method`` and ``lr``. None when the method ran one
+    learning rate or none (K-FAC, a quick race) or its best is inside the
+    sweep. At an edge, a learning rate beyond it may have done better: the
+    sweep does not bracket the best.
+    """
+    best = best_run(runs, method)
+    rates = sorted({r["lr"] for r in runs if r["method"] == method and r["lr"] is not None})
+    if best is None or len(rates) < 2 or runs[best]["lr"] is None:
+        return None
+    return "low" if runs[best]["lr"] == rates[0] else "high" if runs[best]["lr"] == rates[-1] else None
+
+
 def suggest_target(runs, fraction=0.8):
     """A target loss the best first-order run reaches late: how :data:`PROBLEMS`' targets were chosen.
 
-    Takes the SGD/Adam run with the lowest final training loss and returns its
-    lowest loss among the points up to ``fraction`` of its steps, rounded *up*
-    to three significant digits (so that run reaches it). None without such runs.
+    Takes the run of :data:`FIRST_ORDER` (SGD, Adam) with the lowest final
+    training loss and returns its lowest loss among the points up to
+    ``fraction`` of its steps, rounded *up* to three significant digits (so
+    that run reaches it). None without such runs.
     """
-    first_order = [r for r in runs if r["method"] != "kfac" and math.isfinite(r["final_train_loss"])]
+    first_order = [r for r in runs if r["method"] in FIRST_ORDER and math.isfinite(r["final_train_loss"])]
     if not first_order:
         return None
     best = min(first_order, key=lambda r: r["final_train_loss"])
@@ -202,12 +306,16 @@ def prepare(problem, seed=0, max_train=None):
 
 
 def _optimizer(method, net, loss_fn, lr, seed=0):
+    """``method``'s optimizer over ``net``: K-FAC at its defaults, SGD with :data:`SGD_MOMENTUM`,
+    the others at learning rate ``lr`` (None: their default) and every other default."""
     if method == "kfac":  # its defaults, untuned
         return training.make_optimizer("kfac", net, loss_fn=loss_fn, seed=seed)
-    return training.make_optimizer(method, net, lr, SGD_MOMENTUM if method == "sgd" else 0.0)
+    if method == "sgd":
+        return training.make_optimizer(method, net, lr, SGD_MOMENTUM)
+    return training.make_optimizer(method, net, lr)
 
 
 def _label(method, lr):
-    return "kfac (defaults)" if lr is None else f"{method} lr {lr:g}"
+    return f"{method} (defaults)" if lr is None else f"{method} lr {lr:g}"
 
 
