@@ -70,15 +70,8 @@ def ekfac_scalings(net, loss_fn, X, eigenbases, y=None, kind="true", samples=1, 
     the eigenvalue of the eigenvector kron(U_A[:, j], U_G[:, i]) (George et al. 2018).
     """
     statistics.check_kind(kind)
-    sums, total = None, None
-    for chunk in statistics.chunks(net, loss_fn, X, y, kind, samples, seed, chunk_size):
-        if len(chunk.layers) != len(eigenbases):
-            raise ValueError(f"ekfac_scalings: got {len(eigenbases)} eigenbases for {len(chunk.layers)} layers")
-        updates = [chunk_scaling_sums(stats, chunk.output_hessian, U_A, U_G)
-                   for stats, (U_A, U_G) in zip(chunk.layers, eigenbases)]
-        sums = updates if sums is None else [a + b for a, b in zip(sums, updates)]
-        total = chunk.stop
-    return [s / total for s in sums]
+    return statistics.mean_over_chunks(net, loss_fn, X, y, kind, samples, seed, chunk_size, chunk_scaling_sums,
+                                       [tuple(pair) for pair in eigenbases], "ekfac_scalings")
 
 
 class EKFAC(Approximation):

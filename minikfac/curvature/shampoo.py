@@ -254,15 +254,8 @@ def kronecker_inner_products(net, loss_fn, X, pairs, y=None, kind="empirical", s
     """
     statistics.check_kind(kind)
     pairs = _check_pairs(pairs, "kronecker_inner_products")
-    sums, total = None, None
-    for chunk in statistics.chunks(net, loss_fn, X, y, kind, samples, seed, chunk_size):
-        if len(chunk.layers) != len(pairs):
-            raise ValueError(f"kronecker_inner_products: got {len(pairs)} pairs for {len(chunk.layers)} layers")
-        updates = [chunk_inner_products(stats, chunk.output_hessian, A, G)
-                   for stats, (A, G) in zip(chunk.layers, pairs)]
-        sums = updates if sums is None else [s + u for s, u in zip(sums, updates)]
-        total = chunk.stop
-    return [s / total for s in sums]
+    return statistics.mean_over_chunks(net, loss_fn, X, y, kind, samples, seed, chunk_size, chunk_inner_products,
+                                       [tuple(pair) for pair in pairs], "kronecker_inner_products")
 
 
 def _squared_norm(M):

@@ -232,6 +232,26 @@ def chunks(net, loss_fn, X, y=None, kind="true", samples=1, seed=0, chunk_size=N
     return _chunk_generator(net, loss_fn, X, y, kind, samples, seed, chunk_size, layers)
 
 
+def mean_over_chunks(net, loss_fn, X, y, kind, samples, seed, chunk_size, per_layer, layer_args, caller):
+    """(1/N) Σ over the chunks of ``per_layer(stats, output_hessian, *args)``, for each layer.
+
+    The shared loop of the statistics that need every example once and fold
+    each chunk into a per-layer sum (EKFAC's scalings, the inner products of a
+    Kronecker pair with the Fisher blocks). Arguments as in :func:`chunks`;
+    ``layer_args`` holds one tuple of extra arguments per parametrised layer
+    (e.g. its eigenbases (U_A, U_G)), ``caller`` names the function in errors.
+    Returns one array per layer, the sums divided by N.
+    """
+    sums, total = None, None
+    for chunk in chunks(net, loss_fn, X, y, kind, samples, seed, chunk_size):
+        if len(chunk.layers) != len(layer_args):
+            raise ValueError(f"{caller}: got {len(layer_args)} per-layer arguments for {len(chunk.layers)} layers")
+        updates = [per_layer(stats, chunk.output_hessian, *args) for stats, args in zip(chunk.layers, layer_args)]
+        sums = updates if sums is None else [total_ + update for total_, update in zip(sums, updates)]
+        total = chunk.stop
+    return [total_ / total for total_ in sums]
+
+
 @contextlib.contextmanager
 def one_pass(net, loss_fn, X, y=None, kind="true", samples=1, seed=0):
     """The statistics of all of X as one :class:`Chunk`, alive for the ``with`` block.
