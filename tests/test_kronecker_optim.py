@@ -29,6 +29,7 @@ from minikfac.curvature.polar import (
 from minikfac.jobs import train as train_job
 from minikfac.nn import Parameter
 from minikfac.optim import SOAP, Adam, Muon, Shampoo
+from tests.test_optim import _only_host_types
 
 #: A Linear weight, a bias, a Conv2d weight (matrix view (2, 12)) and a tall matrix.
 SHAPES = [(3, 4), (4,), (2, 3, 2, 2), (5, 2)]
@@ -401,14 +402,6 @@ ALL = {
     "soap": (SOAP, {"precondition_frequency": 2}),
     "soap-identity": (SOAP, {"rotate": False}),
 }
-
-
-def _only_host_types(obj):
-    if isinstance(obj, dict):
-        return all(_only_host_types(k) and _only_host_types(v) for k, v in obj.items())
-    if isinstance(obj, (list, tuple)):
-        return all(_only_host_types(v) for v in obj)
-    return type(obj) in (np.ndarray, int, float, bool, str, type(None))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
