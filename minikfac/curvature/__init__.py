@@ -23,6 +23,8 @@ No clocks, logs, tables or files: measurements over these live in
 :mod:`.kfac_block_diagonal`  K-FAC, diag(A_l ⊗ G_l)
 :mod:`.kfac_tridiagonal`     K-FAC with a block-tridiagonal inverse
 :mod:`.ekfac`                EKFAC, K-FAC's eigenbasis with refitted scalings
+:mod:`.structures`           the structures the applications choose by name: "full",
+                             "block", "kfac", "ekfac", "diag" -> an Approximation
 :mod:`.shampoo`              Shampoo's factors (R, L), Shampoo² and Shampoo as K-FAC objects,
                              SOAP (EKFAC in their eigenbasis), the nearest Kronecker
                              product, the power iteration between them
@@ -70,8 +72,9 @@ from minikfac.curvature.shampoo import (
     soap,
 )
 from minikfac.curvature.statistics import per_example_gradients
+from minikfac.curvature.structures import STRUCTURES, approximate
 
-__all__ = ["statistics", "kron", "shampoo", "shampoo_factors", "soap", "nearest_kronecker_approximation",
+__all__ = ["STRUCTURES", "approximate", "statistics", "kron", "shampoo", "shampoo_factors", "soap", "nearest_kronecker_approximation",
            "kronecker_power_iteration", "per_example_gradients", "fisher", "fisher_blocks", "fisher_diagonal",
            "fisher_vector_product", "KroneckerFactors", "kron_inverse", "kron_matvec", "kron_solve",
            "kron_solve_factored", "kronecker_spectrum", "nearest_kronecker", "vec", "unvec",
