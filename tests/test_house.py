@@ -17,7 +17,7 @@ PACKAGE = pathlib.Path(mk.__file__).parent
 #: Each part of the package and its floor: a module may import parts of its own rank or below only.
 RANK = {"backend": 0, "threads": 0, "fakegpu": 0,
         "nn": 1, "data": 1, "gradcheck": 1, "models": 1,
-        "curvature": 2, "optim": 3, "training": 4, "checkpoint": 4,
+        "curvature": 2, "optim": 3, "laplace": 3, "influence": 3, "continual": 3, "training": 4, "checkpoint": 4,
         "studies": 5, "exercises": 5, "plot": 6, "jobs": 6, "cli": 7, "__main__": 8}
 
 

@@ -152,6 +152,10 @@ class MSELoss(Loss):
     def _check_targets(self, out, y):
         return _check_dense_targets(self, out, y)
 
+    def nll_constant(self, d_out):
+        """(D_out/2) log(2π), the Gaussian's normalising constant that l_n leaves out."""
+        return 0.5 * d_out * float(np.log(2 * np.pi))
+
     def _nll(self, out, y):
         xp = backend.get_array_module(out)
         residual = out - y

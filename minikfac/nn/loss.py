@@ -89,6 +89,14 @@ class Loss:
         # np.mean returns a NumPy scalar on the host; asarray keeps it a 0-d array.
         return xp.asarray(xp.mean(nll))
 
+    def nll_constant(self, d_out):
+        """The constant the per-example NLL leaves out, a Python float (0 unless a subclass drops one).
+
+        The exact log-likelihood of one example is ``-(per_example + nll_constant(d_out))``;
+        the Laplace evidence needs it, the gradients never do.
+        """
+        return 0.0
+
     def per_example(self, out, y):
         """Per-example NLL l_n, shape (N,), ``out``'s dtype; nothing is cached."""
         nll, _ = self._nll(out, self._check_targets(self._check_out(out), y))
