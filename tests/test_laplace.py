@@ -247,3 +247,17 @@ def test_a_net_too_large_for_full_is_refused_before_anything_is_computed(monkeyp
     assert computed == []
     la = mk.laplace.Laplace(net, mk.nn.CrossEntropyLoss(), X, y, structure="kfac")  # factored: fine
     assert math.isfinite(float(la.log_marginal_likelihood()))
+
+
+@pytest.mark.parametrize("structure", ["kfac", "ekfac", "diag"])
+def test_the_eigenbasis_shortcut_equals_the_solve_with_formed_jacobians_also_for_convolutions(structure):
+    rng = np.random.default_rng(3)
+    net = mk.nn.Sequential(mk.nn.Conv2d(1, 2, 3, padding=1), mk.nn.Tanh(), mk.nn.Flatten(), mk.nn.Linear(32, 3))
+    X, y = rng.normal(size=(7, 1, 4, 4)), rng.integers(0, 3, size=7)
+    la = mk.laplace.Laplace(net, mk.nn.CrossEntropyLoss(), X, y, structure=structure, prior_precision=0.3)
+    Xt = rng.normal(size=(5, 1, 4, 4))
+    mean, covariance = la.functional_covariance(Xt)
+    for start, stop, f, J in mk.laplace.output_jacobians(net, mk.nn.CrossEntropyLoss(), Xt, chunk_size=2):
+        np.testing.assert_allclose(f, mean[start:stop], atol=1e-14)
+        expected = mk.laplace.functional_covariance(J, la.curvature, la.n_data, la.prior_precision)
+        np.testing.assert_allclose(covariance[start:stop], expected, rtol=1e-10, atol=1e-14)

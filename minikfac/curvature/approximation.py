@@ -242,6 +242,11 @@ class ExactDiagonal(Approximation):
         s = self.slices[self._check_layer(i)]
         return backend.get_array_module(self.diagonal).diag(self.diagonal[s])
 
+    def eigenbasis(self, i):
+        """Layer ``i``'s block as (None, None, values): diagonal in the identity basis (``None`` for U_A, U_G),
+        values (P_i,) its diagonal — the form K-FAC's and EKFAC's ``eigenbasis`` give."""
+        return None, None, self.diagonal[self.slices[self._check_layer(i)]]
+
     def matvec(self, v):
         v = self._check_vector(v, "matvec")
         return v * (self.diagonal if v.ndim == 1 else self.diagonal[:, None])

@@ -138,6 +138,11 @@ class EKFAC(Approximation):
     def block(self, i):
         return self._layer_dense(self._check_layer(i), self.scalings[i])
 
+    def eigenbasis(self, i):
+        """Layer ``i``'s block as (U_A, U_G, values): F̂_i = (U_A ⊗ U_G) diag(values) (U_A ⊗ U_G)ᵀ, values = vec(s_i)."""
+        U_A, U_G = self.eigenbases[self._check_layer(i)]
+        return U_A, U_G, vec(self.scalings[i])
+
     def to_dense(self):
         return block_diagonal([self._layer_dense(i, s) for i, s in enumerate(self.scalings)], self.slices)
 

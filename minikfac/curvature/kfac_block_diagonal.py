@@ -15,7 +15,7 @@ from minikfac import backend
 from minikfac.curvature.approximation import Approximation, block_diagonal, check_slices, descending
 from minikfac.curvature.damping import factored_inverse_dense, layer_pis
 from minikfac.curvature.factors import kfac_factors
-from minikfac.curvature.kron import KroneckerFactors
+from minikfac.curvature.kron import KroneckerFactors, kron_eigenvalues
 from minikfac.curvature.linalg import check_damping, is_zero
 from minikfac.curvature.params import layer_slices, slices_of
 
@@ -80,6 +80,14 @@ class KFACBlockDiagonal(Approximation):
         """All products a_j·g_i of the factors' eigenvalues, (P,), descending."""
         xp = backend.get_array_module(self.factors[0].A)
         return descending(xp.concatenate([kf.eigenvalues() for kf in self.factors]))
+
+    def eigenbasis(self, i):
+        """Layer ``i``'s block as (U_A, U_G, values): A_i ⊗ G_i = (U_A ⊗ U_G) diag(values) (U_A ⊗ U_G)ᵀ.
+
+        values (P_i,) are the products a_j·g_i in the order of :func:`.kron.kron_eigenvalues`.
+        """
+        eigen = self.factors[self._check_layer(i)].eigen()
+        return eigen.U_A, eigen.U_G, kron_eigenvalues(eigen.a_eigs, eigen.g_eigs)
 
     # -- solves ------------------------------------------------------------ #
     def _solvers(self, damping, factored, pi, caller):

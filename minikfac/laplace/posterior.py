@@ -23,11 +23,13 @@ conventions followed here, so that numbers can be compared:
 
 from minikfac import backend
 from minikfac.curvature import statistics
+from minikfac.curvature.kron import unvec
 from minikfac.curvature.linalg import check_dense_size
 from minikfac.curvature.params import flatten, layer_sizes, parametrised_layers
 from minikfac.curvature.structures import approximate, check_structure
 from minikfac.laplace import evidence
-from minikfac.laplace.predictive import functional_covariance, monte_carlo, output_jacobians, probit
+from minikfac.laplace.predictive import (functional_covariance, layer_covariance, monte_carlo, output_jacobians,
+                                         probit)
 from minikfac.nn import BCEWithLogitsLoss, CrossEntropyLoss, Loss, MSELoss, Sequential
 
 SUBSETS = ("all", "last_layer")
@@ -66,7 +68,11 @@ class Laplace:
     subset : "all" parameters, or "last_layer": the posterior over the last
         Linear layer only, the rest fixed at θ* (a GLM on the body's features).
     kind : the curvature matrix, "ggn" (default) or any kind of
-        :func:`minikfac.curvature.fisher` ("empirical" uses y).
+        :func:`minikfac.curvature.fisher` ("empirical" uses y). The exact GGN
+        pulls back one cotangent per output, D_out per example: for a wide
+        output (an autoencoder's 784 pixels) ``kind="mc"`` with a few
+        ``samples`` (and ``seed``) costs D_out/samples times less, as
+        laplace-torch's stochastic K-FAC does.
     chunk_size : examples per pass (default: a memory budget).
 
     Attributes
@@ -77,7 +83,7 @@ class Laplace:
     """
 
     def __init__(self, net, loss_fn, X, y, structure="kfac", prior_precision=1.0, subset="all", kind="ggn",
-                 chunk_size=None):
+                 samples=1, seed=0, chunk_size=None):
         caller = "Laplace"
         if not isinstance(loss_fn, (CrossEntropyLoss, BCEWithLogitsLoss, MSELoss)):
             got = type(loss_fn).__name__ if isinstance(loss_fn, Loss) else repr(loss_fn)
@@ -100,7 +106,8 @@ class Laplace:
         self.n_data = int(X.shape[0])
         self.mean = flatten(self._model)
         self.n_params = int(self.mean.shape[0])
-        self.curvature = approximate(self._model, loss_fn, inputs, structure, y=y, kind=kind, chunk_size=chunk_size)
+        self.curvature = approximate(self._model, loss_fn, inputs, structure, y=y, kind=kind, samples=samples, seed=seed,
+                                     chunk_size=chunk_size)
         self.log_likelihood = self._log_likelihood(inputs, y)
 
     # -- the data ------------------------------------------------------------ #
@@ -199,11 +206,24 @@ class Laplace:
         statistics.check_data(X, None, "ggn")
         inputs = self._features(X)
         means, covariances = [], []
-        for _, _, f, jacobian in output_jacobians(self._model, self.loss_fn, inputs, self.chunk_size):
-            means.append(f)
-            covariances.append(functional_covariance(jacobian, self.curvature, self.n_data, self._prior_precision))
+        if hasattr(self.curvature, "eigenbasis"):  # K-FAC, EKFAC, diagonal: no Jacobian is formed
+            for chunk in statistics.chunks(self._model, self.loss_fn, inputs, kind="ggn",
+                                           chunk_size=self.chunk_size or min(inputs.shape[0], 256)):
+                means.append(chunk.output.copy())
+                covariances.append(sum(layer_covariance(stats, *self._layer_basis(i, stats.grads.shape[-1]))
+                                       for i, stats in enumerate(chunk.layers)))
+        else:
+            for _, _, f, jacobian in output_jacobians(self._model, self.loss_fn, inputs, self.chunk_size):
+                means.append(f)
+                covariances.append(functional_covariance(jacobian, self.curvature, self.n_data,
+                                                         self._prior_precision))
         xp = backend.get_array_module(inputs)
         return xp.concatenate(means), xp.concatenate(covariances)
+
+    def _layer_basis(self, i, rows):
+        """(U_A, U_G, N·values + δ as an (m, n_A) matrix) of layer i's posterior precision."""
+        U_A, U_G, values = self.curvature.eigenbasis(i)
+        return U_A, U_G, unvec(self.n_data * values + self._prior_precision, rows)
 
     def predictive(self, X, method="probit", samples=100, seed=0):
         """The linearised (GLM) predictive for inputs X (n, ...).

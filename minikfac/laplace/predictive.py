@@ -10,9 +10,12 @@ outputs are then Gaussian too (Immer, Korzepa & Bauer 2021; laplace-torch's
 The rows of J(x) are the parameter gradients of the outputs f_k, which the
 layers' own backward gives by pulling back the unit cotangents e_k — exactly
 the cotangents of ``kind="ggn"`` (:mod:`minikfac.curvature.statistics`). So
-``J(x) Σ J(x)ᵀ`` is K solves with F̂'s own ``solve`` per input, never Σ itself:
-for K-FAC each solve is two small products per layer in the factors'
-eigenbasis, so the predictive works wherever K-FAC does.
+``J(x) Σ J(x)ᵀ`` is K solves with F̂'s own ``solve`` per input, never Σ itself
+(:func:`functional_covariance`). Where F̂ is diagonal in a Kronecker-factored
+basis — K-FAC, EKFAC, the diagonal, whose ``eigenbasis(l)`` says so — even the
+Jacobian is never formed: each layer's share is two small products per input
+in that basis (:func:`layer_covariance`), the cost of a forward pass, so the
+predictive works wherever K-FAC does.
 
 A class probability needs E[softmax(f)] under that Gaussian, which has no
 closed form. Two approximations, as in laplace-torch:
@@ -56,6 +59,36 @@ def functional_covariance(jacobian, curvature, n_data, prior_precision):
     solved = curvature.solve(columns, prior_precision / n_data) / n_data  # (P, n·K)
     solved = backend.get_array_module(jacobian).swapaxes(solved.T.reshape(n, k, size), 1, 2)
     return jacobian @ solved
+
+
+def layer_covariance(stats, U_A, U_G, precision):
+    """One layer's part of J Σ Jᵀ, (n, K, K), when Σ_l⁻¹ = diag(vec(precision)) in the basis U_A ⊗ U_G.
+
+    stats : the layer's :class:`~minikfac.curvature.statistics.LayerStatistics`
+        from a ``kind="ggn"`` pass (ā (n, n_A) or (n, L, n_A); g (K, n, m) or (K, n, L, m)).
+    U_A (n_A, n_A), U_G (m, m) : the basis (``None``: the identity, for the diagonal).
+    precision : (m, n_A), N·values + δ (entry (i, j) belongs to U_G[:, i] ⊗ ... U_A[:, j]).
+
+    The Jacobian rows are never formed. Rotated, the row of output k is
+    U_Gᵀ g_k āᵀ U_A = g̃_k ãᵀ (an outer product for a Linear layer), so
+
+        (J Σ Jᵀ)[k, k'] = Σ_ij g̃_ki g̃_k'i ã_j² / precision_ij = Σ_i g̃_ki w_i g̃_k'i,
+        w = (ã ⊙ ã) (1/precision)ᵀ,
+
+    two small products per example instead of a solve with P unknowns. For a
+    Conv2d layer the rotated row Σ_t g̃_kt ã_tᵀ is summed over positions first.
+    """
+    xp = backend.get_array_module(stats.inputs)
+    a = stats.inputs if U_A is None else stats.inputs @ U_A
+    g = stats.grads if U_G is None else stats.grads @ U_G
+    if a.ndim == 2:
+        weights = (a * a) @ (1 / precision).T  # (n, m)
+        rows = xp.swapaxes(g, 0, 1)  # (n, K, m)
+        return (rows * weights[:, None, :]) @ xp.swapaxes(rows, 1, 2)
+    rotated = xp.matmul(xp.swapaxes(g, -1, -2), a[None])  # (K, n, m, n_A), summed over the L positions
+    k, n = rotated.shape[:2]
+    rows = xp.swapaxes(rotated, 0, 1).reshape(n, k, -1)
+    return (rows / precision.reshape(1, 1, -1)) @ xp.swapaxes(rows, 1, 2)
 
 
 def _softmax(f):
