@@ -4,12 +4,13 @@ This is the only package of the library that imports matplotlib, and only the
 jobs and the command line import it (when a figure is asked for), so training
 on a server never needs a display or even matplotlib's import time.
 
-================  ==============================================================
-:mod:`.curves`    the training loss, spectra, Monte-Carlo errors, scaling laws
-:mod:`.matrices`  heatmaps of F, F̃ and F̃⁻¹ (Martens & Grosse 2015, Figs. 2, 3)
-:mod:`.race`      the race's curves and the step cost
-:mod:`.notebook`  :func:`show`, the tutorials' save-and-display
-================  ==============================================================
+===================  ==============================================================
+:mod:`.curves`       the training loss, spectra, Monte-Carlo errors, scaling laws
+:mod:`.matrices`     heatmaps of F, F̃ and F̃⁻¹ (Martens & Grosse 2015, Figs. 2, 3)
+:mod:`.race`         the race's curves and the step cost
+:mod:`.calibration`  reliability diagrams, OOD-score histograms
+:mod:`.notebook`     :func:`show`, the tutorials' save-and-display
+===================  ==============================================================
 
 We build :class:`matplotlib.figure.Figure` objects directly instead of going
 through ``pyplot``: ``Figure.savefig`` renders with Agg, and the user's own
