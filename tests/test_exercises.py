@@ -221,6 +221,29 @@ def newton_schulz(M, steps, coefficients, eps):
 def shampoo_one_gradient(G, eps):
     return polar.matrix_power_psd(G @ G.T, -0.25, eps) @ G @ polar.matrix_power_psd(G.T @ G, -0.25, eps)
 """,
+    12: """
+def precision_eigenvalues(A, G, n_data, prior_precision):
+    return n_data * kron.unvec(kron.KroneckerFactors(A, G).eigenvalues(), G.shape[0]) + prior_precision
+
+def _eigenvalues(factors):
+    return np.concatenate([kron.KroneckerFactors(A, G).eigenvalues() for A, G in factors])
+
+def log_evidence(factors, n_data, prior_precision, log_likelihood, theta):
+    values = _eigenvalues(factors)
+    return (float(mk.laplace.evidence.log_det_precision(values, n_data, prior_precision)),
+            float(mk.laplace.log_marginal_likelihood(log_likelihood, theta @ theta, values, n_data, prior_precision)))
+
+def _jacobian(a_bars, gradients):  # output k's row: vec(g_k ā ᵀ) per layer, the layers side by side
+    return np.concatenate([np.stack([kron.vec(np.outer(g, a)) for g in grads]) for a, grads in zip(a_bars, gradients)],
+                          axis=1)
+
+def functional_covariance(factors, a_bars, gradients, n_data, prior_precision):
+    J = _jacobian(a_bars, gradients)
+    return mk.laplace.functional_covariance(J[None], curvature.KFACBlockDiagonal(factors), n_data, prior_precision)[0]
+
+def probit_probabilities(f, covariance):
+    return mk.laplace.probit(f[None], covariance[None], "softmax")[0]
+""",
 }
 
 # (exercise, the part that must fail, a wrong definition appended to the correct solution, words of the message)
@@ -352,6 +375,53 @@ WRONG = [
     (11, "11.4", "def shampoo_one_gradient(G, eps):  # inverse square roots\n"
                  "    return polar.matrix_power_psd(G @ G.T, -0.5, eps) @ G @ polar.matrix_power_psd(G.T @ G, -0.5, eps)",
      "your result equals the exponent −1/2 on both sides"),
+    (12, "12.1", "def precision_eigenvalues(A, G, n_data, prior_precision):  # N forgotten\n"
+                 "    return kron.unvec(kron.KroneckerFactors(A, G).eigenvalues(), G.shape[0]) + prior_precision",
+     "your result equals g_i·a_j + δ (N forgotten"),
+    (12, "12.1", "def precision_eigenvalues(A, G, n_data, prior_precision):  # A and G swapped\n"
+                 "    return n_data * np.outer(np.linalg.eigh(A)[0], np.linalg.eigh(G)[0]) + prior_precision",
+     "(A and G swapped: the Kronecker order reversed)"),
+    (12, "12.1", "def precision_eigenvalues(A, G, n_data, prior_precision):  # factored damping\n"
+                 "    pi, root = float(factored_pi(A, G)), (prior_precision / n_data) ** 0.5\n"
+                 "    return n_data * np.outer(np.linalg.eigh(G)[0] + root / pi, np.linalg.eigh(A)[0] + pi * root)",
+     "your result equals the eigenvalues of the factored π-damping"),
+    (12, "12.2", "_right = log_evidence\n"
+                 "def log_evidence(factors, n_data, prior_precision, log_likelihood, theta):  # no ½P log δ\n"
+                 "    log_det, value = _right(factors, n_data, prior_precision, log_likelihood, theta)\n"
+                 "    return log_det, value - 0.5 * len(theta) * np.log(prior_precision)",
+     "your result equals the evidence without the prior's ½·P·log δ"),
+    (12, "12.2", "def log_evidence(factors, n_data, prior_precision, log_likelihood, theta):  # N forgotten\n"
+                 "    log_det = float(np.sum(np.log(_eigenvalues(factors) + prior_precision)))\n"
+                 "    return log_det, float(log_likelihood - 0.5 * prior_precision * theta @ theta - 0.5 * log_det\n"
+                 "                          + 0.5 * len(theta) * np.log(prior_precision))",
+     "your result equals log det(F̂ + δI) (N forgotten)"),
+    (12, "12.3", "def functional_covariance(factors, a_bars, gradients, n_data, prior_precision):  # δ, not δ/N\n"
+                 "    J = _jacobian(a_bars, gradients)\n"
+                 "    return J @ curvature.KFACBlockDiagonal(factors).solve(J.T, prior_precision) / n_data",
+     "(δ where δ/N belongs)"),
+    (12, "12.3", "_right = functional_covariance\n"
+                 "def functional_covariance(factors, a_bars, gradients, n_data, prior_precision):  # the last layer\n"
+                 "    return _right(factors[-1:], a_bars[-1:], gradients[-1:], n_data, prior_precision)",
+     "your result equals the last layer's term only (a last-layer Laplace)"),
+    (12, "12.3", "def functional_covariance(factors, a_bars, gradients, n_data, prior_precision):  # rows g ⊗ ā\n"
+                 "    J = np.concatenate([np.stack([np.kron(g, a) for g in grads])\n"
+                 "                        for a, grads in zip(a_bars, gradients)], axis=1)\n"
+                 "    return J @ curvature.KFACBlockDiagonal(factors).solve(J.T, prior_precision / n_data) / n_data",
+     "your result equals Jacobian rows g_k ⊗ ā (the Kronecker order reversed"),
+    (12, "12.3", "def functional_covariance(factors, a_bars, gradients, n_data, prior_precision):  # factored\n"
+                 "    J = _jacobian(a_bars, gradients)\n"
+                 "    solved = curvature.KFACBlockDiagonal(factors).solve(J.T, prior_precision / n_data, factored=True)\n"
+                 "    return J @ solved / n_data",
+     "your result equals the factored π-damping's"),
+    (12, "12.4", "def probit_probabilities(f, covariance):  # the MAP's softmax\n"
+                 "    e = np.exp(f - f.max())\n    return e / e.sum()",
+     "your result equals softmax(f), the MAP's probabilities"),
+    (12, "12.4", "def probit_probabilities(f, covariance):  # an unstable softmax\n"
+                 "    e = np.exp(f / np.sqrt(1 + np.pi / 8 * np.diag(covariance)))\n    return e / e.sum()",
+     "NaN or inf"),
+    (12, "12.4", "def probit_probabilities(f, covariance):  # π/8 left out\n"
+                 "    z = f / np.sqrt(1 + np.diag(covariance))\n    e = np.exp(z - z.max())\n    return e / e.sum()",
+     "(λ² = π/8 left out)"),
 ]
 
 
@@ -373,8 +443,8 @@ NUMBERS = [exercise.number for exercise in exercises.EXERCISES]
 # --------------------------------------------------------------------------- #
 # The exercises
 # --------------------------------------------------------------------------- #
-def test_there_are_eleven_exercises_with_their_student_files():
-    assert NUMBERS == list(range(1, 12))
+def test_there_are_twelve_exercises_with_their_student_files():
+    assert NUMBERS == list(range(1, 13))
     for exercise in exercises.EXERCISES:
         assert (EXERCISE_DIR / exercise.filename).is_file(), exercise.filename
         assert exercise.parts and all(len(part.hints) == 2 and part.task for part in exercise.parts)
@@ -529,7 +599,7 @@ def test_exercises_are_found_by_number_or_name(name):
 
 
 @pytest.mark.parametrize("argv, words", [
-    (["check", "12"], "unknown exercise '12'"),
+    (["check", "13"], "unknown exercise '13'"),
     (["check", "softmax"], "unknown exercise 'softmax'"),
     (["check"], "which exercise?"),
     (["check", "3", "no/such/file.py"], "no file no/such/file.py"),
@@ -652,7 +722,8 @@ ANSWERS = [("1.2", "doutᵀ x"), ("2.1", "+ 1"), ("3.3", "(p_n − e_{y_n}) / N"
            ("3.5", "sqrt(p_n[c])"), ("4.3", "G X Aᵀ"), ("4.4", "G⁻¹ X A⁻¹"), ("5.1", "ā ⊗ g"),
            ("5.2", "J_nᵀ F_out,n J_n"), ("6.2", "multiply it by N"), ("7.3", "(G + √λ/π I)⁻¹ V"),
            ("7.4", "g_i a_j + λ"), ("9.2", "U_Gᵀ D_n U_A"), ("9.4", "(s + λ)"), ("10.2", "moveaxis"),
-           ("11.2", "b·A + c·A²"), ("11.4", "σ/√(σ² + ε)")]
+           ("11.2", "b·A + c·A²"), ("11.4", "σ/√(σ² + ε)"), ("12.1", "N·g_i·a_j + δ"), ("12.2", "½·P·log δ"),
+           ("12.3", "(U_Aᵀ ā)_j²"), ("12.4", "1/√(1 + π/8")]
 
 
 def test_tier_one_hints_give_no_code_and_no_formula():

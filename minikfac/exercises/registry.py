@@ -13,12 +13,13 @@ import sys
 from minikfac.data import bundled_dir
 from minikfac.exercises.checks_curvature import EXACT_FISHER, FACTORS, STEP
 from minikfac.exercises.checks_kronecker import DAMPING, KRONECKER
+from minikfac.exercises.checks_laplace import KFAC_LAPLACE
 from minikfac.exercises.checks_layers import IM2COL, LINEAR, SOFTMAX
 from minikfac.exercises.checks_polar import NEWTON_SCHULZ
 from minikfac.exercises.checks_refinements import EKFAC_CORRECTION, KFC_FACTORS
 
 EXERCISES = sorted([LINEAR, IM2COL, SOFTMAX, KRONECKER, EXACT_FISHER, FACTORS, DAMPING, STEP, EKFAC_CORRECTION,
-                    KFC_FACTORS, NEWTON_SCHULZ],
+                    KFC_FACTORS, NEWTON_SCHULZ, KFAC_LAPLACE],
                    key=lambda exercise: exercise.number)
 
 #: Where the student files live, relative to the repository root (and to the working directory by default).
