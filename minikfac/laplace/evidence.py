@@ -2,7 +2,7 @@
 
 With the Gaussian prior p(θ) = N(0, δ⁻¹ I) and the posterior precision
 Λ = N·F̂ + δI, the Laplace approximation of the evidence at the MAP θ* is
-(MacKay 1992; Daxberger et al. 2021, as laplace-torch's ``log_marginal_likelihood``)
+(MacKay 1992a; Daxberger et al. 2021, as laplace-torch's ``log_marginal_likelihood``)
 
     log p(D | δ) ≈ log p(D | θ*) − ½ δ ‖θ*‖² − ½ log det Λ + ½ P log δ,
 
@@ -17,7 +17,7 @@ for any δ without a new factorisation. The derivative in δ is
     d/dδ log p(D | δ) = ½ (−‖θ*‖² + Σ_k [1/δ − 1/(N λ_k + δ)]) = ½ (γ(δ)/δ − ‖θ*‖²),
 
 with γ(δ) = Σ_k N λ_k / (N λ_k + δ) the effective number of parameters
-(MacKay 1992). Each term 1/δ − 1/(c + δ) falls as δ grows, so the evidence is
+(MacKay 1992a). Each term 1/δ − 1/(c + δ) falls as δ grows, so the evidence is
 concave in δ and has one maximiser whenever θ* ≠ 0 and some λ_k > 0:
 the root of that derivative, found by Brent's method on log δ. At the root
 δ = γ(δ)/‖θ*‖², which is MacKay's fixed-point update.
@@ -56,7 +56,7 @@ def log_det_precision(eigenvalues, n_data, delta):
 
 
 def effective_parameters(eigenvalues, n_data, delta):
-    """γ(δ) = Σ_k N λ_k / (N λ_k + δ) in [0, P]: how many directions the data determine (MacKay 1992)."""
+    """γ(δ) = Σ_k N λ_k / (N λ_k + δ) in [0, P]: how many directions the data determine (MacKay 1992a)."""
     xp = backend.get_array_module(eigenvalues)
     scaled = n_data * xp.maximum(eigenvalues, 0)
     return xp.sum(scaled / (scaled + delta))

@@ -10,7 +10,7 @@ positive semi-definite stand-in for the Hessian of the mean loss, in one of
 the structures "full", "block", "kfac", "ekfac", "diag". Every quantity of the
 posterior goes through F̂'s common interface: ``eigenvalues`` for the evidence,
 ``solve`` for the predictive, ``to_dense`` / ``inverse`` for the dense precision
-and covariance. MacKay 1992 for the method; Ritter, Botev & Barber 2018 for its
+and covariance. MacKay 1992b for the method; Ritter et al. 2018a for its
 Kronecker-factored form; Daxberger et al. 2021 (laplace-torch) for the
 conventions followed here, so that numbers can be compared:
 

@@ -2,7 +2,7 @@
 
 Linearise the network around the MAP θ*: f(x, θ) ≈ f(x, θ*) + J(x)(θ − θ*),
 with J(x) = ∂f/∂θ (D_out, P). Under the Gaussian posterior N(θ*, Σ) the
-outputs are then Gaussian too (Immer, Korzepa & Bauer 2021; laplace-torch's
+outputs are then Gaussian too (Immer et al. 2021; laplace-torch's
 ``pred_type="glm"``):
 
     f(x) ~ N(f(x, θ*), J(x) Σ J(x)ᵀ),     Σ = (N·F̂ + δI)⁻¹ = (1/N)(F̂ + (δ/N) I)⁻¹.
@@ -20,7 +20,7 @@ predictive works wherever K-FAC does.
 A class probability needs E[softmax(f)] under that Gaussian, which has no
 closed form. Two approximations, as in laplace-torch:
 
-- ``"probit"`` (MacKay 1992; Spiegelhalter & Lauritzen 1990): each logit is
+- ``"probit"`` (MacKay 1992c; Spiegelhalter & Lauritzen 1990): each logit is
   shrunk by κ_k = 1/√(1 + π/8 · Var f_k), then softmax(κ ⊙ E f) (sigmoid for
   a Bernoulli output);
 - ``"mc"``: the mean of softmax(f_s) over S samples f_s of the Gaussian,
