@@ -39,11 +39,13 @@ adds ``add_gradient(net, scale=1 / N_new)``: then the step minimises
 example of the new task.
 """
 
+import math
 import numbers
 
 from minikfac import backend
 from minikfac.curvature import approximate, flatten
-from minikfac.curvature.params import layer_slices, parametrised_layers, split_augmented, unflatten
+from minikfac.curvature.params import check_finite, layer_slices, parametrised_layers, split_augmented, unflatten
+from minikfac.curvature.statistics import check_kind
 from minikfac.curvature.structures import STRUCTURES, check_structure
 
 #: How each task's quadratic is centred: "last" (online Laplace, Ritter et al. 2018b) or "each" (EWC).
@@ -89,7 +91,7 @@ class LaplacePenalty:
         if centres not in CENTRES:
             raise ValueError(f"LaplacePenalty: centres must be one of {CENTRES}, got {centres!r}")
         self.centres = centres
-        self.kind = kind
+        self.kind = check_kind(kind)
         self.tasks = []
 
     def __repr__(self):
@@ -128,6 +130,7 @@ class LaplacePenalty:
             raise ValueError(f"LaplacePenalty.consolidate: num_examples must be an int >= 1, got {count!r}")
         if self.tasks:
             self._check_net(net, "consolidate")
+        check_finite(net, "LaplacePenalty.consolidate", X=X)
         approximation = approximate(net, loss_fn, X, self.structure, y=y, kind=self.kind, **options)
         centre = flatten(net).copy()
         self.tasks.append({"approximation": approximation, "centre": centre, "num_examples": int(count)})
@@ -176,8 +179,10 @@ class LaplacePenalty:
         and the penalty's is added (new arrays, cast to each parameter's
         dtype); a ``.grad`` that is None becomes the penalty's alone.
         """
-        scale = float(scale)
-        step = scale * self.gradient(net)
+        if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not math.isfinite(scale):
+            raise ValueError(f"LaplacePenalty.add_gradient: scale must be a finite real number (1/N_new for a mean "
+                             f"loss), got {scale!r}")
+        step = float(scale) * self.gradient(net)
         for layer, matrix in zip(parametrised_layers(net), unflatten(net, step)):
             weight, bias = split_augmented(layer, matrix)
             for parameter, part in ((layer.weight, weight), (layer.bias, bias)):

@@ -46,7 +46,7 @@ import scipy.stats
 from minikfac import backend
 from minikfac.curvature.approximation import Approximation
 from minikfac.curvature.linalg import check_damping
-from minikfac.curvature.params import layer_slices
+from minikfac.curvature.params import check_finite, layer_slices
 from minikfac.curvature.statistics import per_example_gradients
 from minikfac.curvature.structures import approximate, check_structure
 
@@ -85,6 +85,14 @@ def _check_chunk(chunk_size, caller):
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
         raise ValueError(f"{caller}: chunk_size must be a positive int or None, got {chunk_size!r}")
     return int(chunk_size)
+
+
+def _check_damping_early(damping, caller):
+    """Refuse a bad λ before the curvature and the gradients are computed ("heuristic" is resolved later)."""
+    if not (isinstance(damping, str) and damping == "heuristic"):
+        if isinstance(damping, str):
+            raise ValueError(f"{caller}: damping must be a number >= 0 or 'heuristic', got {damping!r}")
+        check_damping(damping, caller)
 
 
 def resolve_damping(approximation, damping, caller="influence"):
@@ -164,6 +172,7 @@ def self_influences(approximation, train_gradients, damping, chunk_size=None):
 def _prepare(net, loss_fn, X_train, y_train, structure, kind, approximation, chunk_size, caller):
     """F̂ (built, or checked against the net) and the (N, P) training gradients."""
     size = layer_slices(net)[-1].stop
+    check_finite(net, caller, X_train=X_train)
     if approximation is None:
         check_structure(structure, caller)
         approximation = approximate(net, loss_fn, X_train, structure, y=y_train, kind=kind, chunk_size=chunk_size)
@@ -189,6 +198,11 @@ def train_test_influences(net, loss_fn, X_train, y_train, X_test, y_test, dampin
         ``structure`` and ``kind`` are not used): build it once to try several λ.
     chunk_size : rows per pass of the curvature and gradient computations.
     """
+    _check_damping_early(damping, "train_test_influences")
+    if not backend.is_array(X_test) or not backend.is_array(y_test) or X_test.shape[0] != y_test.shape[0]:
+        got = [tuple(a.shape) if backend.is_array(a) else type(a).__name__ for a in (X_test, y_test)]
+        raise ValueError(f"train_test_influences: X_test and y_test must be arrays with the same number of rows, "
+                         f"got X_test {got[0]} and y_test {got[1]}")
     approximation, train = _prepare(net, loss_fn, X_train, y_train, structure, kind, approximation, chunk_size,
                                     "train_test_influences")
     test = per_example_gradients(net, loss_fn, X_test, y_test, chunk_size)
@@ -198,6 +212,7 @@ def train_test_influences(net, loss_fn, X_train, y_train, X_test, y_test, dampin
 def train_self_influences(net, loss_fn, X_train, y_train, damping, structure="full", kind="ggn",
                           approximation=None, chunk_size=None):
     """Self-influences (N,) of the training examples of ``net`` (parameters as :func:`train_test_influences`)."""
+    _check_damping_early(damping, "train_self_influences")
     approximation, train = _prepare(net, loss_fn, X_train, y_train, structure, kind, approximation, chunk_size,
                                     "train_self_influences")
     return self_influences(approximation, train, damping)

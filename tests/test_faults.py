@@ -12,6 +12,7 @@ import time
 import numpy as np
 import pytest
 
+import minikfac as mk
 from minikfac import checkpoint, cli, models, nn, optim
 from minikfac.jobs import train as train_job
 
@@ -320,3 +321,105 @@ def test_the_json_report_gives_every_part(tmp_path):
     report = json.loads(out.read_text())
     assert report["exercise"] == 4 and report["seed"] == 5 and report["passed"] is False
     assert [p["status"] for p in report["parts"]][:2] == ["FAILED", "passed"]
+
+
+# --------------------------------------------------------------------------- #
+# The curvature at work: a posterior, influences and penalties never take a NaN in,
+# never mix a changed net with what they stored, and refuse bad numbers before the long part
+# --------------------------------------------------------------------------- #
+def _small_classifier(seed=0):
+    rng = np.random.default_rng(seed)
+    net = mk.nn.Sequential(mk.nn.Linear(4, 5), mk.nn.Tanh(), mk.nn.Linear(5, 3))
+    return net, rng.normal(size=(20, 4)), rng.integers(0, 3, size=20)
+
+
+def test_nan_parameters_or_inputs_are_refused_by_laplace_influence_and_penalties():
+    net, X, y = _small_classifier()
+    loss = mk.nn.CrossEntropyLoss()
+    X_bad = X.copy()
+    X_bad[3, 1] = np.nan
+    with pytest.raises(ValueError, match="Laplace: X has NaN or Inf"):
+        mk.laplace.Laplace(net, loss, X_bad, y)
+    penalty = mk.continual.LaplacePenalty("kfac")
+    net.layers[0].weight.data[0, 0] = np.inf
+    with pytest.raises(ValueError, match="parameter '0.weight' of the net has NaN or Inf"):
+        mk.laplace.Laplace(net, loss, X, y)
+    with pytest.raises(ValueError, match="LaplacePenalty.consolidate: parameter '0.weight'"):
+        penalty.consolidate(net, loss, X, y)
+    assert penalty.tasks == []  # nothing stored
+    with pytest.raises(ValueError, match="train_self_influences: parameter '0.weight'"):
+        mk.influence.train_self_influences(net, loss, X, y, damping=0.1)
+
+
+def test_a_laplace_refuses_to_predict_once_the_net_has_changed():
+    net, X, y = _small_classifier()
+    la = mk.laplace.Laplace(net, mk.nn.CrossEntropyLoss(), X, y)
+    before = la.predictive(X[:2])
+    net.layers[0].bias.data += 0.1
+    for method in ("probit", "mc", "map"):
+        with pytest.raises(ValueError, match="parameters changed since this Laplace was fitted"):
+            la.predictive(X[:2], method)
+    net.layers[0].bias.data -= 0.1
+    np.testing.assert_allclose(la.predictive(X[:2]), before, atol=1e-12)
+
+
+def test_bad_damping_and_bounds_are_refused_before_any_curvature_is_computed(monkeypatch):
+    net, X, y = _small_classifier()
+    loss = mk.nn.CrossEntropyLoss()
+    calls = []
+    monkeypatch.setattr(mk.influence, "approximate", lambda *a, **k: calls.append(1))
+    for bad in (-1.0, np.array(-1.0), np.array(np.nan), True, "heuristc"):
+        with pytest.raises((ValueError, TypeError), match="damping"):
+            mk.influence.train_test_influences(net, loss, X, y, X[:3], y[:3], damping=bad, structure="kfac")
+    with pytest.raises(ValueError, match=r"X_test and y_test .* got X_test \(3, 4\) and y_test \(2,\)"):
+        mk.influence.train_test_influences(net, loss, X, y, X[:3], y[:2], damping=0.1)
+    assert calls == []
+    la = mk.laplace.Laplace(net, loss, X, y)
+    for bounds in ((1, 2, 3), 5, (2.0, 1.0)):
+        with pytest.raises(ValueError, match="bounds"):
+            la.optimize_prior_precision(bounds)
+    assert la.prior_precision == 1.0
+    with pytest.raises(ValueError, match="LaplacePenalty.add_gradient: scale"):
+        mk.continual.LaplacePenalty("diag").add_gradient(net, scale=float("nan"))
+
+
+def test_the_evidence_has_no_maximiser_at_theta_zero_and_says_so():
+    net, X, y = _small_classifier()
+    for p in net.parameters():
+        p.data[...] = 0
+    la = mk.laplace.Laplace(net, mk.nn.CrossEntropyLoss(), X, y, structure="diag")
+    with pytest.raises(ValueError, match="no maximiser"):
+        la.optimize_prior_precision()
+    assert la.prior_precision == 1.0
+
+
+def test_float32_evidence_stays_finite_for_a_tiny_prior_precision():
+    net, X, y = _small_classifier()
+    la64 = mk.laplace.Laplace(net, mk.nn.CrossEntropyLoss(), X, y)
+    net32 = mk.nn.Sequential(*[layer for layer in net.layers])
+    for p in net32.parameters():
+        p.data = p.data.astype(np.float32)
+    la32 = mk.laplace.Laplace(net32, mk.nn.CrossEntropyLoss(), X.astype(np.float32), y)
+    # Far below float32's range δ no longer rounds to 0 inside a log (once +inf); its value there depends on
+    # the rounding-level eigenvalues, which float32 and float64 do not share, so only finiteness is compared.
+    assert np.isfinite(float(la32.log_marginal_likelihood(1e-300)))
+    assert np.isfinite(float(la32.log_marginal_likelihood_derivative(1e-300)))
+    for delta in (1.0, 1e30):
+        assert float(la32.log_marginal_likelihood(delta)) == pytest.approx(float(la64.log_marginal_likelihood(delta)),
+                                                                          rel=1e-4)
+
+
+@pytest.mark.parametrize("structure", ["kfac", "ekfac", "diag"])
+def test_posterior_variance_without_forming_sigma_equals_the_dense_diagonal(structure, monkeypatch):
+    net, X, y = _small_classifier()
+    la = mk.laplace.Laplace(net, mk.nn.CrossEntropyLoss(), X, y, structure=structure, prior_precision=0.3)
+    dense = np.diagonal(la.posterior_covariance())
+    monkeypatch.setattr(type(la), "posterior_covariance", lambda self: pytest.fail("formed Σ"))
+    np.testing.assert_allclose(la.posterior_variance(), dense, rtol=1e-10)
+
+
+def test_a_net_and_data_on_different_backends_get_the_backend_message():
+    net, X, y = _small_classifier()
+    net.to("fakegpu")
+    with pytest.raises(ValueError, match="X is a .*numpy.* but parameters is a .*fakegpu"):
+        mk.laplace.Laplace(net, mk.nn.CrossEntropyLoss(), X, y)

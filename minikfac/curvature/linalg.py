@@ -66,11 +66,15 @@ def check_symmetric(name, matrix, caller):
 
 
 def check_damping(damping, caller):
-    """A Python/NumPy number >= 0, or a 0-d backend array (taken as given: no sync)."""
+    """A Python/NumPy number >= 0, or a 0-d backend array (a device array is taken as given: no sync)."""
+    if isinstance(damping, bool):
+        raise TypeError(f"{caller}: damping must be a number or a 0-d array, got {damping!r}")
     if backend.is_array(damping):
         if damping.ndim != 0:
             raise ValueError(f"{caller}: damping must be a scalar, got shape {tuple(damping.shape)}")
-        return damping
+        if not isinstance(damping, np.ndarray):
+            return damping
+        damping = damping[()]
     try:
         damping = float(damping)
     except (TypeError, ValueError):

@@ -53,6 +53,25 @@ def parametrised_layers(net):
     return layers
 
 
+def check_finite(net, caller, **named_arrays):
+    """ValueError naming the first parameter of ``net`` (or array of ``named_arrays``) with a NaN or Inf.
+
+    For the applications that store what they compute from a trained net (a
+    posterior, a penalty): refusing there keeps a NaN from spreading silently
+    into every later result. Reads one boolean back per array.
+    """
+    for name, parameter in net.named_parameters():
+        xp = backend.get_array_module(parameter.data)
+        if not bool(xp.all(xp.isfinite(parameter.data))):
+            raise ValueError(f"{caller}: parameter {name!r} of the net has NaN or Inf entries; train it to finite "
+                             "values (or restore a checkpoint) first")
+    for name, array in named_arrays.items():
+        if backend.is_array(array) and array.dtype.kind == "f":
+            xp = backend.get_array_module(array)
+            if not bool(xp.all(xp.isfinite(array))):
+                raise ValueError(f"{caller}: {name} has NaN or Inf entries")
+
+
 def has_bias(layer):
     """Whether ``layer`` has a bias (then its input gets the homogeneous coordinate 1)."""
     return layer.bias is not None

@@ -49,16 +49,22 @@ def check_prior_precision(delta, caller):
     return value
 
 
-def log_det_precision(eigenvalues, n_data, delta):
-    """log det(N·F̂ + δI) = Σ_k log(N λ_k + δ), a 0-d array; ``eigenvalues`` (P,) of the mean F̂."""
+def _float64(eigenvalues):
+    """The eigenvalues in float64 (clipped at 0): a δ far below float32's range must not round to 0 in a log."""
     xp = backend.get_array_module(eigenvalues)
-    return xp.sum(xp.log(n_data * xp.maximum(eigenvalues, 0) + delta))
+    return xp.maximum(eigenvalues.astype(xp.float64), 0)
+
+
+def log_det_precision(eigenvalues, n_data, delta):
+    """log det(N·F̂ + δI) = Σ_k log(N λ_k + δ), a float64 0-d array; ``eigenvalues`` (P,) of the mean F̂."""
+    xp = backend.get_array_module(eigenvalues)
+    return xp.sum(xp.log(n_data * _float64(eigenvalues) + delta))
 
 
 def effective_parameters(eigenvalues, n_data, delta):
     """γ(δ) = Σ_k N λ_k / (N λ_k + δ) in [0, P]: how many directions the data determine (MacKay 1992a)."""
     xp = backend.get_array_module(eigenvalues)
-    scaled = n_data * xp.maximum(eigenvalues, 0)
+    scaled = n_data * _float64(eigenvalues)
     return xp.sum(scaled / (scaled + delta))
 
 
@@ -84,13 +90,21 @@ def maximise_evidence(squared_norm, eigenvalues, n_data, bounds=(1e-8, 1e8)):
 
     The evidence is concave in δ, so the maximiser is the root of its
     derivative if that changes sign inside ``bounds``, else the bound where
-    it is largest. Works on host copies of the P eigenvalues.
+    it is largest. Works on host copies of the P eigenvalues. Raises
+    ValueError when there is no maximiser: θ* = 0 (the evidence then grows
+    without bound in δ) or F̂ = 0.
     """
-    low, high = (float(b) for b in bounds)
+    try:
+        low, high = (float(b) for b in bounds)
+    except (TypeError, ValueError):
+        raise ValueError(f"maximise_evidence: bounds must be a pair (low, high) of numbers, got {bounds!r}") from None
     if not 0 < low < high < math.inf:
         raise ValueError(f"maximise_evidence: bounds must be 0 < low < high < inf, got {bounds!r}")
     values = np.asarray(backend.to_numpy(eigenvalues), dtype=np.float64)
     norm = float(squared_norm)
+    if not norm > 0 or not np.any(values > 0):
+        raise ValueError(f"maximise_evidence: no maximiser: ‖θ*‖² = {norm:.3g} and the largest eigenvalue is "
+                         f"{float(values.max()):.3g}; the evidence keeps growing in δ when θ* = 0 or F̂ = 0")
 
     def slope(log_delta):
         return float(log_marginal_likelihood_derivative(norm, values, n_data, math.exp(log_delta)))

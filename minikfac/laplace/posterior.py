@@ -21,11 +21,15 @@ conventions followed here, so that numbers can be compared:
   (D/2) log 2π for :class:`~minikfac.nn.MSELoss`, whose noise is 1).
 """
 
+import numbers
+
+import numpy as np
+
 from minikfac import backend
 from minikfac.curvature import statistics
-from minikfac.curvature.kron import unvec
+from minikfac.curvature.kron import unvec, vec
 from minikfac.curvature.linalg import check_dense_size
-from minikfac.curvature.params import flatten, layer_sizes, parametrised_layers
+from minikfac.curvature.params import check_finite, flatten, layer_sizes, parametrised_layers
 from minikfac.curvature.structures import approximate, check_structure
 from minikfac.laplace import evidence
 from minikfac.laplace.predictive import (functional_covariance, layer_covariance, monte_carlo, output_jacobians,
@@ -39,13 +43,17 @@ METHODS = ("probit", "mc", "map")
 def split_last_layer(net, caller):
     """(body, head) of a Sequential whose last module is its last Linear/Conv2d layer."""
     if not isinstance(net, Sequential) or not net.layers or parametrised_layers(net)[-1] is not net.layers[-1]:
+        got = (f"a Sequential ending in {type(net.layers[-1]).__name__}" if isinstance(net, Sequential) and net.layers
+               else type(net).__name__)
         raise ValueError(f"{caller}: subset='last_layer' needs a Sequential ending in its last Linear layer "
-                         f"(e.g. mk.models.mlp), got {type(net).__name__}")
+                         f"(e.g. mk.models.mlp), got {got}")
     return Sequential(*net.layers[:-1]), Sequential(net.layers[-1])
 
 
 def _check_data(X, y, caller):
     statistics.check_data(X, None, "ggn")
+    if isinstance(y, Loss) or not backend.is_array(y):
+        raise ValueError(f"{caller}: y must be an array with N = {X.shape[0]} rows (like X), got {type(y).__name__}")
     if not backend.is_array(y) or y.shape[0] != X.shape[0]:
         got = tuple(y.shape) if backend.is_array(y) else type(y).__name__
         raise ValueError(f"{caller}: y must be an array with N = {X.shape[0]} rows (like X), got {got}")
@@ -75,6 +83,11 @@ class Laplace:
         laplace-torch's stochastic K-FAC does.
     chunk_size : examples per pass (default: a memory budget).
 
+    The posterior is a snapshot of the net at construction: θ*, F̂ and the
+    log-likelihood are stored then. If the net's parameters change afterwards,
+    the predictive refuses (ValueError) rather than mix a new θ with the old
+    Σ; build a new Laplace.
+
     Attributes
     ----------
     curvature : the :class:`~minikfac.curvature.approximation.Approximation` of the MEAN F̂ (P, P).
@@ -92,23 +105,26 @@ class Laplace:
         if subset not in SUBSETS:
             raise ValueError(f"{caller}: subset must be one of {SUBSETS}, got {subset!r}")
         _check_data(X, y, caller)
+        backend.check_same_backend(X=X, y=y, parameters=net.parameters()[0].data)
+        check_finite(net, caller, X=X)
+        statistics.check_kind(kind)
         self.net, self.loss_fn, self.subset, self.kind, self.chunk_size = net, loss_fn, subset, kind, chunk_size
         self.prior_precision = prior_precision
         self._body, self._model = split_last_layer(net, caller) if subset == "last_layer" else (None, net)
-        inputs = self._features(X)
         sizes = layer_sizes(self._model)
-        dtype = backend.get_array_module(inputs).result_type(inputs, self._model.parameters()[0].data)
+        dtype = np.result_type(X.dtype, self._model.parameters()[0].data.dtype)
         where = f"{caller}(structure={structure!r})"
         if structure == "full":
             check_dense_size((sum(sizes),) * 2, dtype, where)
         elif structure == "block":
             check_dense_size([(size, size) for size in sizes], dtype, where)
+        inputs = self._features(X)
         self.n_data = int(X.shape[0])
-        self.mean = flatten(self._model)
+        self.log_likelihood = self._log_likelihood(inputs, y)  # first: it checks the labels before the long part
+        self.mean = flatten(self._model).copy()
         self.n_params = int(self.mean.shape[0])
         self.curvature = approximate(self._model, loss_fn, inputs, structure, y=y, kind=kind, samples=samples, seed=seed,
                                      chunk_size=chunk_size)
-        self.log_likelihood = self._log_likelihood(inputs, y)
 
     # -- the data ------------------------------------------------------------ #
     def _features(self, X):
@@ -162,11 +178,23 @@ class Laplace:
         return self.curvature.inverse(self._prior_precision / self.n_data) / self.n_data
 
     def posterior_variance(self):
-        """diag(Σ), (P,): each parameter's marginal variance."""
+        """diag(Σ), (P,): each parameter's marginal variance.
+
+        For K-FAC, EKFAC and the diagonal without forming Σ: in a layer's basis
+        U_A ⊗ U_G, Σ_ii = Σ_kl (U_G)_ik² (U_A)_jl² / precision_kl for entry (i, j).
+        """
         xp = backend.get_array_module(self.mean)
-        if self.structure == "diag":
-            return 1 / (self.n_data * self.curvature.diagonal + self._prior_precision)
-        return xp.diagonal(self.posterior_covariance()).copy()
+        if not hasattr(self.curvature, "eigenbasis"):
+            return xp.diagonal(self.posterior_covariance()).copy()
+        parts = []
+        for i, part in enumerate(self.curvature.slices):
+            rows = self._model_rows[i]
+            U_A, U_G, precision = self._layer_basis(i, rows)
+            if U_A is None:
+                parts.append(1 / vec(precision))
+            else:
+                parts.append(vec((U_G * U_G) @ (1 / precision) @ (U_A * U_A).T))
+        return xp.concatenate(parts)
 
     def log_det_posterior_precision(self, prior_precision=None):
         """log det Λ = Σ_k log(N λ_k + δ), a 0-d array (closed form in F̂'s eigenvalues)."""
@@ -201,9 +229,22 @@ class Laplace:
         return self._prior_precision
 
     # -- the predictive ---------------------------------------------------------- #
+    @property
+    def _model_rows(self):
+        """m_l, the output size of each parametrised layer."""
+        return [layer.weight.shape[0] for layer in parametrised_layers(self._model)]
+
+    def _check_unchanged(self, X, caller):
+        statistics.check_data(X, None, "ggn")
+        backend.check_same_backend(X=X, parameters=self.mean)
+        xp = backend.get_array_module(self.mean)
+        if not bool(xp.array_equal(flatten(self._model), self.mean)):
+            raise ValueError(f"Laplace.{caller}: the net's parameters changed since this Laplace was fitted at θ*; "
+                             "its posterior would mix the new θ with the old Σ: build a new Laplace")
+
     def functional_covariance(self, X):
         """The linearised outputs' mean f(x, θ*) (n, K) and covariance J Σ Jᵀ (n, K, K) for inputs X (n, ...)."""
-        statistics.check_data(X, None, "ggn")
+        self._check_unchanged(X, "functional_covariance")
         inputs = self._features(X)
         means, covariances = [], []
         if hasattr(self.curvature, "eigenbasis"):  # K-FAC, EKFAC, diagonal: no Jacobian is formed
@@ -237,10 +278,10 @@ class Laplace:
         """
         if method not in METHODS:
             raise ValueError(f"Laplace.predictive: method must be one of {METHODS}, got {method!r}")
-        if method == "mc" and (isinstance(samples, bool) or not isinstance(samples, int) or samples < 1):
+        if method == "mc" and (isinstance(samples, bool) or not isinstance(samples, numbers.Integral) or samples < 1):
             raise ValueError(f"Laplace.predictive: samples must be a positive int for method='mc', got {samples!r}")
         if method == "map":
-            statistics.check_data(X, None, "ggn")
+            self._check_unchanged(X, "predictive")
             inputs = self._features(X)
             with self._model.mode(training=False):
                 mean = self._model(inputs)
@@ -258,4 +299,4 @@ class Laplace:
             return probit(mean, xp.zeros(mean.shape + mean.shape[1:], dtype=mean.dtype), link)
         if method == "probit":
             return probit(mean, covariance, link)
-        return monte_carlo(mean, covariance, link, samples, seed)
+        return monte_carlo(mean, covariance, link, int(samples), seed)

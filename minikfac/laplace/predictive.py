@@ -109,17 +109,23 @@ def probit(mean, covariance, link):
     return _softmax(scaled) if link == "softmax" else logistic(scaled)[0]
 
 
-def monte_carlo(mean, covariance, link, samples, seed):
+def monte_carlo(mean, covariance, link, samples, seed, block=64):
     """E[link(f)] by the mean over ``samples`` draws f_s ~ N(mean, covariance): (n, K).
 
     The square root of each (K, K) covariance comes from its eigendecomposition
     (negative rounding clipped), so a singular covariance is fine. The draws
-    depend on ``seed`` and the backend (:func:`minikfac.backend.default_rng`).
+    depend on ``seed`` and the backend (:func:`minikfac.backend.default_rng`);
+    they are made ``block`` samples at a time, so memory is block·n·K numbers
+    however many samples are asked for.
     """
     xp = backend.get_array_module(mean)
     values, vectors = xp.linalg.eigh(covariance)
     root = vectors * xp.sqrt(xp.maximum(values, 0))[:, None, :]  # (n, K, K), root rootᵀ = covariance
-    noise = backend.default_rng(seed, like=mean).standard_normal((samples,) + tuple(mean.shape), dtype=mean.dtype)
-    draws = mean[None] + xp.einsum("nkj,snj->snk", root, noise)
-    probabilities = _softmax(draws) if link == "softmax" else logistic(draws)[0]
-    return xp.mean(probabilities, axis=0)
+    rng = backend.default_rng(seed, like=mean)
+    total = xp.zeros(mean.shape, dtype=mean.dtype)
+    for start in range(0, samples, block):
+        count = min(block, samples - start)
+        noise = rng.standard_normal((count,) + tuple(mean.shape), dtype=mean.dtype)
+        draws = mean[None] + xp.einsum("nkj,snj->snk", root, noise)
+        total += xp.sum(_softmax(draws) if link == "softmax" else logistic(draws)[0], axis=0)
+    return total / samples
