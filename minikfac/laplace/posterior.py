@@ -19,6 +19,13 @@ conventions followed here, so that numbers can be compared:
 - the prior precision δ is a scalar, the prior mean 0;
 - the log-likelihood keeps the likelihood's constant (the Gaussian's
   (D/2) log 2π for :class:`~minikfac.nn.MSELoss`, whose noise is 1).
+
+"full" and "diag" then give laplace-torch's numbers to rounding
+(``benchmarks/laplace_vs_torch.py``). "kfac" differs in one choice: minikfac's
+block is A ⊗ G over W̄ = [W | b] (the bias as A's last row and column, with
+its cross-terms to the weights), while laplace-torch's "kron" keeps two blocks
+per layer, A_W ⊗ G for the weights and G for the bias; on the digits MLP of
+that benchmark the coupled block's evidence is 32 nats higher at δ = 1.
 """
 
 import numbers

@@ -3,7 +3,7 @@
 A reliability diagram (Guo et al. 2017, §2) bins the top-label confidence
 and draws each bin's accuracy as a bar: a calibrated predictor's bars reach
 the diagonal; bars below it are over-confident bins, bars above it
-under-confident ones. ``draw_*`` functions draw into a given matplotlib Axes
+under-confident ones (each bin's count is written at its foot). ``draw_*`` functions draw into a given matplotlib Axes
 (a tutorial's pyplot axes, or a panel here); the others build a whole figure
 and save it, like the rest of :mod:`minikfac.plot`.
 """
@@ -30,21 +30,32 @@ def _host_bins(reliability):
     return edges, counts, accuracy
 
 
-def draw_reliability(ax, reliability, title=None, color="tab:blue", ece=None):
+def draw_reliability(ax, reliability, title=None, color="tab:blue", ece=None, counts=True):
     """Draw one reliability diagram into ``ax``: per-bin accuracy bars, the gap to the bin's centre, the diagonal.
 
+    Each occupied bin's bar reaches its accuracy. The gap between the accuracy and the bin's centre is drawn in
+    its own colour and never over the bar's: red hatched above a bar that stops short of the diagonal
+    (over-confident bin), orange hatched on the part of a bar that rises above it (under-confident bin).
     reliability : a :class:`~minikfac.studies.calibration.Reliability` (M bins). Empty bins draw nothing.
-    ece : optional number written in the corner. Returns ``ax``.
+    ece : optional number written in the corner. counts : write each bin's number of examples at its foot.
+    Returns ``ax``.
     """
-    edges, counts, accuracy = _host_bins(reliability)
-    occupied = counts > 0
+    edges, bin_counts, accuracy = _host_bins(reliability)
+    occupied = bin_counts > 0
     left, width = edges[:-1][occupied], np.diff(edges)[occupied]
     centres = left + width / 2
-    ax.bar(left, accuracy[occupied], width=width, align="edge", color=color, edgecolor="black", linewidth=0.5,
-           label="accuracy")
-    # The gap between a bin's accuracy and its centre, hatched: below the diagonal = over-confident.
-    ax.bar(left, centres - accuracy[occupied], bottom=accuracy[occupied], width=width, align="edge",
-           color="tab:red", alpha=0.25, edgecolor="tab:red", hatch="//", linewidth=0.5, label="gap to the diagonal")
+    accuracy = accuracy[occupied]
+    ax.bar(left, np.minimum(accuracy, centres), width=width, align="edge", color=color, edgecolor="black",
+           linewidth=0.5, label="accuracy")
+    over = accuracy < centres  # below the diagonal: over-confident
+    ax.bar(left[over], (centres - accuracy)[over], bottom=accuracy[over], width=width[over], align="edge",
+           color="mistyrose", edgecolor="tab:red", hatch="//", linewidth=0.5, label="gap: over-confident")
+    ax.bar(left[~over], (accuracy - centres)[~over], bottom=centres[~over], width=width[~over], align="edge",
+           color="navajowhite", edgecolor="tab:orange", hatch="\\\\", linewidth=0.5, label="gap: under-confident")
+    if counts:
+        for x, n in zip(centres, bin_counts[occupied]):
+            ax.text(x, 0.015, f"{int(n)}", rotation=90, ha="center", va="bottom", fontsize=6,
+                    bbox={"facecolor": "white", "alpha": 0.75, "linewidth": 0, "pad": 0.6})
     ax.plot([0, 1], [0, 1], color="gray", linestyle="--", linewidth=1, label="calibrated")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
