@@ -205,3 +205,12 @@ def test_the_study_at_a_tiny_size():
         assert "task 2" in permuted_digits.format_table(result)
     with pytest.raises(ValueError, match="method must be one of"):
         permuted_digits.run_sequence("l2", tasks)
+
+
+def test_the_online_diagonal_differs_from_ewc_only_in_its_centres():
+    assert permuted_digits.METHODS["ewc_online"] == ("diag", "last")
+    assert permuted_digits.METHODS["ewc"] == ("diag", "each")
+    tasks = permuted_digits.make_tasks(2, validation=0.5)
+    # with two tasks only task 1 is ever consolidated, and its centre is θ*_1 under both rules
+    ewc, online = (permuted_digits.run_sequence(m, tasks, strength=3.0, epochs=1) for m in ("ewc", "ewc_online"))
+    assert np.array_equal(ewc.accuracy, online.accuracy)

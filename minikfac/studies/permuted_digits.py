@@ -8,15 +8,16 @@ on every task, giving a (T, T) table ``accuracy[i, j]`` = accuracy on task j
 after training on tasks 0..i. The methods (:data:`METHODS`) differ only in
 the penalty added while learning task i > 0 (:class:`minikfac.continual.LaplacePenalty`):
 
-==========  =======================  ===================================================
-method      penalty                  source
-==========  =======================  ===================================================
-"none"      none (plain fine-tuning)  the forgetting baseline
-"ewc"       diagonal, one per task   Kirkpatrick et al. 2017 (EWC)
-"kfac"      K-FAC, online Laplace    Ritter et al. 2018b (Kronecker-factored online Laplace)
-"block"     exact per-layer blocks   what K-FAC approximates
-"full"      the exact GGN            the Laplace approximation itself (tiny nets only)
-==========  =======================  ===================================================
+============  ========================  ============================================================
+method        penalty                   source
+============  ========================  ============================================================
+"none"        none (plain fine-tuning)  the forgetting baseline
+"ewc"         diagonal, one per task    Kirkpatrick et al. 2017 (EWC)
+"ewc_online"  diagonal, online Laplace  the diagonal with K-FAC's centre: only the structure differs
+"kfac"        K-FAC, online Laplace     Ritter et al. 2018b (Kronecker-factored online Laplace)
+"block"       exact per-layer blocks    what K-FAC approximates (online Laplace)
+"full"        the exact GGN             the Laplace approximation itself (online; tiny nets only)
+============  ========================  ============================================================
 
 The strength λ is chosen per method by :func:`choose_strength` on data held
 out from the *training* images (the test images are never looked at until
@@ -32,8 +33,8 @@ from tqdm import tqdm
 from minikfac import backend, continual, data, models, nn, optim, training
 
 #: method -> (structure, centres) of its LaplacePenalty; None = no penalty.
-METHODS = {"none": None, "ewc": ("diag", "each"), "kfac": ("kfac", "last"), "block": ("block", "last"),
-           "full": ("full", "last")}
+METHODS = {"none": None, "ewc": ("diag", "each"), "ewc_online": ("diag", "last"), "kfac": ("kfac", "last"),
+           "block": ("block", "last"), "full": ("full", "last")}
 
 
 def permutations(num_tasks, num_pixels=64, seed=0):
