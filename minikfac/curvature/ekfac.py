@@ -107,8 +107,9 @@ class EKFAC(Approximation):
     @classmethod
     def from_net(cls, net, loss_fn, X, y=None, kind="true", samples=1, seed=0, chunk_size=None):
         """EKFAC of ``net``: K-FAC's factors, their eigenvectors, then one more pass for s (same draws)."""
-        if chunk_size is None:
-            chunk_size = statistics.default_chunk_size(net, statistics.check_kind(kind), X, samples)
+        if chunk_size is None:  # one chunking for both passes: MC's draws must be the same
+            chunk_size = (statistics.statistics_chunk_size(net, statistics.check_kind(kind), X, samples)
+                          or statistics.default_chunk_size(net, kind, X, samples))
         factors = kfac_factors(net, loss_fn, X, y, kind, samples, seed, chunk_size)
         eigenbases = [(psd_eigh(A)[1], psd_eigh(G)[1]) for A, G in factors]
         scalings = ekfac_scalings(net, loss_fn, X, eigenbases, y, kind, samples, seed, chunk_size)

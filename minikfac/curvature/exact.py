@@ -43,6 +43,7 @@ import numpy as np
 
 from minikfac import backend
 from minikfac.curvature import statistics
+from minikfac.curvature.kron import vec
 from minikfac.curvature.linalg import check_dense_size
 from minikfac.curvature.params import layer_slices, parametrised_layers
 from minikfac.nn.linear import Linear
@@ -291,21 +292,38 @@ def fisher(net, loss_fn, X, y=None, kind="true", samples=1, seed=0, chunk_size=N
     return fill_lower_from_upper(matrix)
 
 
+def _layer_diagonal(stats, hessian):
+    """Σ over the chunk's examples and cotangents of J_nk ⊙ (H J)_nk for one layer, (P_l,).
+
+    A Linear layer's row is vec(g āᵀ), so its squared entries are g_i² ā_j²
+    and the sum over examples is one product, vec(γᵀ (ā ⊙ ā)) with γ_n =
+    Σ_k g_nk ⊙ ĝ_nk (ĝ = H_n g for "ggn"): N·D_out·(D_in + 1) work, no row is
+    formed. A convolution sums over positions first, so its rows are formed.
+    """
+    xp = backend.get_array_module(stats.grads)
+    weighted_grads = statistics.hessian_weighted(stats.grads, hessian)
+    if stats.inputs.ndim == 2:
+        gamma = xp.sum(stats.grads * weighted_grads, axis=0)  # (n, D_out)
+        return vec(gamma.T @ (stats.inputs * stats.inputs))
+    rows = statistics.layer_gradients(stats)
+    weighted = statistics.hessian_weighted(rows, hessian)
+    return xp.sum(rows * weighted, axis=(0, 1))
+
+
 def fisher_diagonal(net, loss_fn, X, y=None, kind="true", samples=1, seed=0, chunk_size=None):
     """diag(F), shape (P,), without forming F: (1/N) Σ_nk J_nk² (or Σ J ⊙ HJ for "ggn").
 
-    Same parameters as :func:`fisher`. Costs one pass of per-example rows.
+    Same parameters as :func:`fisher`. Linear layers cost one (D_out, n) @ (n,
+    D_in + 1) product per chunk (:func:`_layer_diagonal`); conv layers a pass
+    of per-example rows.
     """
     statistics.check_kind(kind)
     xp = backend.get_array_module(X)
+    if chunk_size is None:
+        chunk_size = statistics.statistics_chunk_size(net, kind, X, samples)
     diagonal = None
     for chunk in statistics.chunks(net, loss_fn, X, y, kind, samples, seed, chunk_size):
-        parts = []
-        for stats in chunk.layers:
-            rows = statistics.layer_gradients(stats)
-            weighted = statistics.hessian_weighted(rows, chunk.output_hessian) if kind == "ggn" else rows
-            parts.append(xp.sum(rows * weighted, axis=(0, 1)))
-        update = xp.concatenate(parts)
+        update = xp.concatenate([_layer_diagonal(stats, chunk.output_hessian) for stats in chunk.layers])
         diagonal = update if diagonal is None else diagonal + update
     return diagonal / X.shape[0]
 

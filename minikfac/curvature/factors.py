@@ -144,6 +144,8 @@ def kfac_factors(net, loss_fn, X, y=None, kind="true", samples=1, seed=0, chunk_
     A sums over the L positions, G averages over them (module docstring).
     """
     statistics.check_kind(kind)
+    if chunk_size is None:
+        chunk_size = statistics.statistics_chunk_size(net, kind, X, samples)
     sums, last = None, None
     for chunk in statistics.chunks(net, loss_fn, X, y, kind, samples, seed, chunk_size):
         updates = chunk_factor_sums(chunk)

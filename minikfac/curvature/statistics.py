@@ -184,6 +184,24 @@ def default_chunk_size(net, kind, X, samples=1, budget_bytes=CHUNK_BYTES):
     return int(max(1, min(X.shape[0], budget_bytes // max(per_example, 1))))
 
 
+def statistics_chunk_size(net, kind, X, samples=1, budget_bytes=CHUNK_BYTES):
+    """Examples per chunk for passes that keep only a and g, never per-example rows: an int, or None.
+
+    For a net of Linear layers the K·n·(D_out + D_in + 1) numbers of a chunk's
+    caches fit in ``budget_bytes`` (K-FAC's factors, EKFAC's scalings, the
+    diagonal need no more), so chunks are P/(D_out + D_in + 1) times larger
+    than :func:`default_chunk_size`'s. None (use that default) for conv layers,
+    whose caches grow with the positions, and for ``kind="mc"``, whose draws
+    depend on the chunks and so keep the one default of every MC computation.
+    """
+    layers = parametrised_layers(net)
+    if kind == "mc" or not all(layer.weight.data.ndim == 2 for layer in layers):
+        return None
+    width = sum(layer.weight.shape[0] + layer.weight.shape[1] + 1 for layer in layers)
+    per_example = number_of_cotangents(kind, layers[-1].weight.shape[0], samples) * width * X.dtype.itemsize
+    return int(max(1, min(X.shape[0], budget_bytes // per_example)))
+
+
 def _is_positive_int(value):
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
