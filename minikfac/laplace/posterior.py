@@ -59,8 +59,6 @@ def split_last_layer(net, caller):
 
 def _check_data(X, y, caller):
     statistics.check_data(X, None, "ggn")
-    if isinstance(y, Loss) or not backend.is_array(y):
-        raise ValueError(f"{caller}: y must be an array with N = {X.shape[0]} rows (like X), got {type(y).__name__}")
     if not backend.is_array(y) or y.shape[0] != X.shape[0]:
         got = tuple(y.shape) if backend.is_array(y) else type(y).__name__
         raise ValueError(f"{caller}: y must be an array with N = {X.shape[0]} rows (like X), got {got}")
@@ -194,8 +192,7 @@ class Laplace:
         if not hasattr(self.curvature, "eigenbasis"):
             return xp.diagonal(self.posterior_covariance()).copy()
         parts = []
-        for i, part in enumerate(self.curvature.slices):
-            rows = self._model_rows[i]
+        for i, rows in enumerate(self._model_rows):
             U_A, U_G, precision = self._layer_basis(i, rows)
             if U_A is None:
                 parts.append(1 / vec(precision))
