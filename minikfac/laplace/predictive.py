@@ -32,6 +32,7 @@ import math
 from minikfac import backend
 from minikfac.curvature import statistics
 from minikfac.nn.activation import logistic
+from minikfac.nn.likelihoods import softmax
 
 
 def output_jacobians(net, loss_fn, X, chunk_size=None):
@@ -91,13 +92,6 @@ def layer_covariance(stats, U_A, U_G, precision):
     return (rows / precision.reshape(1, 1, -1)) @ xp.swapaxes(rows, 1, 2)
 
 
-def _softmax(f):
-    xp = backend.get_array_module(f)
-    shifted = f - xp.max(f, axis=-1, keepdims=True)
-    e = xp.exp(shifted)
-    return e / xp.sum(e, axis=-1, keepdims=True)
-
-
 def probit(mean, covariance, link):
     """The probit approximation of E[link(f)], f ~ N(mean, covariance): (n, K) from (n, K) and (n, K, K).
 
@@ -106,7 +100,7 @@ def probit(mean, covariance, link):
     xp = backend.get_array_module(mean)
     variances = xp.diagonal(covariance, axis1=1, axis2=2)
     scaled = mean / xp.sqrt(1 + (math.pi / 8) * variances)
-    return _softmax(scaled) if link == "softmax" else logistic(scaled)[0]
+    return softmax(scaled) if link == "softmax" else logistic(scaled)[0]
 
 
 def monte_carlo(mean, covariance, link, samples, seed, block=64):
@@ -127,5 +121,5 @@ def monte_carlo(mean, covariance, link, samples, seed, block=64):
         count = min(block, samples - start)
         noise = rng.standard_normal((count,) + tuple(mean.shape), dtype=mean.dtype)
         draws = mean[None] + xp.einsum("nkj,snj->snk", root, noise)
-        total += xp.sum(_softmax(draws) if link == "softmax" else logistic(draws)[0], axis=0)
+        total += xp.sum(softmax(draws) if link == "softmax" else logistic(draws)[0], axis=0)
     return total / samples

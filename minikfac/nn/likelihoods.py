@@ -16,10 +16,15 @@ from minikfac.nn.loss import Loss
 
 
 def _log_softmax(out):
-    """Row-wise log-softmax of ``out`` (N, C); the row max is subtracted so exp never overflows."""
+    """Log-softmax over the last axis of ``out`` (..., C); the max is subtracted so exp never overflows."""
     xp = backend.get_array_module(out)
-    shifted = out - xp.max(out, axis=1, keepdims=True)
-    return shifted - xp.log(xp.sum(xp.exp(shifted), axis=1, keepdims=True))
+    shifted = out - xp.max(out, axis=-1, keepdims=True)
+    return shifted - xp.log(xp.sum(xp.exp(shifted), axis=-1, keepdims=True))
+
+
+def softmax(out):
+    """The categorical probabilities softmax(f) over the last axis of ``out`` (..., C), without overflow."""
+    return backend.get_array_module(out).exp(_log_softmax(out))
 
 
 def _softplus(x):
